@@ -1,0 +1,263 @@
+"""uv's cache layout: where the cache is, its buckets, archives, pins and the cache lock.
+
+Bucket names come from the uv binary in use (``realuv.build_of``); everything else that depends
+on uv's on-disk layout is here.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Dict, Iterator, Mapping, Optional, Tuple
+
+from shim import uvargs
+from shim.realuv import RealUv, UvBuild, child_env
+
+ARCHIVE_BUCKET = "archive-v0"
+SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
+# A pin is a symlink uv's prune counts as a reference: its name must parse as a wheel stem
+# (uv 0.6-0.7 skip other names) and it must live two levels below a package folder.
+PIN_NAME = "pin-0-py3-none-any"
+_ARCHIVE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def is_archive_id(name: str) -> bool:
+    return bool(_ARCHIVE_ID.match(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Which cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _mentions_cache_dir(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"cache-dir" in f.read()
+    except OSError:
+        return False
+
+
+def _config_candidates(inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Iterator[Path]:
+    explicit = inv.globals.get("--config-file") or env.get("UV_CONFIG_FILE")
+    if explicit:
+        yield uvargs.start_dir(inv, cwd) / explicit
+    start = uvargs.start_dir(inv, cwd)
+    proj = inv.globals.get("--project")
+    if proj:
+        start = start / proj
+    for d in (start, *start.parents):
+        yield d / "uv.toml"
+        yield d / "pyproject.toml"
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    xdg = env.get("XDG_CONFIG_HOME")
+    yield (Path(xdg) if xdg else home / ".config") / "uv" / "uv.toml"
+    for d in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":"):
+        if d:
+            yield Path(d) / "uv" / "uv.toml"
+    yield Path("/etc/uv/uv.toml")
+
+
+def _ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Optional[Path]:
+    args = [real.path]
+    for opt in ("--config-file", "--directory", "--project"):
+        if opt in inv.globals:
+            args += [opt, inv.globals[opt]]
+    if inv.has("--no-config"):
+        args.append("--no-config")
+    args += ["cache", "dir"]
+    try:
+        out = subprocess.run(args, cwd=cwd, env=child_env(env, exec_=False), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    line = out.stdout.strip().splitlines()
+    return Path(line[-1]) if out.returncode == 0 and line else None
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "uv"
+    return Path(env.get("HOME") or os.path.expanduser("~")) / ".cache" / "uv"
+
+
+def find_cache_dir(real: RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Optional[Path]:
+    """The cache directory uv will use, or None for ``--no-cache`` (a throwaway cache)."""
+    if uvargs.no_cache(inv, env):
+        return None
+    value = inv.globals.get("--cache-dir") or env.get("UV_CACHE_DIR")
+    if value:
+        return Path(os.path.abspath(cwd / os.path.expanduser(value)))
+    no_config = inv.has("--no-config") or env.get("UV_NO_CONFIG", "").lower() in ("1", "true")
+    if not no_config and any(_mentions_cache_dir(p) for p in _config_candidates(inv, cwd, env)):
+        asked = _ask_uv(real, inv, cwd, env)
+        if asked is not None:
+            return Path(os.path.abspath(cwd / asked))
+    return default_cache_dir(env)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache of one uv build
+# ---------------------------------------------------------------------------------------------
+
+
+class Cache:
+    def __init__(self, root: Path, build: UvBuild) -> None:
+        self.root = root
+        self.build = build
+        self.archives = root / ARCHIVE_BUCKET
+        self.sdists = root / build.buckets["sdists"]
+        self.wheels = root / build.buckets["wheels"]
+        self.environments = root / build.buckets.get("environments", "environments-v2")
+        self.manifest = self.sdists / SHIM_DIR
+        self._same_root: Dict[str, bool] = {}
+
+    # -- archives -------------------------------------------------------------------------
+
+    def archive_of_link(self, target: str) -> Optional[str]:
+        """The archive id a symlink target in an environment points into, if it is this cache."""
+        marker = os.sep + ARCHIVE_BUCKET + os.sep
+        idx = target.find(marker)
+        if idx < 0:
+            return None
+        rest = target[idx + len(marker):]
+        aid = rest.split(os.sep, 1)[0]
+        if not is_archive_id(aid):
+            return None
+        prefix = target[:idx] or os.sep
+        same = self._same_root.get(prefix)
+        if same is None:
+            try:
+                same = prefix == str(self.root) or os.path.samefile(prefix, self.root)
+            except OSError:
+                same = False
+            self._same_root[prefix] = same
+        return aid if same else None
+
+    def archive_path(self, aid: str) -> Path:
+        assert is_archive_id(aid), aid
+        return self.archives / aid
+
+    def wheel_links(self, name: str) -> Iterator[Tuple[Path, str]]:
+        """(link, archive id) for every wheels-bucket entry of a package, any index."""
+        try:
+            indexes = os.listdir(self.wheels)
+        except OSError:
+            return
+        for index in indexes:
+            pkg = self.wheels / index / name
+            try:
+                entries = os.listdir(pkg)
+            except OSError:
+                continue
+            for entry in entries:
+                link = pkg / entry
+                try:
+                    target = os.readlink(link)
+                except OSError:
+                    continue
+                aid = os.path.basename(target.rstrip("/\\"))
+                if is_archive_id(aid):
+                    yield link, aid
+
+    # -- our folder in the sdists bucket --------------------------------------------------
+
+    def entry_dir(self, key: str) -> Path:
+        return self.manifest / key
+
+    def pin_path(self, key: str, aid: str) -> Path:
+        return self.manifest / key / aid / PIN_NAME
+
+    def pin(self, key: str, aid: str) -> bool:
+        """Make sure a pin for archive ``aid`` exists in entry ``key``; True if one was made."""
+        pin = self.pin_path(key, aid)
+        target = os.path.join("..", "..", "..", "..", ARCHIVE_BUCKET, aid)
+        try:
+            if os.readlink(pin) == target:
+                return False
+        except OSError:
+            pass
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pin.with_name(f".{PIN_NAME}.{os.getpid()}.tmp")
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        os.symlink(target, tmp)
+        os.replace(tmp, pin)
+        return True
+
+    def unpin(self, key: str, aid: str) -> None:
+        """Remove one pin: only our own symlink and its folder, never what it points to."""
+        pin = self.pin_path(key, aid)
+        try:
+            os.unlink(pin)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rmdir(pin.parent)
+        except OSError:
+            pass
+
+    def pins(self, key: str) -> Iterator[str]:
+        try:
+            names = os.listdir(self.entry_dir(key))
+        except OSError:
+            return
+        for name in names:
+            if is_archive_id(name) and os.path.islink(self.pin_path(key, name)):
+                yield name
+
+    def other_manifests(self) -> Iterator[Path]:
+        """Our folders in the sdists buckets of other uv versions sharing this cache."""
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith("sdists-v") and name != self.sdists.name:
+                d = self.root / name / SHIM_DIR
+                if d.is_dir():
+                    yield d
+
+
+# ---------------------------------------------------------------------------------------------
+# uv's cache lock
+# ---------------------------------------------------------------------------------------------
+
+
+class SharedLock:
+    """A shared ``flock`` on ``<cache>/.lock``, as every uv >= 0.8.19 holds while it works.
+
+    Held from before uv installs until our pins are written, so a prune by the bare uv (which
+    takes the lock exclusively) cannot run in between. Older uv versions don't lock; for them it
+    costs nothing. Never created where the cache does not exist yet.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> bool:
+        if self.fd is not None:
+            return True
+        if not self.root.is_dir():
+            return False
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return False
+            raise
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,97 @@
+"""Entry points: ``launch`` (uv and uvx, from a launcher) and ``main`` (the ``uv-shim`` command)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+from shim import __version__, realuv, uvargs
+from shim.realuv import ShimError
+
+_TRUE = ("1", "true", "yes")
+
+
+def _error(message: str, code: int = 2) -> NoReturn:
+    sys.stderr.write(f"uv-shim: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
+    """Run as ``uv`` or ``uvx``: pass through, or intercept and keep the manifest."""
+    env = os.environ
+    try:
+        realuv.check_guard(env)
+        real = realuv.find(env, own=[self_path] if self_path else [])
+    except ShimError as e:
+        _error(str(e))
+    if name == "uvx":
+        uv_args = ["tool", "run", *args]
+        exec_path = real.sibling("uvx")
+        argv0, run_args = (name, args) if exec_path != real.path else ("uv", uv_args)
+    else:
+        uv_args, exec_path, argv0, run_args = args, real.path, "uv", args
+    inv = uvargs.parse(uv_args)
+    if env.get("UV_SHIM_DISABLE", "").lower() in _TRUE or not inv.intercepted:
+        realuv.exec_uv(exec_path, argv0, run_args, env)
+    from shim import bookkeeping
+
+    bookkeeping.intercept(real, argv0, exec_path, run_args, inv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+
+    from shim import launcher
+
+    parser = argparse.ArgumentParser(prog="uv-shim", description="A drop-in uv that makes uv's cache safe to prune.")
+    parser.add_argument("--version", action="version", version=f"uv-shim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p_which = sub.add_parser("which", help="print the real uv uv-shim runs, and why")
+    p_which.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
+    p_install = sub.add_parser("install", help="write uv and uvx launchers and print how to put them first on PATH")
+    p_install.add_argument("--bin-dir", type=Path, default=None, help=f"where to write them (default: {launcher.default_bin_dir()})")
+    p_uninstall = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
+    p_uninstall.add_argument("--bin-dir", type=Path, default=None)
+    ns = parser.parse_args(argv)
+
+    try:
+        if ns.command == "which":
+            real = realuv.find(os.environ)
+            print(real.path)
+            sys.stderr.write(f"uv-shim: using {real.path}: {real.why}\n")
+            if ns.verbose:
+                build = realuv.build_of(real)
+                sys.stderr.write(f"uv-shim: uv {build.version}, buckets: {', '.join(sorted(build.buckets.values()))}\n")
+            return 0
+        if ns.command == "install":
+            bin_dir = (ns.bin_dir or launcher.default_bin_dir()).absolute()
+            written = launcher.install(bin_dir)
+            real = realuv.find(_path_without(bin_dir))
+            sys.stderr.write(f"Installed uv-shim launchers in {bin_dir} (real uv: {real.path})\n")
+            if any(os.path.realpath(p) == str(bin_dir) for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
+                sys.stderr.write(f"{bin_dir} is already first on PATH\n")
+            else:
+                sys.stderr.write("Put it first on PATH (add this line to your shell's startup file):\n")
+            print(launcher.path_line(bin_dir))
+            del written
+            return 0
+        if ns.command == "uninstall":
+            bin_dir = (ns.bin_dir or launcher.default_bin_dir()).absolute()
+            removed = launcher.uninstall(bin_dir)
+            sys.stderr.write(f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n")
+            return 0
+    except ShimError as e:
+        _error(str(e))
+    except OSError as e:
+        _error(f"{e.strerror}: {e.filename}" if e.filename else str(e))
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _path_without(bin_dir: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p or ".") != str(bin_dir))
+    return env

@@ -1,0 +1,229 @@
+"""Find and run the real uv, never ourselves.
+
+Order: ``UV_SHIM_REAL_UV``; else the first ``uv`` on PATH that is not a uv-shim launcher
+(compared by resolved file, and by the recursion guard below); else the binary of the ``uv``
+Python package when it is installed next to us.
+
+Recursion guard: every exec of "the real uv" sets ``UV_SHIM_PID`` to the pid that is about to
+exec. ``exec`` keeps the pid, so if the program we exec turns out to be a shim launcher, it sees
+its own pid in ``UV_SHIM_PID`` and stops with a clear error instead of looping. A ``uv`` started
+later by a child of ``uv run`` has another pid and is unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from shim import paths
+
+GUARD_VAR = "UV_SHIM_PID"
+PARENT_VAR = "UV_SHIM_PPID"
+LAUNCHER_MARK = b"# uv-shim launcher"
+BIN_MARKER = ".uv-shim-bin"  # in every folder we write launchers to: the real-uv search skips it
+
+
+class ShimError(Exception):
+    """A misconfiguration the user must fix: printed as one line, exit 2."""
+
+
+@dataclass
+class RealUv:
+    path: str
+    why: str
+
+    def sibling(self, name: str) -> str:
+        """``uvx`` next to the real ``uv``, if there is one, else the ``uv`` itself."""
+        cand = os.path.join(os.path.dirname(self.path), name)
+        return cand if os.access(cand, os.X_OK) and not is_shim(cand) else self.path
+
+
+def is_shim(path: str) -> bool:
+    """True for a uv-shim launcher or the ``uv-shim`` console script (text files we wrote)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and (LAUNCHER_MARK in head or b"uv-shim" in head or b"shim.cli" in head)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def find(env: Mapping[str, str], own: Sequence[str] = ()) -> RealUv:
+    explicit = env.get("UV_SHIM_REAL_UV")
+    if explicit:
+        if not os.access(explicit, os.X_OK) or os.path.isdir(explicit):
+            raise ShimError(f"UV_SHIM_REAL_UV={explicit} is not an executable file; point it at the real uv binary")
+        if is_shim(explicit):
+            raise ShimError(f"UV_SHIM_REAL_UV={explicit} is uv-shim itself; point it at the real uv binary")
+        return RealUv(explicit, "UV_SHIM_REAL_UV")
+    for d in env.get("PATH", "").split(os.pathsep):
+        cand = os.path.join(d or ".", "uv")
+        if not os.access(cand, os.X_OK) or os.path.isdir(cand):
+            continue
+        if os.path.exists(os.path.join(d or ".", BIN_MARKER)) or any(_same_file(cand, o) for o in own) or is_shim(cand):
+            continue
+        return RealUv(os.path.abspath(cand), f"first uv on PATH that is not uv-shim ({d})")
+    bundled = _bundled()
+    if bundled:
+        return RealUv(bundled, "the uv Python package installed with uv-shim")
+    raise ShimError(
+        "cannot find the real uv: install it (https://docs.astral.sh/uv/) so it is on PATH "
+        "after uv-shim's directory, or set UV_SHIM_REAL_UV=/path/to/uv"
+    )
+
+
+def _bundled() -> Optional[str]:
+    try:
+        import uv as uv_pkg  # type: ignore[import-not-found]
+    except Exception:
+        return None
+    try:
+        path = uv_pkg.find_uv_bin()
+    except Exception:
+        return None
+    return path if path and not is_shim(path) else None
+
+
+def check_guard(env: Mapping[str, str]) -> None:
+    if env.get(GUARD_VAR) == str(os.getpid()) or env.get(PARENT_VAR) == str(os.getppid()):
+        raise ShimError(
+            "the uv that uv-shim found is uv-shim itself (recursion); set UV_SHIM_REAL_UV to the real "
+            "uv binary or fix PATH (`uv-shim which` shows what is used)"
+        )
+
+
+def child_env(env: Mapping[str, str], exec_: bool = True) -> Dict[str, str]:
+    """The user's environment plus the recursion guard for the program we start.
+
+    For ``exec`` the guard is our pid (exec keeps it); for a child it is our pid as its parent.
+    """
+    out = dict(env)
+    out[GUARD_VAR if exec_ else PARENT_VAR] = str(os.getpid())
+    return out
+
+
+def exec_uv(path: str, argv0: str, args: Sequence[str], env: Mapping[str, str]) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(path, [argv0, *args], child_env(env))
+
+
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def run_uv(path: str, argv0: str, args: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run uv as a child with our stdio; return its exit status as a shell would (128+sig)."""
+    proc = subprocess.Popen([argv0, *args], executable=path, env=child_env(env, exec_=False))
+    # The terminal delivers Ctrl-C to the whole foreground group: uv gets it and decides.
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    for sig in _FORWARDED:
+        old[sig] = signal.signal(sig, lambda s, _f: proc.send_signal(s))
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return code
+
+
+def mirror_exit(code: int) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    """Exit the way uv did: by the same signal if it was killed, else with its code."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code < 0:
+        sig = -code
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        code = 128 + sig
+    os._exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a given uv binary is: version and cache bucket names, read once and memoized by file.
+# ---------------------------------------------------------------------------------------------
+
+_BUCKET_RE = re.compile(rb"(sdists|wheels|environments|simple|interpreter)-v(\d+)")
+_MEMO_VERSION = 1
+
+
+@dataclass
+class UvBuild:
+    version: str
+    buckets: Dict[str, str]  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ...}
+
+    @property
+    def version_tuple(self) -> Tuple[int, ...]:
+        return version_tuple(self.version)
+
+
+def version_tuple(version: str) -> Tuple[int, ...]:
+    out: List[int] = []
+    for part in version.split("."):
+        m = re.match(r"\d+", part)
+        if not m:
+            break
+        out.append(int(m.group()))
+    return tuple(out)
+
+
+def _scan_binary(path: str) -> Dict[str, str]:
+    """The bucket names compiled into the uv binary (each appears exactly once in uv's code)."""
+    import mmap
+
+    found: Dict[str, List[str]] = {}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        for match in _BUCKET_RE.finditer(m):
+            kind = match.group(1).decode()
+            name = match.group(0).decode()
+            found.setdefault(kind, [])
+            if name not in found[kind]:
+                found[kind].append(name)
+    return {k: v[0] for k, v in found.items() if len(v) == 1}
+
+
+def build_of(real: RealUv) -> UvBuild:
+    st = os.stat(real.path)
+    resolved = os.path.realpath(real.path)
+    key = f"{resolved}|{st.st_size}|{st.st_mtime_ns}"
+    memo_file = paths.state_dir() / "uv-builds.json"
+    memo: Dict[str, Dict[str, object]] = {}
+    try:
+        with open(memo_file, "rb") as f:
+            memo = json.loads(f.read())
+        if memo.get("_v") != _MEMO_VERSION:  # type: ignore[comparison-overlap]
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
+    hit = memo.get(key)
+    if isinstance(hit, dict) and "version" in hit and "buckets" in hit:
+        return UvBuild(str(hit["version"]), dict(hit["buckets"]))  # type: ignore[arg-type]
+    out = subprocess.run([real.path, "--version"], capture_output=True, text=True, env=child_env(os.environ, exec_=False))
+    m = re.search(r"\d+\.\d+\.\d+\S*", out.stdout)
+    version = m.group() if m else "0"
+    buckets = _scan_binary(resolved)
+    if "sdists" not in buckets or "wheels" not in buckets:
+        raise ShimError(f"cannot read the cache layout of {real.path} (uv {version}); report this uv version to uv-shim")
+    memo = {k: v for k, v in memo.items() if isinstance(v, dict) and not k.startswith(resolved + "|")}
+    memo[key] = {"version": version, "buckets": buckets}
+    memo["_v"] = _MEMO_VERSION  # type: ignore[assignment]
+    paths.write_atomic(memo_file, json.dumps(memo, indent=1).encode())
+    return UvBuild(version, buckets)
