@@ -7,18 +7,18 @@ uv's own exit code stands.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
-from datetime import timedelta
-from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+import time
 
 from shim import envscan, hostid, manifest, realuv, uvargs
 from shim.cache import Cache, SharedLock, find_cache_dir, is_archive_id
 from shim.manifest import Record, RecordError
 
-TOUCH_EVERY = timedelta(hours=1)  # last_used is rewritten at most this often on no-op paths
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Mapping, NoReturn, Optional, Tuple
+
+TOUCH_EVERY = 3600.0  # seconds: last_used is rewritten at most this often on no-op paths
 
 
 class Warnings:
@@ -30,9 +30,8 @@ class Warnings:
     def __call__(self, message: str) -> None:
         if self.first is None:
             self.first = message
-            if os.environ.get("UV_SHIM_QUIET_WARNINGS") != "1":
-                sys.stderr.write(f"uv-shim: warning: {message}\n")
-                sys.stderr.flush()
+            sys.stderr.write(f"uv-shim: warning: {message}\n")
+            sys.stderr.flush()
 
 
 class Book:
@@ -43,7 +42,7 @@ class Book:
         self.warn = warn
         self.host, self.host_id = hostid.identity()
 
-    def key(self, env_path: Path) -> Tuple[str, str]:
+    def key(self, env_path: str) -> Tuple[str, str]:
         real = os.path.realpath(env_path)
         return real, manifest.entry_key(self.host_id, real)
 
@@ -55,11 +54,11 @@ class Book:
         except FileNotFoundError:
             pass
         except RecordError as e:
-            self.warn(f"record {entry / manifest.RECORD} is unusable ({e}); rebuilding it by a rescan")
+            self.warn(f"record {os.path.join(entry, manifest.RECORD)} is unusable ({e}); rebuilding it by a rescan")
             return self._new(real, kind), True
         for other in self.cache.other_manifests():  # written under another uv version: carry it over
             try:
-                rec = manifest.load(other / key)
+                rec = manifest.load(os.path.join(other, key))
             except (OSError, RecordError):
                 continue
             rec.scanned = False
@@ -69,79 +68,90 @@ class Book:
     def _new(self, real: str, kind: str) -> Record:
         return Record(path=real, host=self.host, host_id=self.host_id, kind=kind, uv_version=self.cache.build.version)
 
-    def register(self, env_path: Path, kind: str) -> None:
+    def register(self, env_path: str, kind: str) -> None:
         """Make sure a root exists before uv runs, so an install in flight is already known."""
         real, key = self.key(env_path)
         entry = self.cache.entry_dir(key)
-        if (entry / manifest.RECORD).is_file():
+        if os.path.isfile(os.path.join(entry, manifest.RECORD)):
             return
         with manifest.lock(entry):
             rec, dirty = self._load(key, real, kind)
             if dirty:
                 manifest.save(entry, rec)
 
-    def update(self, env_path: Path, kind: str) -> None:
+    def update(self, env_path: str, kind: str) -> None:
         """Scan the environment, pin what it links by symlink, drop pins it no longer needs."""
         real, key = self.key(env_path)
         entry = self.cache.entry_dir(key)
-        if not os.path.isdir(real) and not entry.exists():
+        if not os.path.isdir(real):
+            if os.path.isdir(entry):
+                with manifest.lock(entry):
+                    manifest.remove(entry)  # the environment is gone: its root is dead
             return
+        try:
+            dists = envscan.scan(real, kind, self.cache)
+        except OSError as e:
+            self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
+            return
+        if not dists and not os.path.isdir(entry):
+            return
+        if dists:
+            fp, mtime = manifest.quick_state(entry)
+            if fp == manifest.fingerprint(dists) and time.time() - mtime < TOUCH_EVERY and self._pinned(key, dists):
+                return  # the common no-op: nothing changed, nothing to write
         with manifest.lock(entry):
-            rec, dirty = self._load(key, real, kind)
-            if not os.path.isdir(real):
-                manifest.remove(entry)  # the environment is gone: its root is dead
-                return
-            try:
-                dists = envscan.scan(Path(real), kind, self.cache, rec.distributions)
-            except OSError as e:
-                self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
-                return
             if not dists:
                 manifest.remove(entry)  # links nothing from the cache: nothing to record
                 return
+            rec, _ = self._load(key, real, kind)
             old_pins = set(self.cache.pins(key))
-            if dists != rec.distributions or not rec.scanned:
-                rec.set_dists(dists)
-                rec.uv_version = self.cache.build.version
-                dirty = True
+            rec.set_dists(dists)
+            rec.uv_version = self.cache.build.version
+            rec.python = rec.python or envscan.python_version(real)
             new_pins = set(rec.pinned)
-            for aid in new_pins:
-                self.cache.pin(key, aid)  # pins first: fail closed if we die halfway
-            now = manifest.now()
-            if dirty or now - rec.last_used >= TOUCH_EVERY:
-                rec.last_used = now
-                if not rec.python:
-                    rec.python = envscan.python_version(Path(real))
-                manifest.save(entry, rec)
-            for aid in old_pins - new_pins:
+            for aid in sorted(new_pins):
+                self.cache.pin(key, aid)  # pins before the record: fail closed if we die here
+            rec.last_used = manifest.now()
+            manifest.save(entry, rec)
+            for aid in sorted(old_pins - new_pins):
                 self.cache.unpin(key, aid)
+
+    def _pinned(self, key: str, dists) -> bool:
+        return all(os.path.islink(self.cache.pin_path(key, d.archive)) for d in dists.values() if d.mode == envscan.SYMLINK)
 
 
 # ---------------------------------------------------------------------------------------------
 # Which roots a command touches
 # ---------------------------------------------------------------------------------------------
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+def _tool_name(spec: str) -> str:
+    """``black[d]>=24`` -> ``black``: the folder ``uv tool install`` uses."""
+    out = ""
+    for ch in spec:
+        if not (ch.isalnum() or ch in "._-"):
+            break
+        out += ch
+    return out
 
 
-def _tool_envs(tools: Path, inv: uvargs.Invocation) -> List[Tuple[Path, str]]:
+def _tool_envs(tools: str, inv: uvargs.Invocation) -> List[Tuple[str, str]]:
     out = []
     try:
         names = sorted(os.listdir(tools))
     except OSError:
         names = []
     for name in names:
-        if (tools / name / "pyvenv.cfg").is_file():
-            out.append((tools / name, "venv"))
+        if os.path.isfile(os.path.join(tools, name, "pyvenv.cfg")):
+            out.append((os.path.join(tools, name), "venv"))
     if inv.words[1:2] == ("install",):
-        for pos in inv.positionals[:1]:
-            m = _NAME.match(pos)
-            if m and (tools / m.group(), "venv") not in out:
-                out.append((tools / m.group(), "venv"))
+        for spec in [inv.opt("--from") or ""] + inv.positionals[:1]:
+            name = _tool_name(spec)
+            if name and (os.path.join(tools, name), "venv") not in out:
+                out.append((os.path.join(tools, name), "venv"))
     return out
 
 
-def cached_envs(cache: Cache) -> List[Tuple[Path, str]]:
+def cached_envs(cache: Cache) -> List[Tuple[str, str]]:
     """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts)."""
     out = []
     try:
@@ -150,17 +160,19 @@ def cached_envs(cache: Cache) -> List[Tuple[Path, str]]:
         return out
     for name in names:
         try:
-            target = os.readlink(cache.environments / name)
+            target = os.readlink(os.path.join(cache.environments, name))
         except OSError:
             continue
         aid = os.path.basename(target.rstrip("/"))
-        if is_archive_id(aid) and (cache.archives / aid / "pyvenv.cfg").is_file():
-            out.append((cache.archives / aid, "cached"))
+        if is_archive_id(aid) and os.path.isfile(os.path.join(cache.archives, aid, "pyvenv.cfg")):
+            out.append((os.path.join(cache.archives, aid), "cached"))
     return out
 
 
-def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Optional[Path]:
+def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
     """For ``--system`` or ``-p 3.12``: ask uv which interpreter it will use."""
+    import subprocess
+
     args = [real.path, "python", "find"]
     req = inv.opt("--python", "-p")
     if req:
@@ -173,13 +185,12 @@ def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: Path, env: Map
         return None
     if out.returncode != 0 or not out.stdout.strip():
         return None
-    python = Path(out.stdout.strip().splitlines()[-1])
-    prefix = python.parent.parent
-    return prefix
+    python = out.stdout.strip().splitlines()[-1]
+    return os.path.dirname(os.path.dirname(python))
 
 
-def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: Path, env: Mapping[str, str]) -> List[Tuple[Path, str]]:
-    out: List[Tuple[Path, str]] = []
+def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: str, env: Mapping[str, str]) -> List[Tuple[str, str]]:
+    out: List[Tuple[str, str]] = []
     for t in uvargs.targets(inv, cwd, env):
         if t.kind == "tools":
             out.extend(_tool_envs(t.path, inv))
@@ -188,7 +199,7 @@ def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: Pa
     if inv.words[:1] == ("pip",) and not out:
         prefix = _system_env(real, inv, cwd, env)
         if prefix is not None:
-            out.append((prefix, "venv" if (prefix / "pyvenv.cfg").is_file() else "prefix"))
+            out.append((prefix, "venv" if os.path.isfile(os.path.join(prefix, "pyvenv.cfg")) else "prefix"))
     if uvargs.uses_cached_env(inv):
         out.extend(cached_envs(cache))
     return out
@@ -199,12 +210,12 @@ def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: Pa
 # ---------------------------------------------------------------------------------------------
 
 
-def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
     env = os.environ
-    cwd = Path(os.getcwd())
+    cwd = os.getcwd()
     warn = Warnings()
     book: Optional[Book] = None
-    roots: List[Tuple[Path, str]] = []
+    roots: List[Tuple[str, str]] = []
     lock: Optional[SharedLock] = None
     try:
         root = find_cache_dir(real, inv, cwd, env)
@@ -238,7 +249,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
     realuv.mirror_exit(code)
 
 
-def _update_all(book: Book, roots: List[Tuple[Path, str]], warn: Warnings, what: str) -> None:
+def _update_all(book: Book, roots: List[Tuple[str, str]], warn: Warnings, what: str) -> None:
     try:
         for path, kind in roots:
             book.update(path, kind)

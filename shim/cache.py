@@ -9,24 +9,25 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
-import subprocess
-from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 from shim import uvargs
 from shim.realuv import RealUv, UvBuild, child_env
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 ARCHIVE_BUCKET = "archive-v0"
 SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
 # A pin is a symlink uv's prune counts as a reference: its name must parse as a wheel stem
 # (uv 0.6-0.7 skip other names) and it must live two levels below a package folder.
 PIN_NAME = "pin-0-py3-none-any"
-_ARCHIVE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def is_archive_id(name: str) -> bool:
-    return bool(_ARCHIVE_ID.match(name))
+    """uv's archive ids: nanoids (21 or 16 chars) or digests; never a path, never ``..``."""
+    return 8 <= len(name) <= 64 and _ID_CHARS.issuperset(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,7 +35,7 @@ def is_archive_id(name: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _mentions_cache_dir(path: Path) -> bool:
+def _mentions_cache_dir(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             return b"cache-dir" in f.read()
@@ -42,27 +43,29 @@ def _mentions_cache_dir(path: Path) -> bool:
         return False
 
 
-def _config_candidates(inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Iterator[Path]:
+def _config_candidates(inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Iterator[str]:
     explicit = inv.globals.get("--config-file") or env.get("UV_CONFIG_FILE")
     if explicit:
-        yield uvargs.start_dir(inv, cwd) / explicit
+        yield os.path.join(cwd, os.path.expanduser(explicit))
     start = uvargs.start_dir(inv, cwd)
     proj = inv.globals.get("--project")
     if proj:
-        start = start / proj
-    for d in (start, *start.parents):
-        yield d / "uv.toml"
-        yield d / "pyproject.toml"
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
-    xdg = env.get("XDG_CONFIG_HOME")
-    yield (Path(xdg) if xdg else home / ".config") / "uv" / "uv.toml"
+        start = os.path.join(start, proj)
+    for d in uvargs._parents(start):
+        yield os.path.join(d, "uv.toml")
+        yield os.path.join(d, "pyproject.toml")
+    home = env.get("HOME") or os.path.expanduser("~")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    yield os.path.join(xdg, "uv", "uv.toml")
     for d in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":"):
         if d:
-            yield Path(d) / "uv" / "uv.toml"
-    yield Path("/etc/uv/uv.toml")
+            yield os.path.join(d, "uv", "uv.toml")
+    yield "/etc/uv/uv.toml"
 
 
-def _ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Optional[Path]:
+def _ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
+    import subprocess
+
     args = [real.path]
     for opt in ("--config-file", "--directory", "--project"):
         if opt in inv.globals:
@@ -74,29 +77,33 @@ def _ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping[str, s
         out = subprocess.run(args, cwd=cwd, env=child_env(env, exec_=False), capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    line = out.stdout.strip().splitlines()
-    return Path(line[-1]) if out.returncode == 0 and line else None
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if out.returncode == 0 and lines else None
 
 
-def default_cache_dir(env: Mapping[str, str]) -> Path:
+def default_cache_dir(env: Mapping[str, str]) -> str:
     xdg = env.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "uv"
-    return Path(env.get("HOME") or os.path.expanduser("~")) / ".cache" / "uv"
+        return os.path.join(xdg, "uv")
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache", "uv")
 
 
-def find_cache_dir(real: RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping[str, str]) -> Optional[Path]:
-    """The cache directory uv will use, or None for ``--no-cache`` (a throwaway cache)."""
+def find_cache_dir(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
+    """The cache directory uv will use, or None for ``--no-cache`` (a throwaway cache).
+
+    ``--cache-dir`` and ``UV_CACHE_DIR`` are read directly; when a config file might set
+    ``cache-dir`` the real uv is asked (``uv cache dir``), else the XDG default applies.
+    """
     if uvargs.no_cache(inv, env):
         return None
     value = inv.globals.get("--cache-dir") or env.get("UV_CACHE_DIR")
     if value:
-        return Path(os.path.abspath(cwd / os.path.expanduser(value)))
+        return os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
     no_config = inv.has("--no-config") or env.get("UV_NO_CONFIG", "").lower() in ("1", "true")
     if not no_config and any(_mentions_cache_dir(p) for p in _config_candidates(inv, cwd, env)):
         asked = _ask_uv(real, inv, cwd, env)
         if asked is not None:
-            return Path(os.path.abspath(cwd / asked))
+            return os.path.abspath(os.path.join(cwd, asked))
     return default_cache_dir(env)
 
 
@@ -106,14 +113,15 @@ def find_cache_dir(real: RealUv, inv: uvargs.Invocation, cwd: Path, env: Mapping
 
 
 class Cache:
-    def __init__(self, root: Path, build: UvBuild) -> None:
+    def __init__(self, root: str, build: UvBuild) -> None:
+        j = os.path.join
         self.root = root
         self.build = build
-        self.archives = root / ARCHIVE_BUCKET
-        self.sdists = root / build.buckets["sdists"]
-        self.wheels = root / build.buckets["wheels"]
-        self.environments = root / build.buckets.get("environments", "environments-v2")
-        self.manifest = self.sdists / SHIM_DIR
+        self.archives = j(root, ARCHIVE_BUCKET)
+        self.sdists = j(root, build.buckets["sdists"])
+        self.wheels = j(root, build.buckets["wheels"])
+        self.environments = j(root, build.buckets.get("environments", "environments-v2"))
+        self.manifest = j(self.sdists, SHIM_DIR)
         self._same_root: Dict[str, bool] = {}
 
     # -- archives -------------------------------------------------------------------------
@@ -132,30 +140,31 @@ class Cache:
         same = self._same_root.get(prefix)
         if same is None:
             try:
-                same = prefix == str(self.root) or os.path.samefile(prefix, self.root)
+                same = prefix == self.root or os.path.samefile(prefix, self.root)
             except OSError:
                 same = False
             self._same_root[prefix] = same
         return aid if same else None
 
-    def archive_path(self, aid: str) -> Path:
-        assert is_archive_id(aid), aid
-        return self.archives / aid
+    def archive_path(self, aid: str) -> str:
+        if not is_archive_id(aid):
+            raise ValueError(f"not an archive id: {aid!r}")
+        return os.path.join(self.archives, aid)
 
-    def wheel_links(self, name: str) -> Iterator[Tuple[Path, str]]:
+    def wheel_links(self, name: str) -> Iterator[Tuple[str, str]]:
         """(link, archive id) for every wheels-bucket entry of a package, any index."""
         try:
             indexes = os.listdir(self.wheels)
         except OSError:
             return
         for index in indexes:
-            pkg = self.wheels / index / name
+            pkg = os.path.join(self.wheels, index, name)
             try:
                 entries = os.listdir(pkg)
             except OSError:
                 continue
             for entry in entries:
-                link = pkg / entry
+                link = os.path.join(pkg, entry)
                 try:
                     target = os.readlink(link)
                 except OSError:
@@ -166,11 +175,13 @@ class Cache:
 
     # -- our folder in the sdists bucket --------------------------------------------------
 
-    def entry_dir(self, key: str) -> Path:
-        return self.manifest / key
+    def entry_dir(self, key: str) -> str:
+        return os.path.join(self.manifest, key)
 
-    def pin_path(self, key: str, aid: str) -> Path:
-        return self.manifest / key / aid / PIN_NAME
+    def pin_path(self, key: str, aid: str) -> str:
+        if not is_archive_id(aid):
+            raise ValueError(f"not an archive id: {aid!r}")
+        return os.path.join(self.manifest, key, aid, PIN_NAME)
 
     def pin(self, key: str, aid: str) -> bool:
         """Make sure a pin for archive ``aid`` exists in entry ``key``; True if one was made."""
@@ -181,8 +192,8 @@ class Cache:
                 return False
         except OSError:
             pass
-        pin.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pin.with_name(f".{PIN_NAME}.{os.getpid()}.tmp")
+        os.makedirs(os.path.dirname(pin), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(pin), f".{PIN_NAME}.{os.getpid()}.tmp")
         try:
             os.unlink(tmp)
         except FileNotFoundError:
@@ -199,7 +210,7 @@ class Cache:
         except FileNotFoundError:
             pass
         try:
-            os.rmdir(pin.parent)
+            os.rmdir(os.path.dirname(pin))
         except OSError:
             pass
 
@@ -212,16 +223,16 @@ class Cache:
             if is_archive_id(name) and os.path.islink(self.pin_path(key, name)):
                 yield name
 
-    def other_manifests(self) -> Iterator[Path]:
+    def other_manifests(self) -> Iterator[str]:
         """Our folders in the sdists buckets of other uv versions sharing this cache."""
         try:
             names = os.listdir(self.root)
         except OSError:
             return
         for name in names:
-            if name.startswith("sdists-v") and name != self.sdists.name:
-                d = self.root / name / SHIM_DIR
-                if d.is_dir():
+            if name.startswith("sdists-v") and name != os.path.basename(self.sdists):
+                d = os.path.join(self.root, name, SHIM_DIR)
+                if os.path.isdir(d):
                     yield d
 
 
@@ -238,17 +249,17 @@ class SharedLock:
     costs nothing. Never created where the cache does not exist yet.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
         self.fd: Optional[int] = None
 
     def acquire(self) -> bool:
         if self.fd is not None:
             return True
-        if not self.root.is_dir():
+        if not os.path.isdir(self.root):
             return False
         try:
-            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as e:
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return False

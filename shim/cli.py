@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import List, NoReturn, Optional
 
 from shim import __version__, realuv, uvargs
 from shim.realuv import ShimError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, NoReturn, Optional
 
 _TRUE = ("1", "true", "yes")
 
@@ -43,6 +45,7 @@ def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
 
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
+    from pathlib import Path
 
     from shim import launcher
 
@@ -67,19 +70,25 @@ def main(argv: Optional[List[str]] = None) -> int:
                 sys.stderr.write(f"uv-shim: uv {build.version}, buckets: {', '.join(sorted(build.buckets.values()))}\n")
             return 0
         if ns.command == "install":
-            bin_dir = (ns.bin_dir or launcher.default_bin_dir()).absolute()
-            written = launcher.install(bin_dir)
-            real = realuv.find(_path_without(bin_dir))
-            sys.stderr.write(f"Installed uv-shim launchers in {bin_dir} (real uv: {real.path})\n")
-            if any(os.path.realpath(p) == str(bin_dir) for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
+            bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+            launcher.install(bin_dir)
+            try:
+                real: Optional[str] = realuv.find(_path_without(bin_dir)).path
+            except ShimError:
+                real = None
+            sys.stderr.write(f"Installed uv-shim launchers in {bin_dir}\n")
+            if real is None:
+                sys.stderr.write("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
+            else:
+                sys.stderr.write(f"Real uv: {real}\n")
+            if any(os.path.realpath(p) == bin_dir for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
                 sys.stderr.write(f"{bin_dir} is already first on PATH\n")
             else:
                 sys.stderr.write("Put it first on PATH (add this line to your shell's startup file):\n")
             print(launcher.path_line(bin_dir))
-            del written
             return 0
         if ns.command == "uninstall":
-            bin_dir = (ns.bin_dir or launcher.default_bin_dir()).absolute()
+            bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
             removed = launcher.uninstall(bin_dir)
             sys.stderr.write(f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n")
             return 0
@@ -91,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
 
 
-def _path_without(bin_dir: Path) -> dict:
+def _path_without(bin_dir: str) -> Dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p or ".") != str(bin_dir))
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p or ".") != bin_dir)
     return env

@@ -8,23 +8,40 @@ otherwise one stat tells a hardlink (the archive's inode, link count > 1) from a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Mapping, Optional
 
 from shim.cache import Cache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional
 
 SYMLINK = "symlink"
 HARDLINK = "hardlink"
 COPY = "copy"  # copy or clone (a reflink is not visible from user space)
 
 
-@dataclass(frozen=True)
 class Dist:
-    name: str
-    version: str
-    mode: str
-    archive: str = ""  # archive id, when known
+    """One installed distribution and the archive it came from (``archive`` "" when unknown)."""
+
+    __slots__ = ("name", "version", "mode", "archive")
+
+    def __init__(self, name: str, version: str, mode: str, archive: str = "") -> None:
+        self.name = name
+        self.version = version
+        self.mode = mode
+        self.archive = archive
+
+    def _t(self):
+        return (self.name, self.version, self.mode, self.archive)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dist) and self._t() == other._t()
+
+    def __hash__(self) -> int:
+        return hash(self._t())
+
+    def __repr__(self) -> str:
+        return f"Dist({self.name!r}, {self.version!r}, {self.mode!r}, {self.archive!r})"
 
     @property
     def key(self) -> str:
@@ -35,26 +52,27 @@ def normalize(name: str) -> str:
     return name.replace("_", "-").replace(".", "-").lower()
 
 
-def site_dirs(root: Path, kind: str) -> List[Path]:
+def site_dirs(root: str, kind: str) -> List[str]:
     """The folders holding ``*.dist-info`` for an environment root."""
     if kind == "target":
         return [root]
-    out: List[Path] = []
+    out: List[str] = []
     seen = set()
+    j = os.path.join
     for lib in ("lib", "lib64", "Lib"):
-        base = root / lib
+        base = j(root, lib)
         try:
             names = os.listdir(base)
         except OSError:
             continue
         for name in sorted(names):
             if lib == "Lib":
-                cand = base / "site-packages" if name == "site-packages" else None
+                cand = j(base, name) if name == "site-packages" else None
             elif name.startswith("python") or name.startswith("pypy"):
-                cand = base / name / "site-packages"
+                cand = j(base, name, "site-packages")
             else:
                 cand = None
-            if cand is None or not cand.is_dir():
+            if cand is None or not os.path.isdir(cand):
                 continue
             real = os.path.realpath(cand)
             if real not in seen:
@@ -63,13 +81,13 @@ def site_dirs(root: Path, kind: str) -> List[Path]:
     return out
 
 
-def is_environment(root: Path) -> bool:
-    return (root / "pyvenv.cfg").is_file() or bool(site_dirs(root, "prefix"))
+def is_environment(root: str) -> bool:
+    return os.path.isfile(os.path.join(root, "pyvenv.cfg")) or bool(site_dirs(root, "prefix"))
 
 
-def python_version(root: Path) -> str:
+def python_version(root: str) -> str:
     try:
-        with open(root / "pyvenv.cfg", encoding="utf-8", errors="replace") as f:
+        with open(os.path.join(root, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
             for line in f:
                 k, _, v = line.partition("=")
                 if k.strip() in ("version_info", "version"):
@@ -77,13 +95,13 @@ def python_version(root: Path) -> str:
     except OSError:
         pass
     for site in site_dirs(root, "prefix"):
-        return site.parent.name.replace("python", "")
+        return os.path.basename(os.path.dirname(site)).replace("python", "")
     return ""
 
 
-def _installed_by_uv(dist_info: Path) -> bool:
+def _installed_by_uv(dist_info: str) -> bool:
     try:
-        with open(dist_info / "INSTALLER", "rb") as f:
+        with open(os.path.join(dist_info, "INSTALLER"), "rb") as f:
             return f.read(16).strip() == b"uv"
     except OSError:
         return False
@@ -91,13 +109,11 @@ def _installed_by_uv(dist_info: Path) -> bool:
 
 def _hardlink_archive(cache: Cache, name: str, distinfo: str, st: os.stat_result, hint: str) -> str:
     """Find the archive a hardlinked METADATA came from: the previous answer, else the wheels bucket."""
-    candidates: List[str] = [hint] if hint else []
-    if not hint:
-        candidates = [aid for _link, aid in cache.wheel_links(normalize(name))]
+    candidates = [hint] if hint else [aid for _link, aid in cache.wheel_links(normalize(name))]
     for aid in candidates:
         try:
-            ast = os.stat(cache.archive_path(aid) / distinfo / "METADATA")
-        except (OSError, AssertionError):
+            ast = os.stat(os.path.join(cache.archive_path(aid), distinfo, "METADATA"))
+        except (OSError, ValueError):
             continue
         if (ast.st_dev, ast.st_ino) == (st.st_dev, st.st_ino):
             return aid
@@ -106,23 +122,25 @@ def _hardlink_archive(cache: Cache, name: str, distinfo: str, st: os.stat_result
     return ""
 
 
-def scan(root: Path, kind: str, cache: Cache, previous: Optional[Mapping[str, Dist]] = None) -> Dict[str, Dist]:
+def scan(root: str, kind: str, cache: Cache, previous: Optional[Mapping[str, Dist]] = None) -> Dict[str, Dist]:
     """Every distribution installed from this cache into the environment, keyed ``name==version``.
 
     Raises OSError when the environment cannot be read (the caller keeps what it had recorded).
     """
     previous = previous or {}
     found: Dict[str, Dist] = {}
+    j = os.path.join
     for site in site_dirs(root, kind):
         for entry in os.listdir(site):
             if not entry.endswith(".dist-info"):
                 continue
-            stem = entry[: -len(".dist-info")]
-            name, _, version = stem.partition("-")
+            name, _, version = entry[: -len(".dist-info")].partition("-")
             if not version:
                 continue
-            dist_info = site / entry
-            meta = dist_info / "METADATA"
+            dist_info = j(site, entry)
+            meta = j(dist_info, "METADATA")
+            name = normalize(name)
+            key = f"{name}=={version}"
             try:
                 target = os.readlink(meta)
             except OSError:
@@ -130,28 +148,21 @@ def scan(root: Path, kind: str, cache: Cache, previous: Optional[Mapping[str, Di
             if target is not None:
                 aid = cache.archive_of_link(target)
                 if aid:
-                    d = Dist(normalize(name), version, SYMLINK, aid)
-                    found[d.key] = d
+                    found[key] = Dist(name, version, SYMLINK, aid)
                 continue
             try:
                 st = os.stat(meta)
             except FileNotFoundError:
                 continue
-            key = f"{normalize(name)}=={version}"
+            prev = previous.get(key)
             if st.st_nlink > 1:
-                prev = previous.get(key)
-                hint = prev.archive if prev and prev.mode == HARDLINK else ""
-                aid = _hardlink_archive(cache, name, entry, st, hint)
-                found[key] = Dist(normalize(name), version, HARDLINK, aid)
-            elif key in previous and previous[key].mode == COPY or _installed_by_uv(dist_info):
-                found[key] = Dist(normalize(name), version, COPY)
+                hint = prev.archive if prev is not None and prev.mode == HARDLINK else ""
+                found[key] = Dist(name, version, HARDLINK, _hardlink_archive(cache, name, entry, st, hint))
+            elif (prev is not None and prev.mode == COPY) or _installed_by_uv(dist_info):
+                found[key] = Dist(name, version, COPY)
     return found
 
 
-def dangling(root: Path, kind: str, cache: Cache) -> List[str]:
+def dangling(root: str, kind: str, cache: Cache) -> List[str]:
     """Distributions whose METADATA symlink into this cache no longer resolves."""
-    out = []
-    for d in scan(root, kind, cache).values():
-        if d.mode == SYMLINK and not cache.archive_path(d.archive).is_dir():
-            out.append(d.key)
-    return out
+    return [d.key for d in scan(root, kind, cache).values() if d.mode == SYMLINK and not os.path.isdir(cache.archive_path(d.archive))]

@@ -1,20 +1,21 @@
 """Who is running: a host identity that tells containers sharing one cache apart.
 
-hostname + machine-id + container id (from /proc/self/mountinfo or cgroup), hashed. Roots
+hostname + machine-id + container id (from /proc/self/cgroup or mountinfo), hashed. Roots
 recorded under another identity cannot be checked from here and are kept until their lease ends.
 ``UV_SHIM_HOST_ID`` overrides it (tests, or hosts that want a stable name).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import socket
-from functools import lru_cache
-from typing import Tuple
 
-_CONTAINER = re.compile(r"(?:docker|containers|libpod|crio|cri-containerd)[-/]([0-9a-f]{64})")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
+_MARKERS = ("docker", "containers", "libpod", "crio", "cri-containerd")
+_HEX = frozenset("0123456789abcdef")
+_identity: Optional[Tuple[str, str]] = None
 
 
 def _read(path: str, limit: int = 65536) -> str:
@@ -26,20 +27,34 @@ def _read(path: str, limit: int = 65536) -> str:
 
 
 def container_id() -> str:
+    """The 64-hex id of the container we run in, if any (docker, podman, cri-o, containerd)."""
     for path in ("/proc/self/cgroup", "/proc/self/mountinfo"):
-        m = _CONTAINER.search(_read(path))
-        if m:
-            return m.group(1)
+        text = _read(path)
+        for marker in _MARKERS:
+            start = 0
+            while True:
+                i = text.find(marker, start)
+                if i < 0:
+                    break
+                cand = text[i + len(marker) + 1 : i + len(marker) + 65]
+                if len(cand) == 64 and _HEX.issuperset(cand):
+                    return cand
+                start = i + 1
     return ""
 
 
-@lru_cache(maxsize=None)
 def identity() -> Tuple[str, str]:
     """(hostname, host id)."""
-    hostname = socket.gethostname()
-    override = os.environ.get("UV_SHIM_HOST_ID")
-    if override:
-        return hostname, override
-    machine = _read("/etc/machine-id").strip() or _read("/var/lib/dbus/machine-id").strip()
-    raw = "\0".join((hostname, machine, container_id()))
-    return hostname, hashlib.sha256(raw.encode()).hexdigest()[:16]
+    global _identity
+    if _identity is None:
+        from shim.manifest import _sha256
+
+        hostname = os.uname().nodename
+        override = os.environ.get("UV_SHIM_HOST_ID")
+        if override:
+            _identity = (hostname, override)
+        else:
+            machine = _read("/etc/machine-id").strip() or _read("/var/lib/dbus/machine-id").strip()
+            raw = "\0".join((hostname, machine, container_id()))
+            _identity = (hostname, _sha256(raw.encode()).hexdigest()[:16])
+    return _identity

@@ -1,31 +1,39 @@
 """Roots on disk: one small TOML record per environment, written atomically.
 
 A record lives in ``<cache>/<sdists bucket>/uv-shim/<key>/root.toml`` beside that
-environment's pins. ``key`` is derived from the host identity and the environment's real path,
-so writers of different environments never touch the same file; writers of the same
-environment serialize on ``<key>/.lock`` (filelock).
+environment's pins (``<key>/<archive-id>/pin-0-py3-none-any``). ``key`` is derived from the host
+identity and the environment's real path, so writers of different environments never touch the
+same file; writers of the same environment serialize on ``<key>/.lock`` (filelock).
+
+The record carries a ``fingerprint`` of its distributions. The no-op path (an install that
+changed nothing) compares fingerprints with a byte search and never parses TOML: tomllib alone
+costs more than the whole check.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Dict, List
 
 from shim import paths
 from shim.envscan import Dist
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11
-    import tomli as tomllib
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any, Dict, List, Optional, Tuple
+
+try:  # the bare C hash: hashlib pulls in OpenSSL, several milliseconds at startup
+    from _sha2 import sha256 as _sha256  # Python >= 3.12
+except ImportError:  # pragma: no cover - depends on the Python version
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[no-redef]
+    except ImportError:
+        from hashlib import sha256 as _sha256  # type: ignore[no-redef]
 
 SCHEMA = 1
 RECORD = "root.toml"
+_FP_TAG = b'\nfingerprint = "'
 
 
 class RecordError(Exception):
@@ -33,27 +41,65 @@ class RecordError(Exception):
 
 
 def now() -> datetime:
+    from datetime import datetime, timezone
+
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 def entry_key(host_id: str, env_path: str) -> str:
-    digest = hashlib.sha256(f"{host_id}\0{env_path}".encode("utf-8", "surrogateescape")).hexdigest()
-    return digest[:24]
+    return _sha256(f"{host_id}\0{env_path}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
-@dataclass
+def fingerprint(dists: Dict[str, Dist]) -> str:
+    lines = "\n".join(f"{k} {d.mode} {d.archive}" for k, d in sorted(dists.items()))
+    return _sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def quick_state(entry: str) -> Tuple[Optional[str], float]:
+    """(fingerprint, mtime) of a record without parsing it; (None, 0) if absent or unreadable."""
+    path = os.path.join(entry, RECORD)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
+    except OSError:
+        return None, 0.0
+    i = data.find(_FP_TAG)
+    if i < 0 or b"\nschema = %d\n" % SCHEMA not in b"\n" + data:
+        return None, mtime
+    start = i + len(_FP_TAG)
+    end = data.find(b'"', start)
+    return (data[start:end].decode("ascii", "replace") if end > 0 else None), mtime
+
+
 class Record:
-    path: str
-    host: str
-    host_id: str
-    kind: str = "venv"
-    python: str = ""
-    uv_version: str = ""
-    link_modes: List[str] = field(default_factory=list)
-    registered: datetime = field(default_factory=now)
-    last_used: datetime = field(default_factory=now)
-    scanned: bool = False  # False until a scan after uv ran (an install may be in flight)
-    distributions: Dict[str, Dist] = field(default_factory=dict)
+    """One root: an environment, who recorded it, and what it links from the cache."""
+
+    def __init__(
+        self,
+        path: str,
+        host: str,
+        host_id: str,
+        kind: str = "venv",
+        python: str = "",
+        uv_version: str = "",
+        link_modes: Optional[List[str]] = None,
+        registered: Optional[datetime] = None,
+        last_used: Optional[datetime] = None,
+        scanned: bool = False,
+        distributions: Optional[Dict[str, Dist]] = None,
+    ) -> None:
+        self.path = path
+        self.host = host
+        self.host_id = host_id
+        self.kind = kind
+        self.python = python
+        self.uv_version = uv_version
+        self.link_modes = link_modes or []
+        self.registered = registered or now()
+        self.last_used = last_used or self.registered
+        self.scanned = scanned  # False until scanned after uv ran (an install may be in flight)
+        self.distributions = distributions or {}
 
     def set_dists(self, dists: Dict[str, Dist]) -> None:
         self.distributions = dict(sorted(dists.items()))
@@ -61,26 +107,28 @@ class Record:
         self.scanned = True
 
     @property
-    def archives(self) -> Dict[str, Dist]:
-        """Archive id -> distribution, for every distribution whose archive is known."""
-        return {d.archive: d for d in self.distributions.values() if d.archive}
-
-    @property
     def pinned(self) -> List[str]:
+        """Archives this environment links by symlink: the ones that need a pin."""
         return sorted({d.archive for d in self.distributions.values() if d.mode == "symlink" and d.archive})
 
 
 def _ts(value: Any, what: str) -> datetime:
+    from datetime import datetime, timezone
+
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     raise RecordError(f"{what} is not a date-time")
 
 
 def parse(data: bytes) -> Record:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11
+        import tomli as tomllib
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise RecordError(f"not valid TOML ({e})") from None
+        raise RecordError(f"not valid TOML: {e}") from None
     schema = doc.get("schema")
     if not isinstance(schema, int):
         raise RecordError("no schema version")
@@ -89,8 +137,7 @@ def parse(data: bytes) -> Record:
     try:
         dists = {}
         for key, d in (doc.get("distributions") or {}).items():
-            dist = Dist(str(d["name"]), str(d["version"]), str(d["mode"]), str(d.get("archive", "")))
-            dists[key] = dist
+            dists[str(key)] = Dist(str(d["name"]), str(d["version"]), str(d["mode"]), str(d.get("archive", "")))
         return Record(
             path=str(doc["path"]),
             host=str(doc.get("host", "")),
@@ -105,7 +152,7 @@ def parse(data: bytes) -> Record:
             distributions=dists,
         )
     except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise RecordError(f"missing or malformed field ({e})") from None
+        raise RecordError(f"missing or malformed field: {e}") from None
 
 
 def dump(record: Record) -> bytes:
@@ -123,6 +170,7 @@ def dump(record: Record) -> bytes:
         "registered": record.registered,
         "last_used": record.last_used,
         "scanned": record.scanned,
+        "fingerprint": fingerprint(record.distributions),
         "distributions": {
             k: {"name": d.name, "version": d.version, "mode": d.mode, **({"archive": d.archive} if d.archive else {})}
             for k, d in record.distributions.items()
@@ -131,43 +179,44 @@ def dump(record: Record) -> bytes:
     return tomli_w.dumps(doc).encode("utf-8")
 
 
-def load(entry: Path) -> Record:
+def load(entry: str) -> Record:
     """Read a record; FileNotFoundError if there is none, RecordError if it is unusable."""
     try:
-        with open(entry / RECORD, "rb") as f:
-            data = f.read()
+        data = paths.read_bytes(os.path.join(entry, RECORD))
     except FileNotFoundError:
         raise
     except OSError as e:
-        raise RecordError(f"cannot read ({e.strerror})") from None
+        raise RecordError(f"cannot read it: {e.strerror}") from None
     return parse(data)
 
 
-def save(entry: Path, record: Record) -> None:
-    paths.write_atomic(entry / RECORD, dump(record))
+def save(entry: str, record: Record) -> None:
+    paths.write_atomic(os.path.join(entry, RECORD), dump(record))
 
 
-def lock(entry: Path):  # -> filelock.FileLock
+def lock(entry: str):  # -> filelock.FileLock
     import filelock
 
-    entry.mkdir(parents=True, exist_ok=True)
-    return filelock.FileLock(str(entry / ".lock"), timeout=120)
+    os.makedirs(entry, exist_ok=True)
+    return filelock.FileLock(os.path.join(entry, ".lock"), timeout=120)
 
 
-def remove(entry: Path) -> None:
-    """Remove an entry's record, lock and pins: only our own files, never what pins point to."""
+def remove(entry: str) -> None:
+    """Remove an entry's record and pins: only our own files, never what a pin points to."""
     try:
         names = os.listdir(entry)
     except FileNotFoundError:
         return
     for name in names:
-        p = entry / name
-        if p.is_symlink() or p.is_file():
+        p = os.path.join(entry, name)
+        if os.path.islink(p) or not os.path.isdir(p):
             os.unlink(p)
-        elif p.is_dir():
-            for sub in os.listdir(p):
-                os.unlink(p / sub)  # pins (symlinks) and stray temp links only
-            os.rmdir(p)
+            continue
+        for sub in os.listdir(p):
+            q = os.path.join(p, sub)
+            if os.path.islink(q) or not os.path.isdir(q):
+                os.unlink(q)  # pins and stray temp links: unlink never follows them
+        os.rmdir(p)
     try:
         os.rmdir(entry)
     except OSError:

@@ -1,40 +1,50 @@
-"""Where uv-shim keeps its own files outside the cache, and how it writes files safely."""
+"""Where uv-shim keeps its own files outside the cache, and how it writes files safely.
+
+Hot-path module: imports only builtins (see ``scripts/bench.py`` for why every import counts).
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 
-def _xdg(var: str, default: str) -> Path:
+def _xdg(var: str, default: str) -> str:
     value = os.environ.get(var)
     if value and os.path.isabs(value):
-        return Path(value)
-    return Path(os.path.expanduser("~")) / default
+        return value
+    return os.path.join(os.path.expanduser("~"), default)
 
 
-def data_dir() -> Path:
+def data_dir() -> str:
     """``$UV_SHIM_HOME`` or ``$XDG_DATA_HOME/uv-shim``: launchers live in ``bin/`` here."""
     home = os.environ.get("UV_SHIM_HOME")
-    return Path(home) if home else _xdg("XDG_DATA_HOME", ".local/share") / "uv-shim"
+    return home if home else os.path.join(_xdg("XDG_DATA_HOME", ".local/share"), "uv-shim")
 
 
-def state_dir() -> Path:
+def state_dir() -> str:
     """Small memo files (what a uv binary is); safe to delete at any time."""
     home = os.environ.get("UV_SHIM_HOME")
-    return Path(home) / "state" if home else _xdg("XDG_STATE_HOME", ".local/state") / "uv-shim"
+    return os.path.join(home, "state") if home else os.path.join(_xdg("XDG_STATE_HOME", ".local/state"), "uv-shim")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a torn one.
+
+    Temp file in the same folder, fsync, rename. A crash leaves at most a ``.*.tmp`` file, which
+    is never read as a record.
+    """
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -43,3 +53,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

@@ -12,17 +12,19 @@ later by a child of ``uv run`` has another pid and is unaffected.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import signal
-import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shim import paths
+
+try:  # the C module: ``signal`` itself imports enum, which costs milliseconds per start
+    import _signal as signal
+except ImportError:  # pragma: no cover
+    import signal  # type: ignore[no-redef]
+
+TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
 GUARD_VAR = "UV_SHIM_PID"
 PARENT_VAR = "UV_SHIM_PPID"
@@ -34,10 +36,12 @@ class ShimError(Exception):
     """A misconfiguration the user must fix: printed as one line, exit 2."""
 
 
-@dataclass
 class RealUv:
-    path: str
-    why: str
+    __slots__ = ("path", "why")
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
 
     def sibling(self, name: str) -> str:
         """``uvx`` next to the real ``uv``, if there is one, else the ``uv`` itself."""
@@ -116,7 +120,7 @@ def child_env(env: Mapping[str, str], exec_: bool = True) -> Dict[str, str]:
     return out
 
 
-def exec_uv(path: str, argv0: str, args: Sequence[str], env: Mapping[str, str]) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def exec_uv(path: str, argv0: str, args: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(path, [argv0, *args], child_env(env))
@@ -126,26 +130,28 @@ _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, sig
 
 
 def run_uv(path: str, argv0: str, args: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run uv as a child with our stdio; return its exit status as a shell would (128+sig)."""
-    proc = subprocess.Popen([argv0, *args], executable=path, env=child_env(env, exec_=False))
+    """Run uv as a child with our stdio; return its status (negative: killed by that signal)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.posix_spawn(path, [argv0, *args], child_env(env, exec_=False))
     # The terminal delivers Ctrl-C to the whole foreground group: uv gets it and decides.
     old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
     for sig in _FORWARDED:
-        old[sig] = signal.signal(sig, lambda s, _f: proc.send_signal(s))
+        old[sig] = signal.signal(sig, lambda s, _f: os.kill(pid, s))
     try:
         while True:
             try:
-                code = proc.wait()
+                _, status = os.waitpid(pid, 0)
                 break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-                continue
+            except ChildProcessError:  # pragma: no cover - reaped elsewhere
+                return 1
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    return code
+    return os.waitstatus_to_exitcode(status)
 
 
-def mirror_exit(code: int) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def mirror_exit(code: int) -> NoReturn:
     """Exit the way uv did: by the same signal if it was killed, else with its code."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -161,14 +167,16 @@ def mirror_exit(code: int) -> "NoReturn":  # type: ignore[name-defined]  # noqa:
 # What a given uv binary is: version and cache bucket names, read once and memoized by file.
 # ---------------------------------------------------------------------------------------------
 
-_BUCKET_RE = re.compile(rb"(sdists|wheels|environments|simple|interpreter)-v(\d+)")
-_MEMO_VERSION = 1
+_BUCKET_KINDS = ("sdists", "wheels", "environments", "simple", "interpreter")
+MEMO_FILE = "uv-builds.tsv"
 
 
-@dataclass
 class UvBuild:
-    version: str
-    buckets: Dict[str, str]  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ...}
+    __slots__ = ("version", "buckets")
+
+    def __init__(self, version: str, buckets: Dict[str, str]) -> None:
+        self.version = version
+        self.buckets = buckets  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ...}
 
     @property
     def version_tuple(self) -> Tuple[int, ...]:
@@ -178,52 +186,67 @@ class UvBuild:
 def version_tuple(version: str) -> Tuple[int, ...]:
     out: List[int] = []
     for part in version.split("."):
-        m = re.match(r"\d+", part)
-        if not m:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
             break
-        out.append(int(m.group()))
+        out.append(int(digits))
     return tuple(out)
 
 
 def _scan_binary(path: str) -> Dict[str, str]:
     """The bucket names compiled into the uv binary (each appears exactly once in uv's code)."""
     import mmap
+    import re
 
+    pattern = re.compile(rb"(" + b"|".join(k.encode() for k in _BUCKET_KINDS) + rb")-v(\d+)")
     found: Dict[str, List[str]] = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        for match in _BUCKET_RE.finditer(m):
-            kind = match.group(1).decode()
+        for match in pattern.finditer(m):
+            names = found.setdefault(match.group(1).decode(), [])
             name = match.group(0).decode()
-            found.setdefault(kind, [])
-            if name not in found[kind]:
-                found[kind].append(name)
+            if name not in names:
+                names.append(name)
     return {k: v[0] for k, v in found.items() if len(v) == 1}
 
 
-def build_of(real: RealUv) -> UvBuild:
-    st = os.stat(real.path)
-    resolved = os.path.realpath(real.path)
-    key = f"{resolved}|{st.st_size}|{st.st_mtime_ns}"
-    memo_file = paths.state_dir() / "uv-builds.json"
-    memo: Dict[str, Dict[str, object]] = {}
-    try:
-        with open(memo_file, "rb") as f:
-            memo = json.loads(f.read())
-        if memo.get("_v") != _MEMO_VERSION:  # type: ignore[comparison-overlap]
-            memo = {}
-    except (OSError, ValueError):
-        memo = {}
-    hit = memo.get(key)
-    if isinstance(hit, dict) and "version" in hit and "buckets" in hit:
-        return UvBuild(str(hit["version"]), dict(hit["buckets"]))  # type: ignore[arg-type]
-    out = subprocess.run([real.path, "--version"], capture_output=True, text=True, env=child_env(os.environ, exec_=False))
+def _ask_version(path: str) -> str:
+    import re
+    import subprocess
+
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, env=child_env(os.environ, exec_=False))
     m = re.search(r"\d+\.\d+\.\d+\S*", out.stdout)
-    version = m.group() if m else "0"
+    return m.group() if m else "0"
+
+
+def build_of(real: RealUv) -> UvBuild:
+    """Version and bucket names of a uv binary, memoized by (real path, size, mtime)."""
+    resolved = os.path.realpath(real.path)
+    st = os.stat(resolved)
+    key = f"{resolved}\t{st.st_size}\t{st.st_mtime_ns}\t"
+    memo_file = os.path.join(paths.state_dir(), MEMO_FILE)
+    try:
+        lines = paths.read_bytes(memo_file).decode("utf-8", "surrogateescape").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        if line.startswith(key):
+            version, _, spec = line[len(key):].partition("\t")
+            buckets = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
+            if "sdists" in buckets and "wheels" in buckets:
+                return UvBuild(version, buckets)
+    version = _ask_version(real.path)
     buckets = _scan_binary(resolved)
     if "sdists" not in buckets or "wheels" not in buckets:
         raise ShimError(f"cannot read the cache layout of {real.path} (uv {version}); report this uv version to uv-shim")
-    memo = {k: v for k, v in memo.items() if isinstance(v, dict) and not k.startswith(resolved + "|")}
-    memo[key] = {"version": version, "buckets": buckets}
-    memo["_v"] = _MEMO_VERSION  # type: ignore[assignment]
-    paths.write_atomic(memo_file, json.dumps(memo, indent=1).encode())
+    if "\n" not in resolved and "\t" not in resolved:
+        keep = [ln for ln in lines if not ln.startswith(resolved + "\t")]
+        keep.append(key + version + "\t" + ",".join(f"{k}={v}" for k, v in sorted(buckets.items())))
+        try:
+            paths.write_atomic(memo_file, ("\n".join(keep) + "\n").encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass  # a memo we cannot write costs one uv --version per run, nothing else
     return UvBuild(version, buckets)

@@ -8,9 +8,10 @@ tables (see ``shim.launcher``), so the two can never disagree.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 # Global options that take a value and may appear anywhere in argv (before or after the
 # subcommand). ``--opt=value`` is accepted for all of them.
@@ -66,17 +67,17 @@ SUB_VALUE_OPTIONS: FrozenSet[str] = frozenset(_COMMON_VALUE - _FLAGS_NOT_VALUES)
 _SCRIPT_VALUE_IN = {"add", "remove", "sync"}
 
 
-@dataclass
 class Invocation:
     """A parsed uv command line."""
 
-    argv: List[str]
-    words: Tuple[str, ...] = ()  # subcommand words, e.g. ("pip", "install")
-    globals: Dict[str, str] = field(default_factory=dict)  # global options with values
-    flags: FrozenSet[str] = frozenset()  # every option seen, without values
-    options: Dict[str, List[str]] = field(default_factory=dict)  # every value option seen
-    positionals: List[str] = field(default_factory=list)  # after the subcommand words
-    help: bool = False
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.words: Tuple[str, ...] = ()  # subcommand words, e.g. ("pip", "install")
+        self.globals: Dict[str, str] = {}  # global options with values
+        self.flags: FrozenSet[str] = frozenset()  # every option seen, without values
+        self.options: Dict[str, List[str]] = {}  # every value option seen
+        self.positionals: List[str] = []  # after the subcommand words
+        self.help = False
 
     @property
     def intercepted(self) -> bool:
@@ -126,7 +127,7 @@ def parse(argv: Sequence[str]) -> Invocation:
     ``uv run`` and ``uv tool run`` stop option parsing at the command to run, as uv does: what
     follows belongs to the child.
     """
-    inv = Invocation(argv=list(argv))
+    inv = Invocation(argv)
     words: Tuple[str, ...] = ()
     flags = set()
     i = 0
@@ -167,7 +168,7 @@ def parse(argv: Sequence[str]) -> Invocation:
                 inv.help = True
             continue
         inv.positionals.append(arg)
-        if words in (("run",), ("tool", "run")) or words == ("x",):
+        if words in (("run",), ("tool", "run")):
             # the command to run: everything after it is the child's argv
             inv.positionals.extend(argv[i:])
             break
@@ -181,27 +182,42 @@ def parse(argv: Sequence[str]) -> Invocation:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
 class Target:
     """Where a command installs: an environment root, or a bare directory (``--target``)."""
 
-    path: Path
-    kind: str = "venv"  # venv | prefix | target | tools | cached
+    __slots__ = ("path", "kind")
+
+    def __init__(self, path: str, kind: str = "venv") -> None:
+        self.path = os.path.abspath(path)
+        self.kind = kind  # venv | prefix | target | tools | cached
+
+    def __repr__(self) -> str:
+        return f"Target({self.path!r}, {self.kind!r})"
 
 
-def start_dir(inv: Invocation, cwd: Path) -> Path:
+def start_dir(inv: Invocation, cwd: str) -> str:
     d = inv.globals.get("--directory")
-    return (cwd / d) if d else cwd
+    return os.path.join(cwd, os.path.expanduser(d)) if d else cwd
 
 
-def _find_upwards(start: Path, name: str) -> Optional[Path]:
-    for d in (start, *start.parents):
-        if (d / name).exists():
+def _parents(start: str):
+    d = os.path.abspath(start)
+    while True:
+        yield d
+        up = os.path.dirname(d)
+        if up == d:
+            return
+        d = up
+
+
+def _find_upwards(start: str, name: str) -> Optional[str]:
+    for d in _parents(start):
+        if os.path.exists(os.path.join(d, name)):
             return d
     return None
 
 
-def _is_workspace_root(pyproject: Path) -> bool:
+def _is_workspace_root(pyproject: str) -> bool:
     try:
         with open(pyproject, "rb") as f:
             return b"[tool.uv.workspace]" in f.read()
@@ -209,36 +225,35 @@ def _is_workspace_root(pyproject: Path) -> bool:
         return False
 
 
-def project_root(inv: Invocation, cwd: Path) -> Optional[Path]:
+def project_root(inv: Invocation, cwd: str) -> Optional[str]:
     """The workspace root uv uses for ``sync|add|remove|run``, or None outside a project."""
     start = start_dir(inv, cwd)
     proj = inv.globals.get("--project")
     if proj:
-        start = start / proj if not os.path.isabs(proj) else Path(proj)
+        start = os.path.join(start, os.path.expanduser(proj))
     member = _find_upwards(start, "pyproject.toml")
     if member is None:
         return None
-    root = member
-    for d in member.parents:
-        if (d / "pyproject.toml").is_file() and _is_workspace_root(d / "pyproject.toml"):
-            root = d
-            break
-    return root
+    for d in _parents(os.path.dirname(member)):
+        if d != member and _is_workspace_root(os.path.join(d, "pyproject.toml")):
+            return d
+    return member
 
 
-def project_env(root: Path, env: Mapping[str, str]) -> Path:
+def project_env(root: str, env: Mapping[str, str]) -> str:
     custom = env.get("UV_PROJECT_ENVIRONMENT")
     if custom:
-        return Path(custom) if os.path.isabs(custom) else root / custom
-    return root / ".venv"
+        return os.path.join(root, os.path.expanduser(custom))
+    return os.path.join(root, ".venv")
 
 
-def _env_of_interpreter(python: Path) -> Optional[Path]:
+def _env_of_interpreter(python: str) -> Optional[str]:
     """The environment an interpreter path belongs to (``venv/bin/python`` -> ``venv``)."""
-    if python.is_dir():
+    if os.path.isdir(python):
         return python
-    for d in (python.parent.parent, python.parent):
-        if (d / "pyvenv.cfg").is_file():
+    parent = os.path.dirname(python)
+    for d in (os.path.dirname(parent), parent):
+        if os.path.isfile(os.path.join(d, "pyvenv.cfg")):
             return d
     return None
 
@@ -247,40 +262,40 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.startswith(".") or value.startswith("~")
 
 
-def tools_dir(env: Mapping[str, str]) -> Path:
+def tools_dir(env: Mapping[str, str]) -> str:
     custom = env.get("UV_TOOL_DIR")
     if custom:
-        return Path(custom)
-    data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME", os.path.expanduser("~")), ".local", "share")
-    return Path(data) / "uv" / "tools"
+        return os.path.abspath(os.path.expanduser(custom))
+    data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "uv", "tools")
 
 
-def pip_env(inv: Invocation, cwd: Path, env: Mapping[str, str]) -> Optional[Target]:
+def pip_env(inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[Target]:
     """The environment ``uv pip install|sync|uninstall`` changes, found the way uv finds it."""
     base = start_dir(inv, cwd)
     target = inv.opt("--target")
     if target:
-        return Target(base / target, "target")
+        return Target(os.path.join(base, os.path.expanduser(target)), "target")
     prefix = inv.opt("--prefix")
     if prefix:
-        return Target(base / prefix, "prefix")
+        return Target(os.path.join(base, os.path.expanduser(prefix)), "prefix")
     python = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
     if python and _looks_like_path(python):
-        found = _env_of_interpreter(base / os.path.expanduser(python))
+        found = _env_of_interpreter(os.path.join(base, os.path.expanduser(python)))
         return Target(found) if found else None
-    if inv.has("--system") or env.get("UV_SYSTEM_PYTHON", "").lower() in ("1", "true"):
-        return None  # a system interpreter: resolved after uv runs (see bookkeeping)
+    if python or inv.has("--system") or env.get("UV_SYSTEM_PYTHON", "").lower() in ("1", "true"):
+        return None  # an interpreter uv searches for: asked from uv (see bookkeeping)
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
         value = env.get(var)
         if value:
-            return Target(Path(value))
+            return Target(os.path.join(cwd, value))
     found = _find_upwards(base, ".venv")
-    if found is not None and (found / ".venv" / "pyvenv.cfg").is_file():
-        return Target(found / ".venv")
+    if found is not None and os.path.isfile(os.path.join(found, ".venv", "pyvenv.cfg")):
+        return Target(os.path.join(found, ".venv"))
     return None
 
 
-def targets(inv: Invocation, cwd: Path, env: Mapping[str, str]) -> List[Target]:
+def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> List[Target]:
     """The environments the command may change (empty when there is nothing to record)."""
     words = inv.words
     if not words:
@@ -292,7 +307,7 @@ def targets(inv: Invocation, cwd: Path, env: Mapping[str, str]) -> List[Target]:
         if inv.has("--no-project") or inv.opt("--script") or (words[0] == "run" and inv.has("--isolated")):
             return []
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
-            return [Target(Path(env["VIRTUAL_ENV"]))]
+            return [Target(os.path.join(cwd, env["VIRTUAL_ENV"]))]
         root = project_root(inv, cwd)
         if root is None:
             return []
@@ -300,11 +315,10 @@ def targets(inv: Invocation, cwd: Path, env: Mapping[str, str]) -> List[Target]:
     if words[0] == "venv":
         base = start_dir(inv, cwd)
         path = inv.positionals[0] if inv.positionals else env.get("UV_PROJECT_ENVIRONMENT") or ".venv"
-        return [Target(base / path)]
+        return [Target(os.path.join(base, os.path.expanduser(path)))]
     if words[:2] in (("tool", "install"), ("tool", "upgrade")):
         return [Target(tools_dir(env), "tools")]
     return []
-
 
 def uses_cached_env(inv: Invocation) -> bool:
     """Commands that run in an environment uv keeps inside the cache (``uvx``, ``run --with``)."""
