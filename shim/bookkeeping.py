@@ -54,7 +54,10 @@ class Book:
         except FileNotFoundError:
             pass
         except RecordError as e:
-            self.warn(f"record {os.path.join(entry, manifest.RECORD)} is unusable ({e}); rebuilding it by a rescan")
+            where = os.path.join(entry, manifest.RECORD)
+            if e.future:
+                raise RecordError(f"record {where}: {e}; leaving it and its pins as they are", future=True) from None
+            self.warn(f"record {where} is unusable ({e}); rebuilding it by a rescan")
             return self._new(real, kind), True
         for other in self.cache.other_manifests():  # written under another uv version: carry it over
             try:
@@ -226,7 +229,10 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
                 lock = SharedLock(root)
                 lock.acquire()
             for path, kind in roots:
-                book.register(path, kind)
+                try:
+                    book.register(path, kind)
+                except RecordError as e:
+                    warn(str(e))
     except Exception as e:  # noqa: BLE001 - bookkeeping never stops the user's command
         warn(_describe(e, "cannot record environments; running uv without protection"))
         book = None
@@ -250,11 +256,13 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
 
 
 def _update_all(book: Book, roots: List[Tuple[str, str]], warn: Warnings, what: str) -> None:
-    try:
-        for path, kind in roots:
+    for path, kind in roots:
+        try:
             book.update(path, kind)
-    except Exception as e:  # noqa: BLE001 - bookkeeping never changes the user's result
-        warn(_describe(e, what))
+        except RecordError as e:
+            warn(str(e))
+        except Exception as e:  # noqa: BLE001 - bookkeeping never changes the user's result
+            warn(_describe(e, what))
 
 
 def _describe(e: Exception, what: str) -> str:

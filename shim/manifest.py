@@ -39,6 +39,10 @@ _FP_TAG = b'\nfingerprint = "'
 class RecordError(Exception):
     """The record exists but cannot be used (unreadable, corrupt, or a newer schema)."""
 
+    def __init__(self, message: str, future: bool = False) -> None:
+        super().__init__(message)
+        self.future = future  # written by a newer uv-shim: leave it alone, never overwrite it
+
 
 def now() -> datetime:
     from datetime import datetime, timezone
@@ -133,7 +137,7 @@ def parse(data: bytes) -> Record:
     if not isinstance(schema, int):
         raise RecordError("no schema version")
     if schema > SCHEMA:
-        raise RecordError(f"schema {schema} is newer than this uv-shim understands ({SCHEMA}); upgrade uv-shim")
+        raise RecordError(f"schema {schema} is newer than this uv-shim understands ({SCHEMA}); upgrade uv-shim", future=True)
     try:
         dists = {}
         for key, d in (doc.get("distributions") or {}).items():

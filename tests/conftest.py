@@ -1,0 +1,212 @@
+"""Test worlds: the real uv (several versions side by side), real venvs, tiny wheels.
+
+Nothing about uv, the filesystem or the lock is mocked. ``scripts/test`` installs the uv
+versions under ``.test-env/uv/<version>``; each test gets a scratch cache, home and launcher dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+UV_ROOT = Path(os.environ.get("UV_SHIM_TEST_UV_ROOT") or REPO / ".test-env" / "uv")
+VERSIONS: List[str] = (os.environ.get("UV_SHIM_TEST_UV_VERSIONS") or "0.7.0 0.9.5 0.13.9").split()
+
+
+def _vt(v: str):
+    return tuple(int(x) for x in v.split("."))
+
+
+NEWEST = max(VERSIONS, key=_vt)
+OLDEST = min(VERSIONS, key=_vt)
+BASE_PYTHON = getattr(sys, "_base_executable", None) or sys.executable
+
+
+def uv_path(version: str) -> Path:
+    path = UV_ROOT / version / "bin" / "uv"
+    if not path.exists():
+        pytest.skip(f"uv {version} is not installed under {UV_ROOT} (run scripts/test)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny wheels
+# ---------------------------------------------------------------------------------------------
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def make_wheel(folder: Path, name: str, version: str, extra: Optional[Dict[str, str]] = None) -> Path:
+    """Write ``name-version-py3-none-any.whl`` with a module ``name`` whose VALUE names the build."""
+    mod = name.replace("-", "_")
+    dist = f"{mod}-{version}.dist-info"
+    files: Dict[str, bytes] = {
+        f"{mod}/__init__.py": f"VALUE = {f'{name}-{version}'!r}\n".encode(),
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: uv-shim-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    for path, text in (extra or {}).items():
+        files[path] = text.encode()
+    record = [_record_line(p, d) for p, d in files.items()] + [f"{dist}/RECORD,,"]
+    files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{mod}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(out, "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return out
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("wheels")
+    for name, version in [("alpha", "1.0"), ("alpha", "2.0"), ("beta", "1.0"), ("gamma", "1.0")]:
+        make_wheel(folder, name, version)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def many_wheels(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(100):
+        make_wheel(folder, f"pkg{i:03d}", "1.0")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Launchers and worlds
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shim_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("shim-home")
+    subprocess.run(
+        [sys.executable, "-m", "shim", "install", "--bin-dir", str(home / "bin")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "UV_SHIM_HOME": str(home)},
+    )
+    return home
+
+
+class World:
+    """A scratch home and cache, the shim's launchers, and one real uv version."""
+
+    def __init__(self, root: Path, shim_home: Path, version: str) -> None:
+        self.root = root
+        self.version = version
+        self.real_uv = uv_path(version)
+        self.shim_home = shim_home
+        self.shim_uv = shim_home / "bin" / "uv"
+        self.cache = root / "cache"
+        self.home = root / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def env(self, **extra: str) -> Dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("UV_", "VIRTUAL_ENV", "CONDA_PREFIX", "XDG_")) and k not in ("PYTHONPATH",)
+        }
+        env.update(
+            PATH=os.pathsep.join([str(self.shim_home / "bin"), str(self.real_uv.parent), os.environ.get("PATH", "")]),
+            HOME=str(self.home),
+            UV_CACHE_DIR=str(self.cache),
+            UV_SHIM_HOME=str(self.shim_home),
+            UV_PYTHON_DOWNLOADS="never",
+            UV_NO_PROGRESS="1",
+            UV_TOOL_DIR=str(self.root / "tools"),
+            UV_TOOL_BIN_DIR=str(self.root / "tool-bin"),
+            NO_COLOR="1",
+        )
+        env.update(extra)
+        return {k: v for k, v in env.items() if v is not None}
+
+    def uv(self, *args: str, shim: bool = True, check: bool = True, cwd: Optional[Path] = None, input: Optional[str] = None, **env: str) -> subprocess.CompletedProcess:
+        exe = str(self.shim_uv if shim else self.real_uv)
+        proc = subprocess.run([exe, *args], cwd=cwd or self.root, env=self.env(**env), capture_output=True, text=True, input=input, timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def venv(self, name: str) -> Path:
+        path = self.root / name
+        self.uv("venv", "-q", "--python", BASE_PYTHON, str(path), shim=False)
+        return path
+
+    def install(self, venv: Path, *specs: str, mode: str = "symlink", shim: bool = True, find_links: Optional[Path] = None, extra: Iterable[str] = (), check: bool = True) -> subprocess.CompletedProcess:
+        args = ["pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+        if find_links is not None:
+            args += ["--no-index", "--find-links", str(find_links)]
+        return self.uv(*args, *extra, *specs, shim=shim, check=check, UV_LINK_MODE=mode)
+
+    def prune(self, *extra: str, shim: bool = False) -> subprocess.CompletedProcess:
+        return self.uv("cache", "prune", *extra, shim=shim)
+
+    def python(self, venv: Path, code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, env=self.env())
+
+    def value(self, venv: Path, module: str) -> Optional[str]:
+        """``module.VALUE`` as the environment sees it, or None if the import is broken."""
+        out = self.python(venv, f"import {module}; print({module}.VALUE)")
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    def manifest_dir(self) -> Path:
+        from shim import realuv
+        from shim.cache import SHIM_DIR
+
+        build = realuv.build_of(realuv.RealUv(str(self.real_uv), "test"))
+        return self.cache / build.buckets["sdists"] / SHIM_DIR
+
+    def records(self) -> Dict[str, "object"]:
+        """Environment path -> parsed record, for every record in the running uv's bucket."""
+        from shim import manifest
+
+        out = {}
+        d = self.manifest_dir()
+        if d.is_dir():
+            for entry in d.iterdir():
+                if (entry / manifest.RECORD).is_file():
+                    rec = manifest.load(str(entry))
+                    out[rec.path] = rec
+        return out
+
+    def pins(self) -> List[Path]:
+        d = self.manifest_dir()
+        return sorted(p for p in d.glob("*/*/pin-0-py3-none-any")) if d.is_dir() else []
+
+    def archives(self) -> List[str]:
+        d = self.cache / "archive-v0"
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+@pytest.fixture
+def world(tmp_path, shim_home, monkeypatch) -> World:
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+    return World(tmp_path, shim_home, NEWEST)
+
+
+@pytest.fixture(params=VERSIONS)
+def any_world(request, tmp_path, shim_home, monkeypatch) -> World:
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+    return World(tmp_path, shim_home, request.param)
+
+
+@pytest.fixture(params=sorted({OLDEST, NEWEST}, key=_vt))
+def edge_world(request, tmp_path, shim_home, monkeypatch) -> World:
+    """The oldest and the newest uv we support."""
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+    return World(tmp_path, shim_home, request.param)

@@ -1,0 +1,106 @@
+"""The promise of issue 2: installs through the shim survive a prune by the *bare* uv.
+
+Every protection starts as a reproduction with the bare uv that breaks a real environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import NEWEST, OLDEST, World
+
+
+def _refresh_scenario(w: World, wheels, shim: bool):
+    """Two symlink venvs; the wheel file changes and B installs it with --refresh: uv unpacks a
+    new archive and forgets A's (the local-wheel twin of DESIGN.md's cowsay reproduction)."""
+    local = w.root / "wheels"
+    shutil.copytree(wheels, local)
+    a, b = w.venv("a"), w.venv("b")
+    w.install(a, "alpha==1.0", find_links=local, shim=shim)
+    whl = local / "alpha-1.0-py3-none-any.whl"
+    st = whl.stat()
+    os.utime(whl, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    w.install(b, "alpha==1.0", find_links=local, shim=shim, extra=["--refresh"])
+    return a, b
+
+
+def test_refresh_scenario_breaks_bare_uv(world: World, wheels):
+    a, b = _refresh_scenario(world, wheels, shim=False)
+    assert world.value(a, "alpha") == "alpha-1.0"
+    world.prune()
+    assert world.value(a, "alpha") is None, "the bare uv was expected to break venv a"
+    assert world.value(b, "alpha") == "alpha-1.0"
+
+
+def test_refresh_scenario_survives_through_shim(any_world: World, wheels):
+    w = any_world
+    a, b = _refresh_scenario(w, wheels, shim=True)
+    before = w.archives()
+    w.prune()  # the bare uv
+    w.prune("--ci")
+    assert w.value(a, "alpha") == "alpha-1.0"
+    assert w.value(b, "alpha") == "alpha-1.0"
+    assert set(w.archives()) >= {p.parent.name for p in w.pins()}
+    assert len(w.records()) == 2
+    assert before  # archives existed
+
+
+def test_records_describe_the_environment(world: World, wheels):
+    a = world.venv("a")
+    world.install(a, "alpha==1.0", "beta==1.0", find_links=wheels)
+    (rec,) = world.records().values()
+    assert rec.path == str(a.resolve())
+    assert rec.link_modes == ["symlink"]
+    assert sorted(rec.distributions) == ["alpha==1.0", "beta==1.0"]
+    assert rec.uv_version == NEWEST
+    assert rec.python
+    assert len(world.pins()) == 2
+    assert sorted(p.parent.name for p in world.pins()) == sorted(d.archive for d in rec.distributions.values())
+
+
+def test_uninstall_and_upgrade_release_pins(world: World, wheels):
+    a = world.venv("a")
+    world.install(a, "alpha==1.0", "beta==1.0", find_links=wheels)
+    old = {p.parent.name for p in world.pins()}
+    world.install(a, "alpha==2.0", find_links=wheels)
+    (rec,) = world.records().values()
+    assert sorted(rec.distributions) == ["alpha==2.0", "beta==1.0"]
+    new = {p.parent.name for p in world.pins()}
+    assert len(new) == 2 and new != old
+    world.uv("pip", "uninstall", "-q", "--python", str(a / "bin" / "python"), "alpha", "beta")
+    assert world.records() == {} and world.pins() == []
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("version", sorted({OLDEST, NEWEST}))
+def test_seed_13270_zstandard(tmp_path, shim_home, version, monkeypatch):
+    """uv issue 13270: with uv 0.7.0 a plain prune breaks a symlink venv holding zstandard."""
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+    bare = World(tmp_path / "bare", shim_home, version)
+    v = bare.venv("v")
+    bare.install(v, "zstandard", shim=False)
+    bare.prune()
+    broken = bare.python(v, "import zstandard; zstandard.ZstdCompressor").returncode != 0
+
+    w = World(tmp_path / "shim", shim_home, version)
+    v = w.venv("v")
+    w.install(v, "zstandard")
+    w.prune()
+    assert w.python(v, "import zstandard; zstandard.ZstdCompressor().compress(b'x')").returncode == 0
+    if version == "0.7.0":
+        assert broken, "uv 0.7.0 was expected to reproduce issue 13270 without the shim"
+
+
+@pytest.mark.network
+def test_refresh_scenario_cowsay_newest(world: World):
+    """DESIGN.md's reproduction with a real registry package, bare uv for the prune."""
+    a, b = world.venv("a"), world.venv("b")
+    world.install(a, "cowsay==6.1")
+    world.install(b, "cowsay==6.1", extra=["--refresh"])
+    world.prune()
+    for venv in (a, b):
+        out = world.python(venv, "import cowsay; print(cowsay.get_output_string('cow', 'hi'))")
+        assert out.returncode == 0 and "hi" in out.stdout, out.stderr
