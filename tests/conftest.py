@@ -147,11 +147,11 @@ class World:
         self.uv("venv", "-q", "--python", BASE_PYTHON, str(path), shim=False)
         return path
 
-    def install(self, venv: Path, *specs: str, mode: str = "symlink", shim: bool = True, find_links: Optional[Path] = None, extra: Iterable[str] = (), check: bool = True) -> subprocess.CompletedProcess:
+    def install(self, venv: Path, *specs: str, mode: str = "symlink", shim: bool = True, find_links: Optional[Path] = None, extra: Iterable[str] = (), check: bool = True, **env: str) -> subprocess.CompletedProcess:
         args = ["pip", "install", "-q", "--python", str(venv / "bin" / "python")]
         if find_links is not None:
             args += ["--no-index", "--find-links", str(find_links)]
-        return self.uv(*args, *extra, *specs, shim=shim, check=check, UV_LINK_MODE=mode)
+        return self.uv(*args, *extra, *specs, shim=shim, check=check, **{"UV_LINK_MODE": mode, **env})
 
     def prune(self, *extra: str, shim: bool = False) -> subprocess.CompletedProcess:
         return self.uv("cache", "prune", *extra, shim=shim)
