@@ -155,20 +155,28 @@ def _tool_envs(tools: str, inv: uvargs.Invocation) -> List[Tuple[str, str]]:
 
 
 def cached_envs(cache: Cache) -> List[Tuple[str, str]]:
-    """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts)."""
-    out = []
-    try:
-        names = os.listdir(cache.environments)
-    except OSError:
-        return out
-    for name in names:
+    """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts): archives
+    with a ``pyvenv.cfg`` that a link in the environments bucket (one or two levels down) names."""
+    out: List[Tuple[str, str]] = []
+    stack = [(cache.environments, 0)]
+    while stack:
+        folder, depth = stack.pop()
         try:
-            target = os.readlink(os.path.join(cache.environments, name))
+            names = os.listdir(folder)
         except OSError:
             continue
-        aid = os.path.basename(target.rstrip("/"))
-        if is_archive_id(aid) and os.path.isfile(os.path.join(cache.archives, aid, "pyvenv.cfg")):
-            out.append((os.path.join(cache.archives, aid), "cached"))
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                target = os.readlink(path)
+            except OSError:
+                if depth == 0 and os.path.isdir(path):
+                    stack.append((path, 1))
+                continue
+            aid = os.path.basename(target.rstrip("/"))
+            env = os.path.join(cache.archives, aid)
+            if is_archive_id(aid) and os.path.isfile(os.path.join(env, "pyvenv.cfg")) and (env, "cached") not in out:
+                out.append((env, "cached"))
     return out
 
 

@@ -15,13 +15,16 @@ from shim.realuv import RealUv, UvBuild, child_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterator, Mapping, Optional, Tuple
+    from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 ARCHIVE_BUCKET = "archive-v0"
 SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
 # A pin is a symlink uv's prune counts as a reference: its name must parse as a wheel stem
 # (uv 0.6-0.7 skip other names) and it must live two levels below a package folder.
 PIN_NAME = "pin-0-py3-none-any"
+# Index folders of the wheels bucket that hold package folders directly; the others
+# (``index``, ``path``, ``url``) hold one folder per index or location hash first.
+FLAT_INDEXES = frozenset({"pypi"})
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -123,6 +126,7 @@ class Cache:
         self.environments = j(root, build.buckets.get("environments", "environments-v2"))
         self.manifest = j(self.sdists, SHIM_DIR)
         self._same_root: Dict[str, bool] = {}
+        self._indexes: Optional[List[str]] = None
 
     # -- archives -------------------------------------------------------------------------
 
@@ -151,14 +155,30 @@ class Cache:
             raise ValueError(f"not an archive id: {aid!r}")
         return os.path.join(self.archives, aid)
 
+    def _index_dirs(self) -> List[str]:
+        """Folders in the wheels bucket that hold one folder per package: ``pypi`` directly,
+        ``index|path|url/<hash>`` one level down. Listed once per run."""
+        if self._indexes is None:
+            j = os.path.join
+            self._indexes = []
+            try:
+                kinds = sorted(os.listdir(self.wheels))
+            except OSError:
+                kinds = []
+            for kind in kinds:
+                if kind in FLAT_INDEXES:
+                    self._indexes.append(j(self.wheels, kind))
+                    continue
+                try:
+                    self._indexes.extend(j(self.wheels, kind, h) for h in sorted(os.listdir(j(self.wheels, kind))))
+                except OSError:
+                    continue
+        return self._indexes
+
     def wheel_links(self, name: str) -> Iterator[Tuple[str, str]]:
-        """(link, archive id) for every wheels-bucket entry of a package, any index."""
-        try:
-            indexes = os.listdir(self.wheels)
-        except OSError:
-            return
-        for index in indexes:
-            pkg = os.path.join(self.wheels, index, name)
+        """(link, archive id) for every wheels-bucket entry of a package, under any index."""
+        for index in self._index_dirs():
+            pkg = os.path.join(index, name)
             try:
                 entries = os.listdir(pkg)
             except OSError:

@@ -72,8 +72,17 @@ def make_wheel(folder: Path, name: str, version: str, extra: Optional[Dict[str, 
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
-    for name, version in [("alpha", "1.0"), ("alpha", "2.0"), ("beta", "1.0"), ("gamma", "1.0")]:
+    for name, version in [("alpha", "1.0"), ("alpha", "2.0"), ("beta", "1.0")]:
         make_wheel(folder, name, version)
+    make_wheel(  # a tool: one console script
+        folder,
+        "gamma",
+        "1.0",
+        {
+            "gamma/cli.py": "def main():\n    print('gamma says hi')\n",
+            "gamma-1.0.dist-info/entry_points.txt": "[console_scripts]\ngamma = gamma.cli:main\n",
+        },
+    )
     return folder
 
 
