@@ -6,6 +6,7 @@ uv's own exit code stands.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -230,6 +231,8 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
     lock: Optional[SharedLock] = None
     try:
         root = find_cache_dir(real, inv, cwd, env)
+        if root is not None and os.path.isdir(root) and not os.access(root, os.W_OK):
+            raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
         if root is not None:
             book = Book(Cache(root, realuv.build_of(real)), warn)
             roots = roots_for(inv, book.cache, real, cwd, env)

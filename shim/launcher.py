@@ -103,7 +103,7 @@ if [ $fast != 0 ]; then
     done
     IFS=$oldifs; set +f
   fi
-  if [ -n "$real" ] && [ "$name" = uv ]; then
+  if [ -f "$real" ] && [ -x "$real" ] && [ "$name" = uv ] && ! [ "$real" -ef "$self" ]; then
     {GUARD_VAR}=$$; export {GUARD_VAR}
     exec "$real" "$@"
   fi

@@ -1,0 +1,135 @@
+"""Bad input: a clear one-line message, the user's uv command still runs, nothing recorded is lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import World
+
+
+def _warnings(stderr: str):
+    return [line for line in stderr.splitlines() if line.startswith("uv-shim:")]
+
+
+def _entry(world: World) -> Path:
+    (entry,) = [p for p in world.manifest_dir().iterdir() if p.is_dir()]
+    return entry
+
+
+def test_corrupt_record_is_rebuilt_by_rescan(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    record = _entry(world) / "root.toml"
+    record.write_bytes(b"schema = 1\npath = [unterminated\n\x00")
+    out = world.install(v, "beta==1.0", find_links=wheels)
+    (warning,) = _warnings(out.stderr)
+    assert warning.startswith("uv-shim: warning: record ") and "rebuilding it by a rescan" in warning
+    rec = world.records()[str(v.resolve())]
+    assert set(rec.distributions) == {"alpha==1.0", "beta==1.0"}
+    world.prune()
+    assert world.value(v, "alpha") == "alpha-1.0"
+
+
+def test_record_from_a_future_schema_is_left_alone(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    record = _entry(world) / "root.toml"
+    future = record.read_text().replace("schema = 1", "schema = 99")
+    record.write_text(future)
+    out = world.install(v, "beta==1.0", find_links=wheels)
+    (warning,) = _warnings(out.stderr)
+    assert "schema 99 is newer" in warning
+    assert record.read_text() == future  # not overwritten
+    assert world.value(v, "beta") == "beta-1.0"  # the command ran
+    world.prune()
+    assert world.value(v, "alpha") == "alpha-1.0"  # its pins still hold
+
+
+@pytest.fixture
+def ro_cache(world: World, wheels):
+    """The world's cache, populated, then bind-mounted read-only over itself."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    mounted = subprocess.run(["mount", "--bind", str(world.cache), str(world.cache)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(world.cache)], capture_output=True).returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        yield v
+    finally:
+        subprocess.run(["umount", str(world.cache)], capture_output=True)
+
+
+def test_read_only_cache_is_passthrough_with_one_warning(world: World, wheels, ro_cache):
+    v = ro_cache
+    args = ("pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), "beta==1.0")
+    shim = world.uv(*args, check=False, UV_LINK_MODE="symlink")
+    bare = world.uv(*args, check=False, shim=False, UV_LINK_MODE="symlink")
+    assert shim.returncode == bare.returncode
+    (warning,) = _warnings(shim.stderr)
+    assert "cache is not writable" in warning and str(world.cache) in warning
+    tmp = re.compile(r"\.tmp\w+")
+    rest = [tmp.sub(".tmp", line) for line in shim.stderr.splitlines() if not line.startswith("uv-shim:")]
+    assert rest == [tmp.sub(".tmp", line) for line in bare.stderr.splitlines()]
+
+
+def test_missing_real_uv_is_a_clear_error(world: World):
+    env = world.env(PATH=f"{world.shim_uv.parent}:/usr/bin:/bin")
+    for args in (["--version"], ["pip", "install", "x"]):
+        out = subprocess.run([str(world.shim_uv), *args], env=env, capture_output=True, text=True)
+        assert out.returncode == 2
+        assert out.stderr.splitlines() == [
+            "uv-shim: error: cannot find the real uv: install it (https://docs.astral.sh/uv/) so it is on PATH "
+            "after uv-shim's directory, or set UV_SHIM_REAL_UV=/path/to/uv"
+        ]
+
+
+def test_recursion_is_a_clear_error(world: World):
+    out = world.uv("--version", check=False, UV_SHIM_REAL_UV=str(world.shim_uv))
+    assert out.returncode == 2
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("uv-shim: error: ") and "uv-shim itself" in line
+
+
+def test_second_copy_of_the_launchers_on_path_is_skipped(world: World, tmp_path):
+    other = tmp_path / "other-bin"
+    subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(other)], check=True, capture_output=True, env=world.env())
+    env = world.env(PATH=os.pathsep.join([str(world.shim_uv.parent), str(other), str(world.real_uv.parent), "/usr/bin:/bin"]))
+    out = subprocess.run([str(world.shim_uv), "--version"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("uv ")
+    which = subprocess.run([sys.executable, "-m", "shim", "which"], env=env, capture_output=True, text=True)
+    assert which.stdout.strip() == str(world.real_uv)
+    assert "first uv on PATH that is not uv-shim" in which.stderr
+
+
+def test_install_is_idempotent_and_never_replaces_a_real_uv(world: World, tmp_path):
+    bin_dir = tmp_path / "bin"
+    env = world.env()
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(bin_dir)], env=env, capture_output=True, text=True)
+        assert out.returncode == 0
+        assert out.stdout.strip() == f'export PATH={bin_dir}:"$PATH"'
+    assert sorted(p.name for p in bin_dir.iterdir()) == [".uv-shim-bin", "uv", "uv-shim-boot.py", "uvx"]
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    shutil.copy(world.real_uv, real_dir / "uv")
+    out = subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(real_dir)], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "is not uv-shim" in out.stderr
+    assert (real_dir / "uv").read_bytes() == world.real_uv.read_bytes()
+    out = subprocess.run([sys.executable, "-m", "shim", "uninstall", "--bin-dir", str(bin_dir)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and not bin_dir.exists()
+
+
+def test_explicit_real_uv(world: World):
+    out = world.uv("--version", UV_SHIM_REAL_UV=str(world.real_uv), PATH="/usr/bin:/bin")
+    assert out.stdout.startswith("uv ")
+    bad = world.uv("--version", check=False, UV_SHIM_REAL_UV=str(world.root / "nope"))
+    assert bad.returncode == 2 and "UV_SHIM_REAL_UV=" in bad.stderr and len(bad.stderr.splitlines()) == 1
