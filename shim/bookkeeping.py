@@ -223,6 +223,7 @@ def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: st
 
 
 def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+    t_start = time.perf_counter()
     env = os.environ
     cwd = os.getcwd()
     warn = Warnings()
@@ -255,7 +256,9 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
         _update_all(book, roots, warn, "could not refresh pins")
         realuv.exec_uv(exec_path, argv0, args, env)
 
+    t_pre = time.perf_counter() - t_start
     code = realuv.run_uv(exec_path, argv0, args, env)
+    t_uv = time.perf_counter()
     try:
         if lock is not None:
             lock.acquire()  # the cache may not have existed before uv ran
@@ -263,6 +266,12 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
     finally:
         if lock is not None:
             lock.release()
+    if inv.has("-v", "--verbose"):
+        t_post = time.perf_counter() - t_uv
+        sys.stderr.write(
+            f"uv-shim: bookkeeping took {(t_pre + t_post) * 1000:.1f}ms (before uv {t_pre * 1000:.1f}ms, "
+            f"after {t_post * 1000:.1f}ms) for {len(roots)} environment(s) in {book.cache.root}\n"
+        )
     realuv.mirror_exit(code)
 
 

@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 
 ARCHIVE_BUCKET = "archive-v0"
 SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
-# A pin is a symlink uv's prune counts as a reference: its name must parse as a wheel stem
-# (uv 0.6-0.7 skip other names) and it must live two levels below a package folder.
-PIN_NAME = "pin-0-py3-none-any"
+# A pin is a symlink uv's prune counts as a reference. uv walks its sdists bucket at any depth;
+# 0.6-0.7 count only names that parse as a wheel stem, newer ones skip names ending in
+# .lock/.whl/.http/.rev/.msgpack. So a pin is named ``pin_<id>-0-py3-none-any`` with the id's
+# "-" spelled "." (ids never contain dots, so the name maps back to the id), one flat folder per
+# environment: one symlink per pinned archive, no folder per pin.
+PIN_PREFIX = "pin_"
+PIN_SUFFIX = "-0-py3-none-any"
 # Index folders of the wheels bucket that hold package folders directly; the others
 # (``index``, ``path``, ``url``) hold one folder per index or location hash first.
 FLAT_INDEXES = frozenset({"pypi"})
@@ -31,6 +35,20 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 def is_archive_id(name: str) -> bool:
     """uv's archive ids: nanoids (21 or 16 chars) or digests; never a path, never ``..``."""
     return 8 <= len(name) <= 64 and _ID_CHARS.issuperset(name)
+
+
+def pin_name(aid: str) -> str:
+    if not is_archive_id(aid):
+        raise ValueError(f"not an archive id: {aid!r}")
+    return PIN_PREFIX + aid.replace("-", ".") + PIN_SUFFIX
+
+
+def pin_id(name: str) -> Optional[str]:
+    """The archive id a pin's file name stands for, or None if it is not a pin's name."""
+    if not (name.startswith(PIN_PREFIX) and name.endswith(PIN_SUFFIX)):
+        return None
+    aid = name[len(PIN_PREFIX) : -len(PIN_SUFFIX)].replace(".", "-")
+    return aid if is_archive_id(aid) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,39 +217,39 @@ class Cache:
         return os.path.join(self.manifest, key)
 
     def pin_path(self, key: str, aid: str) -> str:
-        if not is_archive_id(aid):
-            raise ValueError(f"not an archive id: {aid!r}")
-        return os.path.join(self.manifest, key, aid, PIN_NAME)
+        return os.path.join(self.manifest, key, pin_name(aid))
 
     def pin(self, key: str, aid: str) -> bool:
         """Make sure a pin for archive ``aid`` exists in entry ``key``; True if one was made."""
         pin = self.pin_path(key, aid)
-        target = os.path.join("..", "..", "..", "..", ARCHIVE_BUCKET, aid)
+        target = os.path.join("..", "..", "..", ARCHIVE_BUCKET, aid)
+        try:
+            os.symlink(target, pin)  # atomic: the name appears with its target, or not at all
+            return True
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(pin), exist_ok=True)
+            return self.pin(key, aid)
         try:
             if os.readlink(pin) == target:
                 return False
         except OSError:
             pass
-        os.makedirs(os.path.dirname(pin), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(pin), f".{PIN_NAME}.{os.getpid()}.tmp")
+        tmp = f"{pin}.{os.getpid()}.tmp"
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         os.symlink(target, tmp)
-        os.replace(tmp, pin)
+        os.replace(tmp, pin)  # replaces a wrong link (or file) with ours; never follows it
         return True
 
     def unpin(self, key: str, aid: str) -> None:
-        """Remove one pin: only our own symlink and its folder, never what it points to."""
-        pin = self.pin_path(key, aid)
+        """Remove one pin: only our own symlink, never what it points to."""
         try:
-            os.unlink(pin)
+            os.unlink(self.pin_path(key, aid))
         except FileNotFoundError:
-            pass
-        try:
-            os.rmdir(os.path.dirname(pin))
-        except OSError:
             pass
 
     def pins(self, key: str) -> Iterator[str]:
@@ -240,8 +258,9 @@ class Cache:
         except OSError:
             return
         for name in names:
-            if is_archive_id(name) and os.path.islink(self.pin_path(key, name)):
-                yield name
+            aid = pin_id(name)
+            if aid and os.path.islink(os.path.join(self.manifest, key, name)):
+                yield aid
 
     def other_manifests(self) -> Iterator[str]:
         """Our folders in the sdists buckets of other uv versions sharing this cache."""

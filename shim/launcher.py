@@ -28,13 +28,12 @@ def default_bin_dir() -> str:
 
 def _import_roots() -> List[str]:
     """Folders to put on sys.path so shim and its dependencies import without site.py."""
-    import filelock
     import psutil
     import tomli_w
 
     import shim
 
-    mods = [shim, filelock, psutil, tomli_w]
+    mods = [shim, psutil, tomli_w]
     if sys.version_info < (3, 11):  # pragma: no cover
         import tomli
 

@@ -3,7 +3,7 @@
 A record lives in ``<cache>/<sdists bucket>/uv-shim/<key>/root.toml`` beside that
 environment's pins (``<key>/<archive-id>/pin-0-py3-none-any``). ``key`` is derived from the host
 identity and the environment's real path, so writers of different environments never touch the
-same file; writers of the same environment serialize on ``<key>/.lock`` (filelock).
+same file; writers of the same environment serialize on ``<key>/.lock`` (``EntryLock``).
 
 The record carries a ``fingerprint`` of its distributions. The no-op path (an install that
 changed nothing) compares fingerprints with a byte search and never parses TOML: tomllib alone
@@ -198,29 +198,57 @@ def save(entry: str, record: Record) -> None:
     paths.write_atomic(os.path.join(entry, RECORD), dump(record))
 
 
-def lock(entry: str):  # -> filelock.FileLock
-    import filelock
+class EntryLock:
+    """Exclusive ``flock`` on ``<entry>/.lock`` for writers of one environment's record.
 
-    os.makedirs(entry, exist_ok=True)
-    return filelock.FileLock(os.path.join(entry, ".lock"), timeout=120)
+    A plain ``fcntl.flock`` rather than the filelock package: same semantics on POSIX, and
+    importing filelock costs ~25 ms, more than the whole bookkeeping of a typical install.
+    """
+
+    def __init__(self, entry: str, timeout: float = 120.0) -> None:
+        self.entry = entry
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> "EntryLock":
+        import fcntl
+        import time
+
+        os.makedirs(self.entry, exist_ok=True)
+        self.fd = os.open(os.path.join(self.entry, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise TimeoutError(f"another uv-shim holds {self.entry}/.lock") from None
+                time.sleep(0.01)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing releases the lock
+
+
+def lock(entry: str) -> EntryLock:
+    return EntryLock(entry)
 
 
 def remove(entry: str) -> None:
-    """Remove an entry's record and pins: only our own files, never what a pin points to."""
+    """Remove an entry's record, pins and lock: only our own files, never what a pin points to.
+
+    Pins and records are plain files or symlinks in one flat folder: ``unlink`` never follows a
+    symlink, and anything else (a folder someone put there) is left alone.
+    """
     try:
         names = os.listdir(entry)
     except FileNotFoundError:
         return
     for name in names:
         p = os.path.join(entry, name)
-        if os.path.islink(p) or not os.path.isdir(p):
+        if os.path.islink(p) or os.path.isfile(p):
             os.unlink(p)
-            continue
-        for sub in os.listdir(p):
-            q = os.path.join(p, sub)
-            if os.path.islink(q) or not os.path.isdir(q):
-                os.unlink(q)  # pins and stray temp links: unlink never follows them
-        os.rmdir(p)
     try:
         os.rmdir(entry)
     except OSError:

@@ -195,7 +195,13 @@ class World:
 
     def pins(self) -> List[Path]:
         d = self.manifest_dir()
-        return sorted(p for p in d.glob("*/*/pin-0-py3-none-any")) if d.is_dir() else []
+        return sorted(p for p in d.glob("*/pin_*-0-py3-none-any")) if d.is_dir() else []
+
+    def pinned(self) -> List[str]:
+        """Archive ids pinned by any environment."""
+        from shim.cache import pin_id
+
+        return sorted({pin_id(p.name) for p in self.pins()})
 
     def archives(self) -> List[str]:
         d = self.cache / "archive-v0"

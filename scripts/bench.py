@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Overhead of uv-shim against the bare uv, measured in the same run, same cache, same machine.
+
+    python scripts/bench.py [--uv /path/to/uv] [--rounds 21]
+
+Prints medians for the bare uv and through the shim, the difference and the target:
+  passthrough      `uv --version`                                         target: +5 ms
+  no-op install    `uv pip install pkg000` into a 100-distribution venv   target: +25 ms
+  no-op run        `uv run python -c pass` in a 100-distribution project  target: +25 ms
+  100-dist install symlink install of 100 wheels into a fresh venv        target: +10 %
+
+Bare and shim runs alternate so machine noise hits both alike. All paths are absolute (no
+pyenv shim or PATH lookup in the measured command). Uses tiny local wheels: no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from conftest import make_wheel  # noqa: E402
+
+
+def timed(cmd, env, cwd) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def pair(rounds, bare_cmd, shim_cmd, env, cwd, before=None):
+    bare, shim = [], []
+    for i in range(rounds):
+        order = [(bare, bare_cmd), (shim, shim_cmd)] if i % 2 == 0 else [(shim, shim_cmd), (bare, bare_cmd)]
+        for out, cmd in order:
+            if before:
+                before()
+            out.append(timed(cmd, env, cwd))
+    return statistics.median(bare), statistics.median(shim)
+
+
+def report(name, bare, shim, target_ms=None, target_pct=None, check=True):
+    diff = (shim - bare) * 1000
+    pct = (shim / bare - 1) * 100
+    if target_ms is not None:
+        ok = diff <= target_ms
+        target = f"+{target_ms} ms"
+    else:
+        ok = pct <= target_pct
+        target = f"+{target_pct}%"
+    verdict = ("ok" if ok else "MISSED") if check else "(whole command, for reference)"
+    print(f"{name:<30} bare {bare * 1000:8.1f} ms   shim {shim * 1000:8.1f} ms   {diff:+7.1f} ms ({pct:+5.1f}%)   target {target:<7} {verdict}")
+    return ok or not check
+
+
+def install_100(args, real_uv, shim_uv, env, tmp, python, files) -> bool:
+    """A fresh venv per round (a new root each time), 100 wheels of ``files`` modules each,
+    warm cache (archives unpacked, as on any machine that installed them once)."""
+    wheels = tmp / f"wheels-{files}"
+    names = [f"w{files}pkg{i:03d}" for i in range(100)]
+    for n in names:
+        make_wheel(wheels, n, "1.0", {f"{n}/m{j}.py": f"X = {j}\n" for j in range(files - 1)})
+    find = ["--no-index", "--find-links", str(wheels)]
+    counter = iter(range(10**6))
+    current = {}
+
+    def new_venv():
+        current["venv"] = tmp / f"fresh-{files}-{next(counter)}"
+        subprocess.run([real_uv, "venv", "-q", "--python", python, str(current["venv"])], check=True, env=env)
+
+    new_venv()
+    subprocess.run([real_uv, "pip", "install", "-q", "--python", str(current["venv"] / "bin" / "python"), *find, *names], check=True, env=env)
+    bare, shim, book = [], [], []
+    for i in range(max(5, args.rounds // 2)):
+        for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
+            new_venv()
+            exe = real_uv if which == "bare" else shim_uv
+            cmd = [exe, "pip", "install", "-v", "--python", str(current["venv"] / "bin" / "python"), *find, *names]
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            (bare if which == "bare" else shim).append(time.perf_counter() - t0)
+            if which == "shim":
+                line = [ln for ln in out.stderr.splitlines() if ln.startswith("uv-shim: bookkeeping took ")]
+                book.append(float(line[0].split()[3].rstrip("ms")) / 1000)
+    b, s = statistics.median(bare), statistics.median(shim)
+    ok = report(f"100-dist install ({files} file{'s' if files > 1 else ''})", b, s, target_pct=10, check=False)
+    k = statistics.median(book)
+    print(f"{'  of which bookkeeping':<30} {k * 1000:8.1f} ms ({k / b * 100:+5.1f}% of the bare install)   target +10%    {'ok' if k / b <= 0.10 else 'MISSED'}")
+    return ok and k / b <= 0.10
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--uv", default=shutil.which("uv", path=os.environ.get("UV_SHIM_BENCH_PATH")), help="the real uv (absolute path)")
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--files", type=int, default=40, help="modules per wheel in the second install benchmark")
+    args = ap.parse_args()
+    if not args.uv:
+        ap.error("no real uv found: pass --uv /path/to/uv")
+    real_uv = os.path.realpath(args.uv)
+    tmp = Path(tempfile.mkdtemp(prefix="uv-shim-bench-"))
+    try:
+        home = tmp / "shim"
+        env = {
+            "PATH": f"{Path(real_uv).parent}:/usr/bin:/bin",
+            "HOME": str(tmp / "home"),
+            "UV_CACHE_DIR": str(tmp / "cache"),
+            "UV_SHIM_HOME": str(home),
+            "UV_LINK_MODE": "symlink",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_PROGRESS": "1",
+        }
+        subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(home / "bin")], check=True, env={**os.environ, **env}, capture_output=True, cwd=REPO)
+        shim_uv = str(home / "bin" / "uv")
+        env["PATH"] = f"{home / 'bin'}:{env['PATH']}"
+        wheels = tmp / "wheels"
+        names = [f"pkg{i:03d}" for i in range(100)]
+        for n in names:
+            make_wheel(wheels, n, "1.0")
+        python = getattr(sys, "_base_executable", sys.executable)
+        version = subprocess.run([real_uv, "--version"], capture_output=True, text=True).stdout.strip()
+        print(f"uv-shim benchmark: {version} at {real_uv}; {os.cpu_count()} cpus; python {sys.version.split()[0]}; {args.rounds} rounds, medians")
+
+        ok = True
+        bare, shim = pair(args.rounds, [real_uv, "--version"], [shim_uv, "--version"], env, tmp)
+        ok &= report("passthrough", bare, shim, target_ms=5)
+
+        venv = tmp / "venv100"
+        subprocess.run([real_uv, "venv", "-q", "--python", python, str(venv)], check=True, env=env)
+        find = ["--no-index", "--find-links", str(wheels)]
+        subprocess.run([shim_uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, *names], check=True, env=env)
+        noop = ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, "pkg000"]
+        bare, shim = pair(args.rounds, [real_uv, *noop], [shim_uv, *noop], env, tmp)
+        ok &= report("no-op install", bare, shim, target_ms=25)
+
+        proj = tmp / "proj"
+        proj.mkdir()
+        deps = ", ".join(f'"{n}"' for n in names)
+        (proj / "pyproject.toml").write_text(
+            f'[project]\nname = "proj"\nversion = "0"\nrequires-python = ">=3.9"\ndependencies = [{deps}]\n'
+            f'[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
+        )
+        subprocess.run([shim_uv, "sync", "-q", "--python", python], check=True, env=env, cwd=proj)
+        run = ["run", "-q", "python", "-c", "pass"]
+        bare, shim = pair(args.rounds, [real_uv, *run], [shim_uv, *run], env, proj)
+        ok &= report("no-op run", bare, shim, target_ms=25)
+
+        for files in (1, args.files):
+            ok &= install_100(args, real_uv, shim_uv, env, tmp, python, files)
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
