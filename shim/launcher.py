@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import List
+from typing import List, Optional
 
 from shim import paths, uvargs
 from shim.realuv import BIN_MARKER as MARKER
@@ -56,6 +56,13 @@ def _boot_source() -> str:
     )
 
 
+def bundled_uv() -> Optional[str]:
+    """The uv binary of the ``uv`` Python package installed beside uv-shim, if any."""
+    from shim.realuv import _bundled
+
+    return _bundled()
+
+
 def _case(words) -> str:
     return "|".join(sorted(words))
 
@@ -71,6 +78,7 @@ def _launcher_source(name: str, self_path: str, boot: str) -> str:
 self={q(self_path)}
 py={q(sys.executable)}
 boot={q(boot)}
+bundled={q(bundled_uv() or "")}
 name={name}
 fast=1
 [ "$name" = uvx ] && fast=0
@@ -101,6 +109,7 @@ if [ $fast != 0 ]; then
       if [ -f "$c" ] && [ -x "$c" ] && ! [ -e "${{d:-.}}/{MARKER}" ] && ! [ "$c" -ef "$self" ]; then real=$c; break; fi
     done
     IFS=$oldifs; set +f
+    [ -n "$real" ] || real=$bundled
   fi
   if [ -f "$real" ] && [ -x "$real" ] && [ "$name" = uv ] && ! [ "$real" -ef "$self" ]; then
     {GUARD_VAR}=$$; export {GUARD_VAR}
