@@ -133,3 +133,21 @@ def test_explicit_real_uv(world: World):
     assert out.stdout.startswith("uv ")
     bad = world.uv("--version", check=False, UV_SHIM_REAL_UV=str(world.root / "nope"))
     assert bad.returncode == 2 and "UV_SHIM_REAL_UV=" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+@pytest.mark.network
+def test_bundled_uv_package_is_the_last_resort(world: World, tmp_path):
+    """`pip install "uv-shim[uv]"` on a machine with no uv: the uv package's binary is used."""
+    from conftest import BASE_PYTHON, REPO
+
+    venv = tmp_path / "tool-venv"
+    world.uv("venv", "-q", "--python", BASE_PYTHON, str(venv), shim=False)
+    world.uv("pip", "install", "-q", "--python", str(venv / "bin" / "python"), f"{REPO}[uv]", "uv==0.13.9", shim=False)
+    env = world.env(PATH="/usr/bin:/bin", UV_SHIM_HOME=str(tmp_path / "home"))
+    out = subprocess.run([str(venv / "bin" / "uv-shim"), "install", "--bin-dir", str(tmp_path / "bin")], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    which = subprocess.run([str(venv / "bin" / "uv-shim"), "which"], env=env, capture_output=True, text=True)
+    assert which.stdout.strip() == str(venv / "bin" / "uv")
+    assert "the uv Python package" in which.stderr
+    ver = subprocess.run([str(tmp_path / "bin" / "uv"), "--version"], env=env, capture_output=True, text=True)
+    assert ver.returncode == 0 and ver.stdout.startswith("uv 0.13.9")
