@@ -38,6 +38,10 @@ def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
     inv = uvargs.parse(uv_args)
     if env.get("UV_SHIM_DISABLE", "").lower() in _TRUE or not inv.intercepted:
         realuv.exec_uv(exec_path, argv0, run_args, env)
+    if inv.words[0] == "cache":
+        from shim import prune
+
+        prune.run(real, argv0, exec_path, run_args, inv)
     from shim import bookkeeping
 
     bookkeeping.intercept(real, argv0, exec_path, run_args, inv)

@@ -31,7 +31,7 @@ GLOBAL_VALUE_OPTIONS: FrozenSet[str] = frozenset(
 )
 
 # Commands that may change an environment, as (word, second word or None for "any").
-# Everything else is passed straight through. ``cache prune|clean`` are not intercepted yet.
+# Everything else is passed straight through.
 INTERCEPTED: Dict[str, Optional[FrozenSet[str]]] = {
     "pip": frozenset({"install", "sync", "uninstall"}),
     "sync": None,
@@ -40,6 +40,7 @@ INTERCEPTED: Dict[str, Optional[FrozenSet[str]]] = {
     "run": None,
     "venv": None,
     "tool": frozenset({"install", "upgrade", "run"}),
+    "cache": frozenset({"prune"}),
 }
 
 # Subcommand options that take a value, per command family. Only needed to find positional

@@ -1,0 +1,174 @@
+"""Liveness of roots at prune time: re-verify, drop the dead, pin the live in the pruning uv's bucket.
+
+Runs under uv's exclusive cache lock. Every root of this host is checked on disk (does the
+environment exist, which archives does it link now); roots of other hosts and containers cannot
+be checked and are kept until their lease ends. Whatever cannot be verified keeps its pins:
+fail closed for deletion.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from shim import envscan, manifest
+from shim.cache import Cache, pin_id
+from shim.manifest import Record, RecordError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set
+
+DEFAULT_LEASE = 30 * 86400.0
+
+LIVE = "live"  # this host, exists, scanned now
+DEAD = "dead"  # this host, environment gone: dropped with its pins
+FOREIGN = "foreign"  # another host: kept until its lease ends
+EXPIRED = "expired"  # another host, lease ended: dropped
+UNVERIFIABLE = "unverifiable"  # cannot read the record or the environment: pins kept
+
+
+class Root:
+    """One root as the prune sees it."""
+
+    def __init__(self, key: str, state: str, record: Optional[Record], archives: Set[str], reason: str = "") -> None:
+        self.key = key
+        self.state = state
+        self.record = record
+        self.archives = archives  # archive ids protected by a pin in the pruning uv's bucket
+        self.reason = reason
+
+    @property
+    def path(self) -> str:
+        return self.record.path if self.record else f"<record {self.key}>"
+
+
+def entries_by_key(cache: Cache) -> Dict[str, List[str]]:
+    """Every entry folder of every uv version's bucket, current bucket first."""
+    out: Dict[str, List[str]] = {}
+    for manifest_dir in [cache.manifest, *cache.other_manifests()]:
+        try:
+            names = sorted(os.listdir(manifest_dir))
+        except OSError:
+            continue
+        for key in names:
+            path = os.path.join(manifest_dir, key)
+            if os.path.isdir(path) and not os.path.islink(path):
+                out.setdefault(key, []).append(path)
+    return out
+
+
+def _first_record(entries: List[str]) -> tuple:
+    """(newest readable copy of the record or None, first error). Copies exist when several
+    uv versions share the cache; the one seen most recently wins."""
+    error = ""
+    best: Optional[Record] = None
+    for entry in entries:
+        try:
+            rec = manifest.load(entry)
+        except FileNotFoundError:
+            continue
+        except RecordError as e:
+            error = error or f"{os.path.join(entry, manifest.RECORD)}: {e}"
+            continue
+        if best is None or rec.last_used > best.last_used:
+            best = rec
+    if best is not None:
+        return best, ""
+    return None, error or "no record beside its pins"
+
+
+def _pinned_anywhere(entries: List[str]) -> Set[str]:
+    out: Set[str] = set()
+    for entry in entries:
+        try:
+            names = os.listdir(entry)
+        except OSError:
+            continue
+        out.update(a for a in map(pin_id, names) if a)
+    return out
+
+
+def _pin_exactly(cache: Cache, key: str, archives: Set[str]) -> None:
+    for aid in sorted(archives):
+        cache.pin(key, aid)
+    for aid in set(cache.pins(key)) - archives:
+        cache.unpin(key, aid)
+
+
+def _drop(entries: List[str]) -> None:
+    for entry in entries:
+        with manifest.lock(entry):
+            manifest.remove(entry)
+
+
+def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None) -> List[Root]:
+    """Bring every root up to date in ``cache``'s buckets; return what was decided for each."""
+    now = time.time() if now is None else now
+    roots: List[Root] = []
+    for key, entries in sorted(entries_by_key(cache).items()):
+        current = cache.entry_dir(key)
+        record, error = _first_record(entries)
+        if record is None:
+            if not os.path.isfile(os.path.join(entries[0], manifest.RECORD)) and not _pinned_anywhere(entries):
+                _drop(entries)  # an empty leftover (a crash before the first write)
+                continue
+            kept = _pinned_anywhere(entries)
+            with manifest.lock(current):
+                for aid in sorted(kept):
+                    cache.pin(key, aid)
+            roots.append(Root(key, UNVERIFIABLE, None, kept, error))
+            continue
+        if record.host_id != host_id:
+            age = now - record.last_used.timestamp()
+            if age > lease:
+                _drop(entries)
+                roots.append(Root(key, EXPIRED, record, set(), f"last seen {int(age // 86400)} days ago"))
+                continue
+            kept = set(record.pinned)
+            with manifest.lock(current):
+                if not os.path.isfile(os.path.join(current, manifest.RECORD)):
+                    manifest.save(current, record)
+                _pin_exactly(cache, key, kept | _pinned_anywhere([current]))
+            roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
+            continue
+        roots.append(_verify_own(cache, key, entries, record))
+    return roots
+
+
+def _verify_own(cache: Cache, key: str, entries: List[str], record: Record) -> Root:
+    current = cache.entry_dir(key)
+    try:
+        os.stat(record.path)
+        exists = os.path.isdir(record.path)
+        dists = envscan.scan(record.path, record.kind, cache) if exists else {}
+    except FileNotFoundError:
+        exists, dists = False, {}
+    except OSError as e:
+        kept = set(record.pinned) | _pinned_anywhere(entries)
+        with manifest.lock(current):
+            if not os.path.isfile(os.path.join(current, manifest.RECORD)):
+                manifest.save(current, record)
+            for aid in sorted(kept):
+                cache.pin(key, aid)
+        return Root(key, UNVERIFIABLE, record, kept, f"{e.strerror or e}")
+    if not exists or not dists:
+        _drop(entries)
+        return Root(key, DEAD, record, set(), "environment no longer exists" if not exists else "links nothing from the cache")
+    with manifest.lock(current):
+        if record.distributions != dists or not record.scanned or not os.path.isfile(os.path.join(current, manifest.RECORD)):
+            record.set_dists(dists)
+            manifest.save(current, record)
+        kept = set(record.pinned)
+        _pin_exactly(cache, key, kept)
+    return Root(key, LIVE, record, kept)
+
+
+def protected(roots: List[Root]) -> Dict[str, List[Root]]:
+    """Archive id -> the roots that keep it."""
+    out: Dict[str, List[Root]] = {}
+    for root in roots:
+        for aid in root.archives:
+            out.setdefault(aid, []).append(root)
+    return out
+

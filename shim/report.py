@@ -1,0 +1,103 @@
+"""Human output in uv's style: sizes like ``41.2MiB``, ages like ``3d``, one fact per line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Optional, Set, Tuple
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def human_size(n: float) -> str:
+    """uv's format: ``0B``, ``512B``, ``1.5KiB``, ``41.2MiB``."""
+    i = 0
+    while n >= 1024 and i < len(_UNITS) - 1:
+        n /= 1024
+        i += 1
+    return f"{int(n)}{_UNITS[i]}" if i == 0 else f"{n:.1f}{_UNITS[i]}"
+
+
+def human_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or plain seconds; ValueError otherwise."""
+    t = text.strip().lower()
+    if t and t[-1] in _DURATIONS:
+        value, unit = t[:-1], t[-1]
+    else:
+        value, unit = t, "s"
+    number = float(value)
+    if number < 0:
+        raise ValueError(text)
+    return number * _DURATIONS[unit]
+
+
+def plural(n: int, word: str, words: Optional[str] = None) -> str:
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
+    """Bytes of the regular files under ``path``, each inode counted once; never follows links."""
+    total = 0
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        key = (st.st_dev, st.st_ino)
+                        if key not in seen:
+                            seen.add(key)
+                            total += st.st_size
+                except OSError:
+                    continue
+    return total
+
+
+class Out:
+    """stderr for facts (silenced by -q), stdout for data."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def fact(self, line: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    def detail(self, line: str) -> None:
+        if self.verbose and not self.quiet:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    def warn(self, line: str) -> None:
+        sys.stderr.write(f"uv-shim: warning: {line}\n")
+        sys.stderr.flush()
+
+    def data(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def facts(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.fact(line)
