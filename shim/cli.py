@@ -41,7 +41,7 @@ def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
     if inv.words[0] == "cache":
         from shim import prune
 
-        prune.run(real, argv0, exec_path, run_args, inv)
+        (prune.run if inv.words[1] == "prune" else prune.clean)(real, argv0, exec_path, run_args, inv)
     from shim import bookkeeping
 
     bookkeeping.intercept(real, argv0, exec_path, run_args, inv)

@@ -1,4 +1,4 @@
-"""``uv cache prune`` through the shim: verify roots under uv's lock, then let the real uv prune.
+"""``uv cache prune|clean`` through the shim: verify roots under uv's lock, then let uv delete.
 
 Order: take uv's cache lock exclusively (unless ``--force``); re-verify every root of this host,
 drop the dead, keep other hosts' roots until their lease ends; make sure every kept archive is
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import gc, hostid, realuv, report, uvargs, uvfeatures
+from shim import envscan, gc, hostid, realuv, report, uvargs, uvfeatures
 from shim.cache import Cache, ExclusiveLock, find_cache_dir
 
 TYPE_CHECKING = False
@@ -75,45 +75,172 @@ def summarize(out: report.Out, roots: List[gc.Root], cache: Cache) -> None:
         out.fact(f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''}")
 
 
-def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+def _locked_verify(cache: Cache, inv: uvargs.Invocation, out: report.Out, env) -> tuple:
+    """Take uv's cache lock (unless --force) and bring every root up to date: (lock, roots)."""
+    lock: Optional[ExclusiveLock] = None
+    try:
+        lease = lease_seconds(env)
+    except realuv.ShimError as e:
+        _error(str(e))
+    if not inv.has("--force"):
+        lock = ExclusiveLock(cache.root, lock_timeout(env), out.fact)
+        try:
+            lock.acquire()
+        except TimeoutError as e:
+            _error(str(e))
+        except OSError as e:
+            _error(f"cannot lock the cache at {cache.root}: {e.strerror}")
+    try:
+        roots = gc.verify(cache, hostid.identity()[1], lease)
+    except Exception as e:  # noqa: BLE001 - fail closed: never delete what we could not check
+        _error(f"could not verify the environments that use {cache.root} ({e}); nothing was removed")
+    return lock, roots
+
+
+def _run_locked(lock: Optional[ExclusiveLock], force_since, version, exec_path, argv0, args) -> int:
+    """Run the real uv while we hold its lock: with --force where it has it, else after release."""
+    uv_args = list(args)
+    if lock is not None:
+        if version >= force_since:
+            uv_args.append("--force")  # we hold the lock uv would wait for
+        elif version >= uvfeatures.LOCKS_CACHE:
+            lock.release()  # this uv locks but cannot skip it: let it take the lock itself
+    code = realuv.run_uv(exec_path, argv0, uv_args, os.environ)
+    if lock is not None:
+        lock.release()
+    return code
+
+
+def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: str, args: List[str]) -> tuple:
     env = os.environ
-    cwd = os.getcwd()
     out = report.Out(quiet=inv.has("-q", "--quiet"), verbose=inv.has("-v", "--verbose"))
     try:
-        root = find_cache_dir(real, inv, cwd, env)
+        root = find_cache_dir(real, inv, os.getcwd(), env)
     except OSError:
         root = None
     if root is None or not os.path.isdir(root):
         realuv.exec_uv(exec_path, argv0, args, env)  # no cache: nothing to protect
     try:
         build = realuv.build_of(real)
-        lease = lease_seconds(env)
     except realuv.ShimError as e:
         _error(str(e))
-    cache = Cache(root, build)
-    version = build.version_tuple
-    lock: Optional[ExclusiveLock] = None
-    if not inv.has("--force"):
-        lock = ExclusiveLock(root, lock_timeout(env), out.fact)
-        try:
-            lock.acquire()
-        except TimeoutError as e:
-            _error(str(e))
-        except OSError as e:
-            _error(f"cannot lock the cache at {root}: {e.strerror}")
-    try:
-        roots = gc.verify(cache, hostid.identity()[1], lease)
-    except Exception as e:  # noqa: BLE001 - fail closed: never prune what we could not check
-        _error(f"could not verify the environments that use {root} ({e}); nothing was pruned")
-    uv_args = list(args)
-    if lock is not None:
-        if version >= uvfeatures.PRUNE_FORCE:
-            uv_args.append("--force")  # we hold the lock uv would wait for
-        elif version >= uvfeatures.LOCKS_CACHE:
-            lock.release()  # this uv locks but cannot skip it: let it take the lock itself
-    code = realuv.run_uv(exec_path, argv0, uv_args, env)
-    if lock is not None:
-        lock.release()
+    return Cache(root, build), out
+
+
+def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+    """``uv cache prune [--ci] [--force]``."""
+    cache, out = _setup(real, inv, argv0, exec_path, args)
+    lock, roots = _locked_verify(cache, inv, out, os.environ)
+    code = _run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if code == 0:
         summarize(out, roots, cache)
     realuv.mirror_exit(code)
+
+
+def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+    """``uv cache clean [PACKAGE...] [--force] [--all]``.
+
+    With packages: uv's own clean, whose reference check counts our pins, so in-use archives of
+    those packages stay; we report them. Without: everything but the archives live symlink
+    environments use and the manifest is removed. ``--all`` (or ``UV_SHIM_ALLOW_BREAK=1``) lists
+    the environments it will break, then runs uv's full clean.
+    """
+    env = os.environ
+    break_all = "--all" in args or env.get("UV_SHIM_ALLOW_BREAK", "").lower() in ("1", "true", "yes")
+    uv_args = [a for a in args if a != "--all"]
+    cache, out = _setup(real, inv, argv0, exec_path, uv_args)
+    lock, roots = _locked_verify(cache, inv, out, env)
+    kept = gc.protected(roots)
+    packages = {envscan.normalize(p) for p in inv.positionals}
+    if break_all:
+        for root in roots:
+            if root.archives and root.state != gc.DEAD:
+                out.fact(f"Breaking {root.path}: {report.plural(len(root.archives), 'archive')} it links will be removed")
+        code = _run_locked(lock, uvfeatures.CLEAN_FORCE, cache.build.version_tuple, exec_path, argv0, uv_args)
+        realuv.mirror_exit(code)
+    if packages:
+        code = _run_locked(lock, uvfeatures.CLEAN_FORCE, cache.build.version_tuple, exec_path, argv0, uv_args)
+        if code == 0:
+            _report_packages(out, roots, cache, packages)
+        realuv.mirror_exit(code)
+    out.fact(f"Clearing cache at: {cache.root}")
+    try:
+        removed, size = clear_except(cache, set(kept))
+    except OSError as e:
+        if lock is not None:
+            lock.release()
+        _error(f"cannot clear {e.filename or cache.root}: {e.strerror}")
+    if lock is not None:
+        lock.release()
+    out.fact(f"Removed {report.plural(removed, 'file')} ({report.human_size(size)})" if removed else "No cache entries found")
+    summarize(out, roots, cache)
+    realuv.mirror_exit(0)
+
+
+def _report_packages(out: report.Out, roots: List[gc.Root], cache: Cache, packages: Set[str]) -> None:
+    lines = []
+    for root in roots:
+        if not root.record:
+            continue
+        for d in root.record.distributions.values():
+            if d.name in packages and d.archive in root.archives and os.path.isdir(os.path.join(cache.archives, d.archive)):
+                lines.append(f"Kept {d.key} ({d.archive}): used by {root.path}")
+    out.facts(sorted(set(lines)))
+
+
+KEEP_AT_ROOT = frozenset({"CACHEDIR.TAG", ".gitignore", ".git", ".lock"})
+
+
+def clear_except(cache: Cache, archives: Set[str]) -> tuple:
+    """Remove everything in the cache but ``archives`` and our manifests: (files, bytes).
+
+    Never leaves the cache: symlinks are unlinked, never followed; each inode is counted once.
+    """
+    from shim.cache import SHIM_DIR
+
+    seen: Set = set()
+    counts = [0, 0]
+    for name in sorted(os.listdir(cache.root)):
+        path = os.path.join(cache.root, name)
+        if name in KEEP_AT_ROOT:
+            continue
+        if name == os.path.basename(cache.archives) and not os.path.islink(path):
+            for aid in sorted(os.listdir(path)):
+                if aid not in archives:
+                    _remove(os.path.join(path, aid), seen, counts)
+        elif name.startswith("sdists-v") and os.path.isdir(path) and not os.path.islink(path):
+            for child in sorted(os.listdir(path)):
+                if child != SHIM_DIR:
+                    _remove(os.path.join(path, child), seen, counts)
+        else:
+            _remove(path, seen, counts)
+    return counts[0], counts[1]
+
+
+def _remove(path: str, seen: Set, counts: List[int]) -> None:
+    """Remove a file, a symlink (never its target) or a folder tree, counting what goes."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        _count(path, seen, counts)
+        os.unlink(path)
+        return
+    with os.scandir(path) as it:
+        entries = list(it)
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            _remove(e.path, seen, counts)
+        else:
+            _count(e.path, seen, counts)
+            os.unlink(e.path)
+    os.rmdir(path)
+
+
+def _count(path: str, seen: Set, counts: List[int]) -> None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    counts[0] += 1
+    key = (st.st_dev, st.st_ino)
+    if key not in seen:
+        seen.add(key)
+        counts[1] += st.st_size

@@ -40,7 +40,7 @@ INTERCEPTED: Dict[str, Optional[FrozenSet[str]]] = {
     "run": None,
     "venv": None,
     "tool": frozenset({"install", "upgrade", "run"}),
-    "cache": frozenset({"prune"}),
+    "cache": frozenset({"prune", "clean"}),
 }
 
 # Subcommand options that take a value, per command family. Only needed to find positional

@@ -1,0 +1,60 @@
+"""``uv cache clean`` through the shim keeps what live symlink environments use."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import World
+
+
+def test_bare_clean_breaks_symlink_environments(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    world.uv("cache", "clean", shim=False)
+    assert world.value(v, "alpha") is None
+
+
+def test_clean_keeps_live_archives_and_the_manifest(any_world: World, wheels):
+    w = any_world
+    a, gone, h = w.venv("a"), w.venv("gone"), w.venv("h")
+    w.install(a, "alpha==1.0", find_links=wheels)
+    w.install(gone, "beta==1.0", find_links=wheels)
+    w.install(h, "alpha==2.0", find_links=wheels, mode="hardlink")
+    import shutil
+
+    shutil.rmtree(gone)
+    out = w.uv("cache", "clean")
+    assert f"Clearing cache at: {w.cache}" in out.stderr
+    assert "Kept 1 archive" in out.stderr and "used by 1 environment" in out.stderr
+    assert w.archives() == w.pinned()
+    assert w.value(a, "alpha") == "alpha-1.0" and w.value(h, "alpha") == "alpha-2.0"
+    assert sorted(w.records()) == sorted([str(a.resolve()), str(h.resolve())])
+    left = sorted(p.name for p in w.cache.iterdir())
+    assert set(left) <= {"archive-v0", w.manifest_dir().parent.name, ".lock", "CACHEDIR.TAG", ".gitignore", ".git"}
+    # the cache still works afterwards, through the shim and bare
+    w.install(w.venv("again"), "beta==1.0", find_links=wheels)
+    w.prune()
+    assert w.value(a, "alpha") == "alpha-1.0"
+
+
+def test_clean_package_keeps_its_in_use_archives(world: World, wheels):
+    a, b = world.venv("a"), world.venv("b")
+    world.install(a, "alpha==1.0", "beta==1.0", find_links=wheels)
+    world.install(b, "alpha==2.0", find_links=wheels, mode="copy")
+    out = world.uv("cache", "clean", "alpha")
+    assert world.value(a, "alpha") == "alpha-1.0" and world.value(b, "alpha") == "alpha-2.0"
+    assert "Kept alpha==1.0" in out.stderr and f"used by {a.resolve()}" in out.stderr
+    assert len(world.archives()) == 2  # alpha 1.0 (pinned) and beta; alpha 2.0 (copied) is gone
+
+
+@pytest.mark.parametrize("how", [("--all",), ()])
+def test_clean_all_breaks_after_saying_so(world: World, wheels, how):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    env = {} if how else {"UV_SHIM_ALLOW_BREAK": "1"}
+    out = world.uv("cache", "clean", *how, **env)
+    assert f"Breaking {v.resolve()}: 1 archive it links will be removed" in out.stderr
+    assert world.value(v, "alpha") is None
+    assert not world.cache.exists() or world.archives() == []
