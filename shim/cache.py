@@ -21,11 +21,12 @@ ARCHIVE_BUCKET = "archive-v0"
 SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
 # A pin is a symlink uv's prune counts as a reference. uv walks its sdists bucket at any depth;
 # 0.6-0.7 count only names that parse as a wheel stem, newer ones skip names ending in
-# .lock/.whl/.http/.rev/.msgpack. So a pin is named ``pin_<id>-0-py3-none-any`` with the id's
-# "-" spelled "." (ids never contain dots, so the name maps back to the id), one flat folder per
-# environment: one symlink per pinned archive, no folder per pin.
+# .lock/.whl/.http/.rev/.msgpack. So a pin is named ``pin_<id>_0-0-py3-none-any`` with the id's
+# "-" spelled "." (ids never contain dots, so the name maps back to the id); the ``_0`` keeps the
+# package name ending in a letter or digit, as a valid name must, whatever the id ends with.
+# One flat folder per environment: one symlink per pinned archive, no folder per pin.
 PIN_PREFIX = "pin_"
-PIN_SUFFIX = "-0-py3-none-any"
+PIN_SUFFIX = "_0-0-py3-none-any"
 # Index folders of the wheels bucket that hold package folders directly; the others
 # (``index``, ``path``, ``url``) hold one folder per index or location hash first.
 FLAT_INDEXES = frozenset({"pypi"})

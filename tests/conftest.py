@@ -195,7 +195,7 @@ class World:
 
     def pins(self) -> List[Path]:
         d = self.manifest_dir()
-        return sorted(p for p in d.glob("*/pin_*-0-py3-none-any")) if d.is_dir() else []
+        return sorted(p for p in d.glob("*/pin_*_0-0-py3-none-any")) if d.is_dir() else []
 
     def pinned(self) -> List[str]:
         """Archive ids pinned by any environment."""

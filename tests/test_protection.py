@@ -104,3 +104,26 @@ def test_refresh_scenario_cowsay_newest(world: World):
     for venv in (a, b):
         out = world.python(venv, "import cowsay; print(cowsay.get_output_string('cow', 'hi'))")
         assert out.returncode == 0 and "hi" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("aid", ["-leadingDash0000000x", "trailingDash00000000-", "trailingUnder0000000_", "_x-y_z-Q1234567890ab", "a" * 16])
+def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
+    """Each uv version's prune counts our pin whatever the id looks like (0.7.0 parses the pin's
+    name as a wheel stem: an id ending in '-' once made an invalid name, and a deleted archive)."""
+    from shim import realuv
+    from shim.cache import Cache
+
+    w = any_world
+    v = w.venv("v")
+    w.install(v, "alpha==1.0", find_links=wheels)  # a real cache of this uv version
+    fake = w.cache / "archive-v0" / aid
+    fake.mkdir()
+    (fake / "data.txt").write_text("kept")
+    cache = Cache(str(w.cache), realuv.build_of(realuv.RealUv(str(w.real_uv), "test")))
+    cache.pin("test-entry", aid)
+    w.prune()
+    w.prune("--ci")
+    assert (fake / "data.txt").read_text() == "kept"
+    cache.unpin("test-entry", aid)
+    w.prune()
+    assert not fake.exists()
