@@ -8,6 +8,7 @@ Prints medians for the bare uv and through the shim, the difference and the targ
   no-op install    `uv pip install pkg000` into a 100-distribution venv   target: +25 ms
   no-op run        `uv run python -c pass` in a 100-distribution project  target: +25 ms
   100-dist install symlink install of 100 wheels into a fresh venv        target: +10 %
+  prune            10,000 archives, 1,000 roots (synthetic, scripts/gencache.py)  target: x1.5, 200 MiB
 
 Bare and shim runs alternate so machine noise hits both alike. All paths are absolute (no
 pyenv shim or PATH lookup in the measured command). Uses tiny local wheels: no network.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
 from conftest import make_wheel  # noqa: E402
@@ -99,11 +101,53 @@ def install_100(args, real_uv, shim_uv, env, tmp, python, files) -> bool:
     return ok and k / b <= 0.10
 
 
+def run_rss(cmd, env):
+    """(seconds, peak RSS in MiB of the process and what it waited for)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def prune_bench(args, real_uv, shim_uv, env, tmp) -> bool:
+    """`uv cache prune` on a synthetic cache of 10,000 archives and 1,000 recorded environments
+    (10% of them deleted since): bare uv on one copy, the shim on an identical copy."""
+    from gencache import generate
+
+    ok = True
+    caches = {}
+    for which in ("bare", "shim"):
+        info = generate(tmp / f"gen-{which}", real_uv, args.archives, args.envs, seed=7)
+        caches[which] = str(info["cache"])
+    for label, rounds in (("first prune", 1), ("later prunes", max(3, args.rounds // 4))):
+        runs = {"bare": [], "shim": []}
+        for i in range(rounds):
+            for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
+                exe = real_uv if which == "bare" else shim_uv
+                runs[which].append(run_rss([exe, "cache", "prune"], {**env, "UV_CACHE_DIR": caches[which]}))
+        b, brss = statistics.median(t for t, _ in runs["bare"]), max(r for _, r in runs["bare"])
+        s, srss = statistics.median(t for t, _ in runs["shim"]), max(r for _, r in runs["shim"])
+        ratio = s / b
+        good = ratio <= 1.5 and srss <= 200
+        ok &= good
+        print(
+            f"{'prune ' + label:<30} bare {b * 1000:8.1f} ms   shim {s * 1000:8.1f} ms   x{ratio:.2f}, peak {srss:.0f} MiB"
+            f" (bare {brss:.0f} MiB)   target x1.5, 200 MiB {'ok' if good else 'MISSED'}"
+        )
+    return ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--uv", default=shutil.which("uv", path=os.environ.get("UV_SHIM_BENCH_PATH")), help="the real uv (absolute path)")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--files", type=int, default=40, help="modules per wheel in the second install benchmark")
+    ap.add_argument("--archives", type=int, default=10000, help="archives in the synthetic prune cache")
+    ap.add_argument("--envs", type=int, default=1000, help="recorded environments in the synthetic prune cache")
+    ap.add_argument("--only", choices=["overhead", "prune"], help="run one part only")
     args = ap.parse_args()
     if not args.uv:
         ap.error("no real uv found: pass --uv /path/to/uv")
@@ -132,6 +176,8 @@ def main() -> int:
         print(f"uv-shim benchmark: {version} at {real_uv}; {os.cpu_count()} cpus; python {sys.version.split()[0]}; {args.rounds} rounds, medians")
 
         ok = True
+        if args.only == "prune":
+            return 0 if prune_bench(args, real_uv, shim_uv, env, tmp) else 1
         bare, shim = pair(args.rounds, [real_uv, "--version"], [shim_uv, "--version"], env, tmp)
         ok &= report("passthrough", bare, shim, target_ms=5)
 
@@ -157,6 +203,8 @@ def main() -> int:
 
         for files in (1, args.files):
             ok &= install_100(args, real_uv, shim_uv, env, tmp, python, files)
+        if args.only != "overhead":
+            ok &= prune_bench(args, real_uv, shim_uv, env, tmp)
         return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

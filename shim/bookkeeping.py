@@ -93,6 +93,7 @@ class Book:
                     manifest.remove(entry)  # the environment is gone: its root is dead
             return
         try:
+            stamp = envscan.site_stamp(real, kind)
             dists = envscan.scan(real, kind, self.cache)
         except OSError as e:
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
@@ -110,6 +111,7 @@ class Book:
             rec, _ = self._load(key, real, kind)
             old_pins = set(self.cache.pins(key))
             rec.set_dists(dists)
+            rec.site_stamp = stamp
             rec.uv_version = self.cache.build.version
             rec.python = rec.python or envscan.python_version(real)
             new_pins = set(rec.pinned)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 ARCHIVE_BUCKET = "archive-v0"
+_ARCHIVE_MARKER = os.sep + ARCHIVE_BUCKET + os.sep
 SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
 # A pin is a symlink uv's prune counts as a reference. uv walks its sdists bucket at any depth;
 # 0.6-0.7 count only names that parse as a wheel stem, newer ones skip names ending in
@@ -144,19 +145,19 @@ class Cache:
         self.wheels = j(root, build.buckets["wheels"])
         self.environments = j(root, build.buckets.get("environments", "environments-v2"))
         self.manifest = j(self.sdists, SHIM_DIR)
-        self._same_root: Dict[str, bool] = {}
+        self._same_root: Dict[str, Optional[bool]] = {}
         self._indexes: Optional[List[str]] = None
 
     # -- archives -------------------------------------------------------------------------
 
     def archive_of_link(self, target: str) -> Optional[str]:
         """The archive id a symlink target in an environment points into, if it is this cache."""
-        marker = os.sep + ARCHIVE_BUCKET + os.sep
-        idx = target.find(marker)
+        idx = target.find(_ARCHIVE_MARKER)
         if idx < 0:
             return None
-        rest = target[idx + len(marker):]
-        aid = rest.split(os.sep, 1)[0]
+        start = idx + len(_ARCHIVE_MARKER)
+        end = target.find(os.sep, start)
+        aid = target[start:end] if end > 0 else target[start:]
         if not is_archive_id(aid):
             return None
         prefix = target[:idx] or os.sep
@@ -165,8 +166,11 @@ class Cache:
             try:
                 same = prefix == self.root or os.path.samefile(prefix, self.root)
             except OSError:
-                same = False
+                same = None  # a path this host cannot see (a container's mount point, say)
             self._same_root[prefix] = same
+        if same is None:
+            # fail closed: an archive of that id here may well be the one it means
+            return aid if os.path.isdir(self.archives + os.sep + aid) else None
         return aid if same else None
 
     def archive_path(self, aid: str) -> str:
@@ -254,14 +258,16 @@ class Cache:
             pass
 
     def pins(self, key: str) -> Iterator[str]:
+        """Archive ids pinned in entry ``key`` (one directory read, no stat per pin)."""
         try:
-            names = os.listdir(self.entry_dir(key))
+            it = os.scandir(self.entry_dir(key))
         except OSError:
             return
-        for name in names:
-            aid = pin_id(name)
-            if aid and os.path.islink(os.path.join(self.manifest, key, name)):
-                yield aid
+        with it:
+            for e in it:
+                aid = pin_id(e.name)
+                if aid and e.is_symlink():
+                    yield aid
 
     def other_manifests(self) -> Iterator[str]:
         """Our folders in the sdists buckets of other uv versions sharing this cache."""

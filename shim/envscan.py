@@ -53,32 +53,49 @@ def normalize(name: str) -> str:
 
 
 def site_dirs(root: str, kind: str) -> List[str]:
-    """The folders holding ``*.dist-info`` for an environment root."""
+    """The folders holding ``*.dist-info`` for an environment root (a few stats, no realpath)."""
     if kind == "target":
         return [root]
     out: List[str] = []
     seen = set()
-    j = os.path.join
+    sep = os.sep
     for lib in ("lib", "lib64", "Lib"):
-        base = j(root, lib)
+        base = root + sep + lib
+        if lib == "lib64" and os.path.islink(base):
+            continue  # venvs make lib64 -> lib
         try:
             names = os.listdir(base)
         except OSError:
             continue
         for name in sorted(names):
             if lib == "Lib":
-                cand = j(base, name) if name == "site-packages" else None
+                cand = base + sep + name if name == "site-packages" else None
             elif name.startswith("python") or name.startswith("pypy"):
-                cand = j(base, name, "site-packages")
+                cand = base + sep + name + sep + "site-packages"
             else:
                 cand = None
-            if cand is None or not os.path.isdir(cand):
+            if cand is None:
                 continue
-            real = os.path.realpath(cand)
-            if real not in seen:
-                seen.add(real)
+            try:
+                st = os.stat(cand)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
                 out.append(cand)
     return out
+
+
+def site_stamp(root: str, kind: str) -> str:
+    """The modification times of the site-packages folders: a dist-info folder appears or goes
+    (every install, upgrade and uninstall) only by changing them."""
+    out = []
+    for site in site_dirs(root, kind):
+        try:
+            out.append(str(os.stat(site).st_mtime_ns))
+        except OSError:
+            out.append("?")
+    return ",".join(out)
 
 
 def is_environment(root: str) -> bool:
@@ -129,7 +146,6 @@ def scan(root: str, kind: str, cache: Cache, previous: Optional[Mapping[str, Dis
     """
     previous = previous or {}
     found: Dict[str, Dist] = {}
-    j = os.path.join
     for site in site_dirs(root, kind):
         for entry in os.listdir(site):
             if not entry.endswith(".dist-info"):
@@ -137,8 +153,8 @@ def scan(root: str, kind: str, cache: Cache, previous: Optional[Mapping[str, Dis
             name, _, version = entry[: -len(".dist-info")].partition("-")
             if not version:
                 continue
-            dist_info = j(site, entry)
-            meta = j(dist_info, "METADATA")
+            dist_info = site + os.sep + entry
+            meta = dist_info + os.sep + "METADATA"
             name = normalize(name)
             key = f"{name}=={version}"
             try:

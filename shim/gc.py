@@ -42,6 +42,18 @@ class Root:
     def path(self) -> str:
         return self.record.path if self.record else f"<record {self.key}>"
 
+    def distributions(self, cache: Cache) -> Dict[str, envscan.Dist]:
+        """The root's distributions; read from the full record when the prune only needed its
+        header (reports by package name)."""
+        if self.record is None:
+            return {}
+        if not self.record.distributions:
+            try:
+                self.record.distributions = manifest.load(cache.entry_dir(self.key)).distributions
+            except (OSError, RecordError):
+                pass
+        return self.record.distributions
+
 
 def entries_by_key(cache: Cache) -> Dict[str, List[str]]:
     """Every entry folder of every uv version's bucket, current bucket first."""
@@ -108,6 +120,11 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
     roots: List[Root] = []
     for key, entries in sorted(entries_by_key(cache).items()):
         current = cache.entry_dir(key)
+        if len(entries) == 1 and entries[0] == current:
+            fast = _verify_own(cache, key, host_id)
+            if fast is not None:
+                roots.append(fast)
+                continue
         record, error = _first_record(entries)
         if record is None:
             if not os.path.isfile(os.path.join(entries[0], manifest.RECORD)) and not _pinned_anywhere(entries):
@@ -132,11 +149,45 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
                 _pin_exactly(cache, key, kept | _pinned_anywhere([current]))
             roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
             continue
-        roots.append(_verify_own(cache, key, entries, record))
+        roots.append(_verify_own_full(cache, key, entries, record))
     return roots
 
 
-def _verify_own(cache: Cache, key: str, entries: List[str], record: Record) -> Root:
+def _verify_own(cache: Cache, key: str, host_id: str) -> Optional[Root]:
+    """Scan one of this host's environments and bring its record and pins up to date.
+
+    The common case (nothing changed since the last scan) reads only the record's header and
+    lists the entry folder: no TOML parse, no write. None when the record needs a full read.
+    """
+    current = cache.entry_dir(key)
+    try:
+        head, fp = manifest.load_header(current)
+    except (OSError, RecordError):
+        return None
+    if head.host_id != host_id:
+        return None
+    try:
+        stamp = envscan.site_stamp(head.path, head.kind)
+    except OSError:
+        return None
+    have = set(cache.pins(key))
+    if stamp and "?" not in stamp and stamp == head.site_stamp:
+        # no dist-info folder came or went since the last scan: its links are the pinned ones
+        return Root(key, LIVE, head, have)
+    try:
+        dists = envscan.scan(head.path, head.kind, cache) if os.path.isdir(head.path) else {}
+    except OSError:
+        return None  # the full path decides (unverifiable, with the recorded pins)
+    if not dists or manifest.fingerprint(dists) != fp:
+        return None
+    want = {d.archive for d in dists.values() if d.mode == envscan.SYMLINK and d.archive}
+    if want != have:
+        return None
+    head.distributions = dists
+    return Root(key, LIVE, head, want)
+
+
+def _verify_own_full(cache: Cache, key: str, entries: List[str], record: Record) -> Root:
     current = cache.entry_dir(key)
     try:
         os.stat(record.path)
@@ -156,8 +207,15 @@ def _verify_own(cache: Cache, key: str, entries: List[str], record: Record) -> R
         _drop(entries)
         return Root(key, DEAD, record, set(), "environment no longer exists" if not exists else "links nothing from the cache")
     with manifest.lock(current):
-        if record.distributions != dists or not record.scanned or not os.path.isfile(os.path.join(current, manifest.RECORD)):
+        stamp = envscan.site_stamp(record.path, record.kind)
+        if (
+            record.distributions != dists
+            or not record.scanned
+            or record.site_stamp != stamp
+            or not os.path.isfile(os.path.join(current, manifest.RECORD))
+        ):
             record.set_dists(dists)
+            record.site_stamp = stamp
             manifest.save(current, record)
         kept = set(record.pinned)
         _pin_exactly(cache, key, kept)

@@ -92,6 +92,7 @@ class Record:
         last_used: Optional[datetime] = None,
         scanned: bool = False,
         distributions: Optional[Dict[str, Dist]] = None,
+        site_stamp: str = "",
     ) -> None:
         self.path = path
         self.host = host
@@ -104,6 +105,7 @@ class Record:
         self.last_used = last_used or self.registered
         self.scanned = scanned  # False until scanned after uv ran (an install may be in flight)
         self.distributions = distributions or {}
+        self.site_stamp = site_stamp  # mtimes of the site-packages folders at the last scan
 
     def set_dists(self, dists: Dict[str, Dist]) -> None:
         self.distributions = dict(sorted(dists.items()))
@@ -154,9 +156,64 @@ def parse(data: bytes) -> Record:
             last_used=_ts(doc.get("last_used"), "last_used"),
             scanned=bool(doc.get("scanned", False)),
             distributions=dists,
+            site_stamp=str(doc.get("site_stamp", "")),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise RecordError(f"missing or malformed field: {e}") from None
+
+
+_HEADER_KEYS = ("schema", "path", "host", "host_id", "kind", "python", "uv_version", "last_used", "registered", "fingerprint", "site_stamp")
+
+
+def load_header(entry: str) -> Tuple[Record, str]:
+    """(record without its distributions, fingerprint) from the top-level keys only.
+
+    What a prune needs for each of thousands of roots, without a TOML parse: the keys above are
+    written by ``dump`` first, one per line, strings as JSON-compatible TOML basic strings.
+    Anything unexpected raises RecordError, and the caller falls back to ``load``.
+    """
+    import json
+    from datetime import datetime, timezone
+
+    try:
+        data = paths.read_bytes(os.path.join(entry, RECORD))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise RecordError(f"cannot read it: {e.strerror}") from None
+    values: Dict[str, Any] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("["):
+            break
+        key, sep, raw = line.partition(" = ")
+        if not sep or key not in _HEADER_KEYS:
+            continue
+        try:
+            if raw.startswith('"'):
+                plain = raw[1:-1]
+                values[key] = plain if raw.endswith('"') and "\\" not in plain and '"' not in plain else json.loads(raw)
+            elif key == "schema":
+                values[key] = int(raw)
+            else:
+                stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+                values[key] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        except ValueError as e:
+            raise RecordError(f"unreadable {key}: {e}") from None
+    if values.get("schema") != SCHEMA or not all(k in values for k in ("path", "host_id", "fingerprint", "last_used")):
+        raise RecordError("not a header this uv-shim writes")
+    rec = Record(
+        path=str(values["path"]),
+        host=str(values.get("host", "")),
+        host_id=str(values["host_id"]),
+        kind=str(values.get("kind", "venv")),
+        python=str(values.get("python", "")),
+        uv_version=str(values.get("uv_version", "")),
+        registered=values.get("registered"),
+        last_used=values["last_used"],
+        scanned=True,
+        site_stamp=str(values.get("site_stamp", "")),
+    )
+    return rec, str(values["fingerprint"])
 
 
 def dump(record: Record) -> bytes:
@@ -175,6 +232,7 @@ def dump(record: Record) -> bytes:
         "last_used": record.last_used,
         "scanned": record.scanned,
         "fingerprint": fingerprint(record.distributions),
+        "site_stamp": record.site_stamp,
         "distributions": {
             k: {"name": d.name, "version": d.version, "mode": d.mode, **({"archive": d.archive} if d.archive else {})}
             for k, d in record.distributions.items()

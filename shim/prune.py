@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import envscan, gc, hostid, realuv, report, uvargs, uvfeatures
+from shim import envscan, gc, hostid, paths, realuv, report, uvargs, uvfeatures
 from shim.cache import Cache, ExclusiveLock, find_cache_dir
 
 TYPE_CHECKING = False
@@ -43,22 +43,71 @@ def _error(message: str) -> NoReturn:
     os._exit(2)
 
 
-def summarize(out: report.Out, roots: List[gc.Root], cache: Cache) -> None:
+class KeptSize:
+    """Bytes of the kept archives, measured in a thread while uv prunes (kept archives are
+    pinned, so uv leaves them alone). Archives never change once unpacked, so sizes are memoized
+    in ``<manifest>/.archive-sizes``: only new archives are measured."""
+
+    MEMO = ".archive-sizes"
+
+    def __init__(self, cache: Cache, roots: List[gc.Root]) -> None:
+        import threading
+
+        self.archives = sorted(gc.protected(roots))
+        self.cache = cache
+        self.size = 0
+        self.thread = threading.Thread(target=self._measure, daemon=True)
+        self.thread.start()
+
+    def _measure(self) -> None:
+        memo_path = os.path.join(self.cache.manifest, self.MEMO)
+        memo = {}
+        try:
+            for line in paths.read_bytes(memo_path).decode("ascii", "replace").splitlines():
+                aid, _, size = line.partition(" ")
+                if size.isdigit():
+                    memo[aid] = int(size)
+        except OSError:
+            pass
+        seen: Set = set()
+        fresh = {}
+        for aid in self.archives:
+            size = memo.get(aid)
+            if size is None:
+                path = os.path.join(self.cache.archives, aid)
+                if not os.path.isdir(path):
+                    continue
+                size = fresh[aid] = report.archive_size(path, seen)
+            self.size += size
+        if fresh:
+            memo.update(fresh)
+            keep = set(self.archives)
+            text = "".join(f"{a} {n}\n" for a, n in sorted(memo.items()) if a in keep)
+            try:
+                paths.write_atomic(memo_path, text.encode("ascii"))
+            except OSError:
+                pass  # a memo we cannot write only costs time next run
+
+    def result(self) -> int:
+        self.thread.join()
+        return self.size
+
+
+def summarize(out: report.Out, roots: List[gc.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
     """What was kept and why, in uv's style, after uv's own lines."""
     kept = gc.protected(roots)
     present = {aid for aid in kept if os.path.isdir(os.path.join(cache.archives, aid))}
     holders = {r.key for aid in present for r in kept[aid]}
     if present:
-        seen: Set = set()
-        size = sum(report.tree_size(os.path.join(cache.archives, aid), seen) for aid in sorted(present))
+        size = (sizes or KeptSize(cache, roots)).result()
         out.fact(
             f"Kept {report.plural(len(present), 'archive')} ({report.human_size(size)}) used by "
             f"{report.plural(len(holders), 'environment')}"
         )
     for root in roots:
-        names = sorted({d.key for d in root.record.distributions.values() if d.archive in root.archives}) if root.record else []
-        what = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        if root.state == gc.LIVE and root.archives:
+        if root.state == gc.LIVE and root.archives and out.verbose and not out.quiet:
+            names = sorted({d.key for d in root.distributions(cache).values() if d.archive in root.archives})
+            what = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             out.detail(f"Kept for {root.path}: {what}")
         elif root.state == gc.FOREIGN:
             host = root.record.host if root.record else "?"
@@ -72,7 +121,7 @@ def summarize(out: report.Out, roots: List[gc.Root], cache: Cache) -> None:
             out.warn(f"cannot verify {root.path} ({root.reason}); keeping its {report.plural(len(root.archives), 'archive')}")
     dead = [r for r in roots if r.state == gc.DEAD]
     if dead:
-        out.fact(f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''}")
+        out.fact(f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''} or use this cache")
 
 
 def _locked_verify(cache: Cache, inv: uvargs.Invocation, out: report.Out, env) -> tuple:
@@ -131,9 +180,10 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: u
     """``uv cache prune [--ci] [--force]``."""
     cache, out = _setup(real, inv, argv0, exec_path, args)
     lock, roots = _locked_verify(cache, inv, out, os.environ)
+    sizes = KeptSize(cache, roots) if not out.quiet else None
     code = _run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if code == 0:
-        summarize(out, roots, cache)
+        summarize(out, roots, cache, sizes)
     realuv.mirror_exit(code)
 
 
@@ -182,7 +232,7 @@ def _report_packages(out: report.Out, roots: List[gc.Root], cache: Cache, packag
     for root in roots:
         if not root.record:
             continue
-        for d in root.record.distributions.values():
+        for d in root.distributions(cache).values():
             if d.name in packages and d.archive in root.archives and os.path.isdir(os.path.join(cache.archives, d.archive)):
                 lines.append(f"Kept {d.key} ({d.archive}): used by {root.path}")
     out.facts(sorted(set(lines)))

@@ -198,18 +198,33 @@ def version_tuple(version: str) -> Tuple[int, ...]:
 
 
 def _scan_binary(path: str) -> Dict[str, str]:
-    """The bucket names compiled into the uv binary (each appears exactly once in uv's code)."""
+    """The bucket names compiled into the uv binary.
+
+    uv keeps them as one run of string literals (``wheels-v8sdists-v11flat-index-v7...``):
+    find ``archive-v0`` (a plain byte search, ~10 ms over 40 MB) and read the run around it.
+    A name that appears exactly once anywhere in the binary is the fallback (a slower regex).
+    """
     import mmap
     import re
 
-    pattern = re.compile(rb"(" + b"|".join(k.encode() for k in _BUCKET_KINDS) + rb")-v(\d+)")
+    token = re.compile(rb"(" + b"|".join(k.encode() for k in _BUCKET_KINDS) + rb")-v(\d+)")
     found: Dict[str, List[str]] = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        for match in pattern.finditer(m):
-            names = found.setdefault(match.group(1).decode(), [])
+        start = 0
+        while True:
+            i = m.find(b"archive-v0", start)
+            if i < 0:
+                break
+            run = m[max(0, i - 300) : i + 300]
+            names = {mt.group(1).decode(): mt.group(0).decode() for mt in token.finditer(run)}
+            if "sdists" in names and "wheels" in names:
+                return names
+            start = i + 1
+        for match in token.finditer(m):
+            names_ = found.setdefault(match.group(1).decode(), [])
             name = match.group(0).decode()
-            if name not in names:
-                names.append(name)
+            if name not in names_:
+                names_.append(name)
     return {k: v[0] for k, v in found.items() if len(v) == 1}
 
 

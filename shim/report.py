@@ -73,6 +73,29 @@ def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
     return total
 
 
+def archive_size(path: str, seen: Set[Tuple[int, int]]) -> int:
+    """Bytes of an unpacked wheel: the sizes its ``*.dist-info/RECORD`` lists (one read instead
+    of a stat per file), else a walk of the folder."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return 0
+    for name in names:
+        if name.endswith(".dist-info"):
+            try:
+                with open(os.path.join(path, name, "RECORD"), "rb") as f:
+                    data = f.read()
+            except OSError:
+                break
+            total = 0
+            for line in data.splitlines():
+                size = line.rpartition(b",")[2]
+                if size.isdigit():
+                    total += int(size)
+            return total
+    return tree_size(path, seen)
+
+
 class Out:
     """stderr for facts (silenced by -q), stdout for data."""
 

@@ -47,7 +47,7 @@ def test_deleted_environment_is_released(any_world: World, wheels):
     assert len(w.archives()) == 2
     shutil.rmtree(a)
     out = shim_prune(w)
-    assert "Released 1 environment that no longer exists" in out.stderr
+    assert "Released 1 environment that no longer exists or use this cache" in out.stderr
     assert list(w.records()) == [str(b.resolve())]
     assert len(w.pinned()) == 1
     # uv's own wheels index still names alpha's archive; --ci drops that index: now it goes
