@@ -95,8 +95,13 @@ class KeptSize:
 
 def summarize(out: report.Out, roots: List[gc.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
     """What was kept and why, in uv's style, after uv's own lines."""
+    if out.quiet:
+        return
     kept = gc.protected(roots)
-    present = {aid for aid in kept if os.path.isdir(os.path.join(cache.archives, aid))}
+    try:
+        present = set(os.listdir(cache.archives)).intersection(kept)
+    except OSError:
+        present = set()
     holders = {r.key for aid in present for r in kept[aid]}
     if present:
         size = (sizes or KeptSize(cache, roots)).result()
