@@ -29,6 +29,8 @@ def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
         real = realuv.find(env, own=[self_path] if self_path else [])
     except ShimError as e:
         _error(str(e))
+    if self_path and os.path.getmtime(uvargs.__file__) > _mtime(self_path):
+        _refresh_launchers(self_path)
     if name == "uvx":
         uv_args = ["tool", "run", *args]
         exec_path = real.sibling("uvx")
@@ -45,6 +47,23 @@ def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
     from shim import bookkeeping
 
     bookkeeping.intercept(real, argv0, exec_path, run_args, inv)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return float("inf")
+
+
+def _refresh_launchers(self_path: str) -> None:
+    """uv-shim was upgraded after the launchers were written: rewrite them in place."""
+    try:
+        from shim import launcher
+
+        launcher.install(os.path.dirname(self_path))
+    except Exception as e:  # noqa: BLE001 - the user's command runs regardless
+        sys.stderr.write(f"uv-shim: warning: cannot refresh the launchers in {os.path.dirname(self_path)}: {e}\n")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

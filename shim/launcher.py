@@ -79,9 +79,11 @@ self={q(self_path)}
 py={q(sys.executable)}
 boot={q(boot)}
 bundled={q(bundled_uv() or "")}
+rules={q(os.path.realpath(uvargs.__file__))}
 name={name}
 fast=1
 [ "$name" = uvx ] && fast=0
+[ "$rules" -nt "$self" ] && fast=0  # uv-shim was upgraded: Python rewrites these launchers
 [ "${{{GUARD_VAR}-}}" = "$$" ] && fast=0
 case "${{UV_SHIM_DISABLE-}}" in 1|true|yes) fast=2;; esac
 if [ $fast = 1 ]; then
@@ -118,6 +120,14 @@ if [ $fast != 0 ]; then
 fi
 exec "$py" -S -E "$boot" "$name" "$self" "$@"
 """
+
+
+def stale(self_path: str) -> bool:
+    """True when uv-shim's argv rules are newer than the launcher (an upgrade happened)."""
+    try:
+        return os.stat(uvargs.__file__).st_mtime > os.stat(self_path).st_mtime
+    except OSError:
+        return False
 
 
 def install(bin_dir: str) -> List[str]:

@@ -151,3 +151,15 @@ def test_bundled_uv_package_is_the_last_resort(world: World, tmp_path):
     assert "the uv Python package" in which.stderr
     ver = subprocess.run([str(tmp_path / "bin" / "uv"), "--version"], env=env, capture_output=True, text=True)
     assert ver.returncode == 0 and ver.stdout.startswith("uv 0.13.9")
+
+
+def test_launchers_refresh_themselves_after_an_upgrade(world: World, tmp_path):
+    """The launcher's fast path embeds the argv rules: when uv-shim is newer, Python rewrites it."""
+    bin_dir = tmp_path / "bin"
+    subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(bin_dir)], check=True, capture_output=True, env=world.env())
+    uv = bin_dir / "uv"
+    uv.write_text(uv.read_text().replace("    pip) case", "    nothing) case"))  # an "old" launcher
+    os.utime(uv, (1, 1))
+    out = subprocess.run([str(uv), "--version"], env=world.env(), capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("uv ")
+    assert "    pip) case" in uv.read_text()
