@@ -101,22 +101,41 @@ def _pinned_anywhere(entries: List[str]) -> Set[str]:
     return out
 
 
-def _pin_exactly(cache: Cache, key: str, archives: Set[str]) -> None:
-    for aid in sorted(archives):
-        cache.pin(key, aid)
-    for aid in set(cache.pins(key)) - archives:
-        cache.unpin(key, aid)
+class _Store:
+    """Every write a verification makes, in one place, so a dry run can skip them all."""
+
+    def __init__(self, cache: Cache, write: bool) -> None:
+        self.cache = cache
+        self.write = write
+
+    def drop(self, entries: List[str]) -> None:
+        if self.write:
+            for entry in entries:
+                with manifest.lock(entry):
+                    manifest.remove(entry)
+
+    def keep(self, key: str, record: Optional[Record], archives: Set[str], exact: bool = False, rewrite: bool = False) -> None:
+        """Pin ``archives`` in the pruning uv's bucket (only them, if ``exact``) and make sure the
+        record is there too (rewritten if ``rewrite``)."""
+        if not self.write:
+            return
+        current = self.cache.entry_dir(key)
+        with manifest.lock(current):
+            if record is not None and (rewrite or not os.path.isfile(os.path.join(current, manifest.RECORD))):
+                manifest.save(current, record)
+            for aid in sorted(archives):
+                self.cache.pin(key, aid)  # pins before unpins: fail closed
+            if exact:
+                for aid in set(self.cache.pins(key)) - archives:
+                    self.cache.unpin(key, aid)
 
 
-def _drop(entries: List[str]) -> None:
-    for entry in entries:
-        with manifest.lock(entry):
-            manifest.remove(entry)
+def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None, dry_run: bool = False) -> List[Root]:
+    """Bring every root up to date in ``cache``'s buckets; return what was decided for each.
 
-
-def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None) -> List[Root]:
-    """Bring every root up to date in ``cache``'s buckets; return what was decided for each."""
+    ``dry_run`` decides the same without writing anything (``uv cache prune --dry-run``)."""
     now = time.time() if now is None else now
+    store = _Store(cache, write=not dry_run)
     roots: List[Root] = []
     for key, entries in sorted(entries_by_key(cache).items()):
         current = cache.entry_dir(key)
@@ -127,38 +146,31 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
                 continue
         record, error = _first_record(entries)
         if record is None:
-            if not os.path.isfile(os.path.join(entries[0], manifest.RECORD)) and not _pinned_anywhere(entries):
-                _drop(entries)  # an empty leftover (a crash before the first write)
-                continue
             kept = _pinned_anywhere(entries)
-            with manifest.lock(current):
-                for aid in sorted(kept):
-                    cache.pin(key, aid)
+            if not kept and not os.path.isfile(os.path.join(entries[0], manifest.RECORD)):
+                store.drop(entries)  # an empty leftover (a crash before the first write)
+                continue
+            store.keep(key, None, kept)
             roots.append(Root(key, UNVERIFIABLE, None, kept, error))
             continue
         if record.host_id != host_id:
             age = now - record.last_used.timestamp()
             if age > lease:
-                _drop(entries)
+                store.drop(entries)
                 roots.append(Root(key, EXPIRED, record, set(), f"last seen {int(age // 86400)} days ago"))
                 continue
-            kept = set(record.pinned)
-            with manifest.lock(current):
-                if not os.path.isfile(os.path.join(current, manifest.RECORD)):
-                    manifest.save(current, record)
-                _pin_exactly(cache, key, kept | _pinned_anywhere([current]))
+            kept = set(record.pinned) | _pinned_anywhere([current])
+            store.keep(key, record, kept, exact=True)
             roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
             continue
-        roots.append(_verify_own_full(cache, key, entries, record))
+        roots.append(_verify_own_full(store, key, entries, record))
     return roots
 
 
 def _verify_own(cache: Cache, key: str, host_id: str) -> Optional[Root]:
-    """Scan one of this host's environments and bring its record and pins up to date.
-
-    The common case (nothing changed since the last scan) reads only the record's header and
-    lists the entry folder: no TOML parse, no write. None when the record needs a full read.
-    """
+    """Check one of this host's environments without writing: the common case (nothing changed
+    since the last scan) reads only the record's header and lists the entry folder.
+    None when the full path must decide."""
     current = cache.entry_dir(key)
     try:
         head, fp = manifest.load_header(current)
@@ -187,38 +199,28 @@ def _verify_own(cache: Cache, key: str, host_id: str) -> Optional[Root]:
     return Root(key, LIVE, head, want)
 
 
-def _verify_own_full(cache: Cache, key: str, entries: List[str], record: Record) -> Root:
-    current = cache.entry_dir(key)
+def _verify_own_full(store: _Store, key: str, entries: List[str], record: Record) -> Root:
+    cache = store.cache
     try:
         os.stat(record.path)
         exists = os.path.isdir(record.path)
         dists = envscan.scan(record.path, record.kind, cache) if exists else {}
+        stamp = envscan.site_stamp(record.path, record.kind) if exists else ""
     except FileNotFoundError:
-        exists, dists = False, {}
+        exists, dists, stamp = False, {}, ""
     except OSError as e:
         kept = set(record.pinned) | _pinned_anywhere(entries)
-        with manifest.lock(current):
-            if not os.path.isfile(os.path.join(current, manifest.RECORD)):
-                manifest.save(current, record)
-            for aid in sorted(kept):
-                cache.pin(key, aid)
+        store.keep(key, record, kept)
         return Root(key, UNVERIFIABLE, record, kept, f"{e.strerror or e}")
     if not exists or not dists:
-        _drop(entries)
+        store.drop(entries)
         return Root(key, DEAD, record, set(), "environment no longer exists" if not exists else "links nothing from the cache")
-    with manifest.lock(current):
-        stamp = envscan.site_stamp(record.path, record.kind)
-        if (
-            record.distributions != dists
-            or not record.scanned
-            or record.site_stamp != stamp
-            or not os.path.isfile(os.path.join(current, manifest.RECORD))
-        ):
-            record.set_dists(dists)
-            record.site_stamp = stamp
-            manifest.save(current, record)
-        kept = set(record.pinned)
-        _pin_exactly(cache, key, kept)
+    changed = record.distributions != dists or not record.scanned or record.site_stamp != stamp
+    if changed:
+        record.set_dists(dists)
+        record.site_stamp = stamp
+    kept = set(record.pinned)
+    store.keep(key, record, kept, exact=True, rewrite=changed)
     return Root(key, LIVE, record, kept)
 
 

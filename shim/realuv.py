@@ -168,7 +168,7 @@ def mirror_exit(code: int) -> NoReturn:
 # ---------------------------------------------------------------------------------------------
 
 _BUCKET_KINDS = ("sdists", "wheels", "environments", "simple", "interpreter")
-MEMO_FILE = "uv-builds.tsv"
+MEMO_FILE = "uv-builds-v2.tsv"
 
 
 class UvBuild:
@@ -176,7 +176,12 @@ class UvBuild:
 
     def __init__(self, version: str, buckets: Dict[str, str]) -> None:
         self.version = version
-        self.buckets = buckets  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ...}
+        self.buckets = buckets  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ..., "all": "a|b"}
+
+    @property
+    def all_buckets(self) -> List[str]:
+        """Every top-level bucket this uv keeps (a prune removes anything else)."""
+        return [b for b in self.buckets.get("all", "").split("|") if b]
 
     @property
     def version_tuple(self) -> Tuple[int, ...]:
@@ -218,6 +223,7 @@ def _scan_binary(path: str) -> Dict[str, str]:
             run = m[max(0, i - 300) : i + 300]
             names = {mt.group(1).decode(): mt.group(0).decode() for mt in token.finditer(run)}
             if "sdists" in names and "wheels" in names:
+                names["all"] = "|".join(_bucket_run(run, names["wheels"], i - max(0, i - 300)))
                 return names
             start = i + 1
         for match in token.finditer(m):
@@ -226,6 +232,20 @@ def _scan_binary(path: str) -> Dict[str, str]:
             if name not in names_:
                 names_.append(name)
     return {k: v[0] for k, v in found.items() if len(v) == 1}
+
+
+def _bucket_run(run: bytes, first: str, anchor: int) -> List[str]:
+    """Every bucket name in the table of literals around ``archive-v0``: the maximal run of
+    ``name-vN`` tokens, trimmed to start at a known bucket (text before it is another literal)."""
+    import re
+
+    tokens = re.compile(rb"(?:[a-z]+(?:-[a-z]+)*-v\d+)+")
+    for mt in tokens.finditer(run):
+        if mt.start() <= anchor < mt.end():
+            text = mt.group().decode()
+            text = text[text.find(first):] if first in text else text
+            return re.findall(r"[a-z]+(?:-[a-z]+)*-v\d+", text)
+    return []
 
 
 def _ask_version(path: str) -> str:
@@ -251,7 +271,7 @@ def build_of(real: RealUv) -> UvBuild:
         if line.startswith(key):
             version, _, spec = line[len(key):].partition("\t")
             buckets = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
-            if "sdists" in buckets and "wheels" in buckets:
+            if "sdists" in buckets and "wheels" in buckets and "all" in buckets:
                 return UvBuild(version, buckets)
     version = _ask_version(real.path)
     buckets = _scan_binary(resolved)

@@ -18,3 +18,10 @@ CLEAN_FORCE: Tuple[int, ...] = (0, 8, 20)
 PRUNE_FORCE: Tuple[int, ...] = (0, 8, 24)
 # Default seconds uv waits for a lock (UV_LOCK_TIMEOUT overrides it).
 LOCK_TIMEOUT_DEFAULT = 300
+# `uv cache prune` looks for references only in the sdists and wheels buckets, skipping
+# lock/whl/http/rev/msgpack files and `src` folders; before, it walked every bucket and counted
+# only names that parse as wheel stems (wheels bucket: last `-` part without a dot).
+REFS_FILTERED: Tuple[int, ...] = (0, 7, 9)
+# `uv cache prune` removes the links in the environments bucket; before, it removed what they
+# pointed to (the cached environment itself).
+ENV_LINKS_ONLY: Tuple[int, ...] = (0, 11, 20)

@@ -1,0 +1,226 @@
+"""What the real ``uv cache prune`` will delete, computed without deleting anything.
+
+A model of uv's own prune, step by step as uv's ``Cache::prune`` does it, with the differences
+between uv versions taken from ``uvfeatures``. ``tests/test_dryrun.py`` checks it against the real
+prune on randomized caches for every supported uv version: if uv changes its prune, that test
+says so.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shim import uvfeatures
+from shim.cache import Cache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
+
+ROOT_MARKERS = ("CACHEDIR.TAG", ".gitignore", ".git")
+_SKIP_EXT = ("lock", "whl", "http", "rev", "msgpack")
+
+
+class Plan:
+    def __init__(self) -> None:
+        self.stale: List[str] = []  # top-level entries that are not buckets of this uv
+        self.environments: List[str] = []  # cached environments
+        self.ci: List[str] = []  # --ci: unzipped wheels and built-wheel leftovers
+        self.archives: List[str] = []  # archive ids that no reference keeps
+        self.kept_by_uv: Set[str] = set()  # archive ids uv's own index references
+        self.freed = 0  # bytes really freed: inodes whose every link goes
+        self.files = 0
+
+    @property
+    def paths(self) -> List[str]:
+        return self.stale + self.environments + self.ci
+
+
+def _extension(name: str) -> str:
+    """Rust's ``Path::extension``: after the last dot, none for dotfiles."""
+    dot = name.rfind(".")
+    return name[dot + 1 :] if dot > 0 else ""
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def is_wheel_stem(stem: str) -> bool:
+    """uv's ``WheelFilename::from_stem`` (uv 0.6-0.7 count only such names as references)."""
+    parts = stem.split("-")
+    if len(parts) not in (5, 6):
+        return False
+    name, version = parts[0], parts[1]
+    if not name or not name[0].isalnum() or not name[-1].isalnum() or not _NAME_CHARS.issuperset(name):
+        return False
+    if not version or not (version[0].isdigit() or version[0] in "vV") or not all(c.isalnum() or c in ".!+_" for c in version):
+        return False
+    if len(parts) == 6 and not parts[2][:1].isdigit():
+        return False
+    return all(parts[-3:])
+
+
+def _canonical(path: str) -> Optional[str]:
+    """Rust's ``canonicalize``: the real path, or None when it does not resolve."""
+    try:
+        os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path)
+
+
+def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str]) -> Set[str]:
+    """Canonical paths that some link in uv's buckets resolves to (uv's find_archive_references).
+    Our own folder is left out: the caller adds the pins the prune will find there."""
+    refs: Set[str] = set()
+    skip = skip | {cache.manifest}
+    if version >= uvfeatures.REFS_FILTERED:
+        buckets = [cache.sdists, cache.wheels]
+    else:
+        buckets = [os.path.join(cache.root, b) for b in cache.build.all_buckets]
+    for bucket in buckets:
+        if not os.path.isdir(bucket) or bucket in skip:
+            continue
+        wheels = bucket == cache.wheels
+        stack = [bucket]
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    if e.path in skip:
+                        continue
+                    if version >= uvfeatures.REFS_FILTERED:
+                        if e.name in ("src", ".lock", ".gitignore") or _extension(e.name).lower() in _SKIP_EXT:
+                            continue
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                            continue
+                        if not e.is_symlink():
+                            continue
+                    else:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        if _extension(e.name).lower() == "lock":
+                            continue
+                        if wheels:
+                            head, sep, tail = e.name.rpartition("-")
+                            if not sep or "." in tail:
+                                continue
+                        elif not is_wheel_stem(e.name):
+                            continue
+                    target = _canonical(e.path)
+                    if target is not None:
+                        refs.add(target)
+    return refs
+
+
+def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False) -> Plan:
+    """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
+    shim has made the pins in its bucket exactly ``pinned`` (archive ids)."""
+    version = cache.build.version_tuple
+    plan = Plan()
+    buckets = set(cache.build.all_buckets)
+    markers = ROOT_MARKERS + ((".lock",) if version >= uvfeatures.LOCKS_CACHE else ())
+    gone: Set[str] = set()  # paths that earlier steps remove
+    for name in sorted(os.listdir(cache.root)):
+        path = os.path.join(cache.root, name)
+        if name in markers:
+            continue
+        if os.path.isdir(path) and name in buckets:
+            continue
+        plan.stale.append(path)
+        gone.add(path)
+    envs_bucket = cache.environments
+    env_targets: Set[str] = set()
+    if envs_bucket not in gone and os.path.isdir(envs_bucket):
+        for e in sorted(os.listdir(envs_bucket)):
+            path = os.path.join(envs_bucket, e)
+            if version < uvfeatures.ENV_LINKS_ONLY:
+                target = _canonical(path)  # old uv removes what the link points to
+                if target is not None:
+                    env_targets.add(target)
+                    plan.environments.append(target)
+                    gone.add(target)
+            else:
+                plan.environments.append(path)
+            gone.add(path)
+    if ci:
+        if cache.wheels not in gone and os.path.isdir(cache.wheels):
+            for e in sorted(os.listdir(cache.wheels)):
+                path = os.path.join(cache.wheels, e)
+                if os.path.isdir(path):
+                    plan.ci.append(path)
+                    gone.add(path)
+        if cache.sdists not in gone and os.path.isdir(cache.sdists):
+            for dirpath, dirnames, filenames in os.walk(cache.sdists):
+                if "metadata.msgpack" in filenames:
+                    for child in sorted(dirnames + filenames):
+                        if child != "metadata.msgpack" and not child.lower().endswith(".whl"):
+                            p = os.path.join(dirpath, child)
+                            plan.ci.append(p)
+                            gone.add(p)
+                    dirnames[:] = []
+    refs = _references(cache, version, gone)
+    if cache.sdists not in gone:
+        refs.update(t for t in (_canonical(os.path.join(cache.archives, a)) for a in pinned) if t)
+    archives_gone = []
+    try:
+        names = sorted(os.listdir(cache.archives))
+    except OSError:
+        names = []
+    for aid in names:
+        path = os.path.join(cache.archives, aid)
+        target = _canonical(path)
+        if path in gone or target in gone:
+            continue
+        if target is not None and target in refs:
+            if not pinned or aid not in pinned:
+                plan.kept_by_uv.add(aid)
+            continue
+        plan.archives.append(aid)
+        archives_gone.append(path)
+    _measure(plan, plan.paths + archives_gone)
+    return plan
+
+
+def _measure(plan: Plan, paths: List[str]) -> None:
+    """Files and bytes freed: an inode counts only when every one of its links goes."""
+    links: Dict[Tuple[int, int], List[int]] = {}
+    for top in paths:
+        stack = [top]
+        while stack:
+            p = stack.pop()
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if os.path.isdir(p) and not os.path.islink(p):
+                try:
+                    stack.extend(os.path.join(p, c) for c in os.listdir(p))
+                except OSError:
+                    pass
+                continue
+            plan.files += 1
+            seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size])
+            seen[0] += 1
+    plan.freed = sum(size for count, nlink, size in links.values() if count >= nlink)
+
+
+def archive_label(cache: Cache, aid: str) -> str:
+    """``name==version`` of an unpacked wheel, ``cached environment`` for a venv, else the id."""
+    path = os.path.join(cache.archives, aid)
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return aid
+    if "pyvenv.cfg" in names:
+        return "cached environment"
+    for n in names:
+        if n.endswith(".dist-info"):
+            name, _, version = n[: -len(".dist-info")].partition("-")
+            return f"{name.replace('_', '-').lower()}=={version}"
+    return aid
