@@ -181,8 +181,86 @@ def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: s
     return Cache(root, build), out
 
 
+def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool) -> NoReturn:
+    """``uv cache prune --dry-run [--ci] [--json]``: what the real prune would remove and keep.
+
+    Decides exactly as a prune through the shim would (roots verified, without writing), then
+    models uv's own prune on the result (``shim.plan``). Takes no lock and changes nothing.
+    """
+    from shim import plan as planner
+
+    try:
+        roots = gc.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
+    except realuv.ShimError as e:
+        _error(str(e))
+    kept = gc.protected(roots)
+    p = planner.plan_prune(cache, set(kept), ci=inv.has("--ci"))
+    labels = {aid: planner.archive_label(cache, aid) for aid in p.archives}
+    present = [aid for aid in sorted(kept) if os.path.isdir(os.path.join(cache.archives, aid))]
+    if as_json:
+        import json
+
+        doc = {
+            "cache": cache.root,
+            "uv_version": cache.build.version,
+            "ci": inv.has("--ci"),
+            "remove": {
+                "archives": [{"id": a, "what": labels[a]} for a in p.archives],
+                "stale": p.stale,
+                "environments": p.environments,
+                "ci": p.ci,
+                "files": p.files,
+                "freed_bytes": p.freed,
+            },
+            "keep": {
+                "pinned": [{"id": a, "what": _kept_label(cache, a, kept[a]), "environments": sorted({r.path for r in kept[a]})} for a in present],
+                "referenced_by_uv": len(p.kept_by_uv),
+            },
+            "environments": [{"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in roots],
+        }
+        out.data(json.dumps(doc, indent=2) + "\n")
+        realuv.mirror_exit(0)
+    out.fact(f"Pruning cache at: {cache.root} (dry run: nothing is removed)")
+    lines = []
+    for path in p.stale:
+        lines.append(f"Would remove stale cache entry: {os.path.basename(path)}")
+    for path in p.environments:
+        lines.append(f"Would remove cached environment: {os.path.relpath(path, cache.root)}")
+    for path in p.ci:
+        lines.append(f"Would remove (--ci): {os.path.relpath(path, cache.root)}")
+    for aid in sorted(p.archives, key=lambda a: (labels[a], a)):
+        lines.append(f"Would remove archive: {labels[aid]} ({aid})")
+    for aid in present:
+        envs = sorted({r.path for r in kept[aid]})
+        more = f" and {len(envs) - 1} more" if len(envs) > 1 else ""
+        lines.append(f"Keep archive: {_kept_label(cache, aid, kept[aid])} ({aid}), used by {envs[0]}{more}")
+    out.data("".join(line + "\n" for line in lines))
+    total = len(p.stale) + len(p.environments) + len(p.ci) + len(p.archives)
+    if total:
+        out.fact(f"Would remove {report.plural(p.files, 'file')} ({report.human_size(p.freed)} freed)")
+    else:
+        out.fact("No unused entries found")
+    if present:
+        holders = {r.key for aid in present for r in kept[aid]}
+        out.fact(f"Would keep {report.plural(len(present), 'archive')} used by {report.plural(len(holders), 'environment')}")
+    realuv.mirror_exit(0)
+
+
+def _kept_label(cache: Cache, aid: str, roots: List[gc.Root]) -> str:
+    for root in roots:
+        for d in root.distributions(cache).values():
+            if d.archive == aid:
+                return d.key
+    from shim import plan as planner
+
+    return planner.archive_label(cache, aid)
+
+
 def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
-    """``uv cache prune [--ci] [--force]``."""
+    """``uv cache prune [--ci] [--force] [--dry-run [--json]]``."""
+    if "--dry-run" in args:
+        cache, out = _setup(real, inv, argv0, exec_path, [a for a in args if a not in ("--dry-run", "--json")])
+        dry_run(cache, inv, out, "--json" in args)
     cache, out = _setup(real, inv, argv0, exec_path, args)
     lock, roots = _locked_verify(cache, inv, out, os.environ)
     sizes = KeptSize(cache, roots) if not out.quiet else None
