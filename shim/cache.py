@@ -389,7 +389,7 @@ class ExclusiveLock:
                         raise TimeoutError(
                             f"Timeout ({int(self.timeout)}s) when waiting for lock on `{self.root}`, is another uv process "
                             "running? You can set `UV_LOCK_TIMEOUT` to increase the timeout."
-                        )
+                        ) from None
                     time.sleep(0.05)
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino

@@ -13,7 +13,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, Optional
+    from typing import Dict, List
 
 SYMLINK = "symlink"
 HARDLINK = "hardlink"
@@ -124,27 +124,24 @@ def _installed_by_uv(dist_info: str) -> bool:
         return False
 
 
-def _hardlink_archive(cache: Cache, name: str, distinfo: str, st: os.stat_result, hint: str) -> str:
-    """Find the archive a hardlinked METADATA came from: the previous answer, else the wheels bucket."""
-    candidates = [hint] if hint else [aid for _link, aid in cache.wheel_links(normalize(name))]
-    for aid in candidates:
+def _hardlink_archive(cache: Cache, name: str, distinfo: str, st: os.stat_result) -> str:
+    """The archive a hardlinked METADATA came from: the wheels-bucket entry of that package
+    whose archive holds the same inode, or "" if none does (a wheel built from an sdist)."""
+    for _link, aid in cache.wheel_links(normalize(name)):
         try:
             ast = os.stat(os.path.join(cache.archive_path(aid), distinfo, "METADATA"))
         except (OSError, ValueError):
             continue
         if (ast.st_dev, ast.st_ino) == (st.st_dev, st.st_ino):
             return aid
-    if hint:
-        return _hardlink_archive(cache, name, distinfo, st, "")
     return ""
 
 
-def scan(root: str, kind: str, cache: Cache, previous: Optional[Mapping[str, Dist]] = None) -> Dict[str, Dist]:
+def scan(root: str, kind: str, cache: Cache) -> Dict[str, Dist]:
     """Every distribution installed from this cache into the environment, keyed ``name==version``.
 
     Raises OSError when the environment cannot be read (the caller keeps what it had recorded).
     """
-    previous = previous or {}
     found: Dict[str, Dist] = {}
     for site in site_dirs(root, kind):
         for entry in os.listdir(site):
@@ -170,11 +167,9 @@ def scan(root: str, kind: str, cache: Cache, previous: Optional[Mapping[str, Dis
                 st = os.stat(meta)
             except FileNotFoundError:
                 continue
-            prev = previous.get(key)
             if st.st_nlink > 1:
-                hint = prev.archive if prev is not None and prev.mode == HARDLINK else ""
-                found[key] = Dist(name, version, HARDLINK, _hardlink_archive(cache, name, entry, st, hint))
-            elif (prev is not None and prev.mode == COPY) or _installed_by_uv(dist_info):
+                found[key] = Dist(name, version, HARDLINK, _hardlink_archive(cache, name, entry, st))
+            elif _installed_by_uv(dist_info):
                 found[key] = Dist(name, version, COPY)
     return found
 

@@ -53,7 +53,7 @@ _COMMON_VALUE = {
     "--upgrade-package", "-P", "--no-build-isolation-package", "--no-binary-package",
     "--only-binary-package", "--no-build-package", "--no-binary", "--only-binary",
     "--python-platform", "--python-version", "--torch-backend", "--no-sources-package",
-    "--index-url", "--build-constraints", "-b", "--build-constraint", "--overrides",
+    "--build-constraints", "-b", "--build-constraint", "--overrides",
     "--override", "--constraints", "-c", "--constraint", "--requirements", "-r",
     "--requirement", "--editable", "-e", "--with", "-w", "--with-editable",
     "--with-requirements", "--from", "--extra", "--group", "--no-group", "--only-group",

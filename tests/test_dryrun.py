@@ -98,6 +98,6 @@ def test_dry_run_human_output(world: World, wheels):
     shutil.rmtree(b)
     out = world.uv("cache", "prune", "--dry-run", "--ci")
     assert "Would remove archive: beta==1.0 (" in out.stdout
-    assert f"Keep archive: alpha==1.0 (" in out.stdout and f"used by {a.resolve()}" in out.stdout
+    assert "Keep archive: alpha==1.0 (" in out.stdout and f"used by {a.resolve()}" in out.stdout
     assert "(dry run: nothing is removed)" in out.stderr and "freed)" in out.stderr
     assert len(world.archives()) == 2
