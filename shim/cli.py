@@ -79,6 +79,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_which.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
     p_install = sub.add_parser("install", help="write uv and uvx launchers and print how to put them first on PATH")
     p_install.add_argument("--bin-dir", type=Path, default=None, help=f"where to write them (default: {launcher.default_bin_dir()})")
+    p_shell = sub.add_parser("shell-init", help="print the snippet that puts uv-shim in front of uv in a shell")
+    p_shell.add_argument("shell", choices=["bash", "zsh", "fish"])
+    p_shell.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
+    p_shell.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
     p_uninstall = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
     p_uninstall.add_argument("--bin-dir", type=Path, default=None)
     ns = parser.parse_args(argv)
@@ -109,6 +113,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             else:
                 sys.stderr.write("Put it first on PATH (add this line to your shell's startup file):\n")
             print(launcher.path_line(bin_dir))
+            return 0
+        if ns.command == "shell-init":
+            from shim import shells
+
+            bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+            if not os.path.isfile(os.path.join(bin_dir, "uv")):
+                launcher.install(bin_dir)  # out of the box: the snippet needs launchers to point at
+            sys.stdout.write(shells.snippet(ns.shell, alias=ns.alias, bin_dir=os.path.abspath(ns.bin_dir) if ns.bin_dir else ""))
             return 0
         if ns.command == "uninstall":
             bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())

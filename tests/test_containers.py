@@ -1,0 +1,74 @@
+"""The container entrypoint, run directly (no Docker engine here), and caches shared across hosts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, World
+
+ENTRYPOINT = REPO / "hooks" / "docker-entrypoint.sh"
+
+
+def _container_env(world: World, **extra: str):
+    env = world.env(**extra)
+    env.pop("UV_SHIM_HOME")
+    env["HOME"] = str(world.root / "container-home")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), str(world.real_uv.parent), "/usr/bin:/bin"])
+    return env
+
+
+def test_entrypoint_puts_the_shim_in_front_and_execs(world: World):
+    env = _container_env(world)
+    out = subprocess.run(["sh", str(ENTRYPOINT), "sh", "-c", "command -v uv; uv --version; echo $$"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == str(world.root / "container-home" / ".local" / "share" / "uv-shim" / "bin" / "uv")
+    assert lines[1].startswith("uv ")
+    again = subprocess.run(["sh", str(ENTRYPOINT), "true"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def test_entrypoint_without_uv_shim_still_runs_the_command(world: World):
+    env = _container_env(world)
+    env["PATH"] = f"{world.real_uv.parent}:/usr/bin:/bin"
+    out = subprocess.run(["sh", str(ENTRYPOINT), "uv", "--version"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("uv ")
+    assert out.stderr.startswith("uv-shim: warning: uv-shim is not installed")
+
+
+@pytest.fixture
+def mounted(world: World):
+    """The host's cache folder, bind-mounted at another path as a container would see it."""
+    host_cache = world.root / "host-cache"
+    host_cache.mkdir()
+    inside = world.root / "mnt" / "cache"
+    inside.mkdir(parents=True)
+    if subprocess.run(["mount", "--bind", str(host_cache), str(inside)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root)")
+    yield host_cache, inside
+    subprocess.run(["umount", str(inside)], capture_output=True)
+
+
+def test_cache_reached_at_another_path(world: World, wheels, mounted):
+    """Installed in a "container" that sees the cache at /mnt/cache; pruned on the "host" that
+    sees it elsewhere, by the bare uv and through the shim: relative pins still resolve, and
+    the container's environment (which this host cannot check) keeps its archives."""
+    host_cache, inside = mounted
+    env = _container_env(world, UV_CACHE_DIR=str(inside), UV_LINK_MODE="symlink", UV_SHIM_HOST_ID="container-1")
+    venv = world.root / "app-venv"
+    world.uv("venv", "-q", "--python", sys.executable, str(venv), shim=False)
+    cmd = f"uv pip install -q --python {venv}/bin/python --no-index --find-links {wheels} alpha==1.0 beta==1.0"
+    out = subprocess.run(["sh", str(ENTRYPOINT), "sh", "-c", cmd], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert os.readlink(next((venv / "lib").glob("python*/site-packages/alpha/__init__.py"))).startswith(str(inside))
+    subprocess.run(["umount", str(inside)], check=True)  # the container is gone: only the host path exists
+    world.uv("cache", "prune", "--ci", shim=False, UV_CACHE_DIR=str(host_cache))
+    host = world.uv("cache", "prune", "--ci", UV_CACHE_DIR=str(host_cache))
+    assert "on host" in host.stderr and "lease ends in" in host.stderr
+    subprocess.run(["mount", "--bind", str(host_cache), str(inside)], check=True)  # the next container
+    assert world.value(venv, "alpha") == "alpha-1.0" and world.value(venv, "beta") == "beta-1.0"
