@@ -26,20 +26,27 @@ def _read(path: str, limit: int = 65536) -> str:
         return ""
 
 
+def container_in(text: str) -> str:
+    """The first 64-hex container id after a runtime's marker in cgroup or mountinfo text."""
+    for marker in _MARKERS:
+        start = 0
+        while True:
+            i = text.find(marker, start)
+            if i < 0:
+                break
+            cand = text[i + len(marker) + 1 : i + len(marker) + 65]
+            if len(cand) == 64 and _HEX.issuperset(cand):
+                return cand
+            start = i + 1
+    return ""
+
+
 def container_id() -> str:
-    """The 64-hex id of the container we run in, if any (docker, podman, cri-o, containerd)."""
+    """The id of the container we run in, if any (docker, podman, cri-o, containerd)."""
     for path in ("/proc/self/cgroup", "/proc/self/mountinfo"):
-        text = _read(path)
-        for marker in _MARKERS:
-            start = 0
-            while True:
-                i = text.find(marker, start)
-                if i < 0:
-                    break
-                cand = text[i + len(marker) + 1 : i + len(marker) + 65]
-                if len(cand) == 64 and _HEX.issuperset(cand):
-                    return cand
-                start = i + 1
+        found = container_in(_read(path))
+        if found:
+            return found
     return ""
 
 

@@ -72,3 +72,40 @@ def test_cache_reached_at_another_path(world: World, wheels, mounted):
     assert "on host" in host.stderr and "lease ends in" in host.stderr
     subprocess.run(["mount", "--bind", str(host_cache), str(inside)], check=True)  # the next container
     assert world.value(venv, "alpha") == "alpha-1.0" and world.value(venv, "beta") == "beta-1.0"
+
+
+CID = "3f1c0e0b5a9d4c7e8f6a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f506"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"0::/system.slice/docker-{CID}.scope\n",  # cgroup v2, systemd driver
+        f"12:memory:/docker/{CID}\n",  # cgroup v1
+        f"1234 1 0:52 /var/lib/docker/containers/{CID}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n",  # mountinfo
+        f"0::/machine.slice/libpod-{CID}.scope/container\n",  # podman
+        f"0::/kubepods/besteffort/pod1/cri-containerd-{CID}.scope\n",  # containerd
+    ],
+)
+def test_container_id_from_proc_text(text):
+    from shim import hostid
+
+    assert hostid.container_in(text) == CID
+
+
+def test_host_identity_tells_containers_apart(world: World, wheels):
+    """Two "containers" (host ids) install into the same cache: each prune keeps the other's."""
+    a, b = world.venv("a"), world.venv("b")
+    world.install(a, "alpha==1.0", find_links=wheels, UV_SHIM_HOST_ID="container-a")
+    world.install(b, "beta==1.0", find_links=wheels, UV_SHIM_HOST_ID="container-b")
+    recs = world.records()
+    assert {r.host_id for r in recs.values()} == {"container-a", "container-b"}
+    import shutil
+
+    shutil.rmtree(a)  # container-b cannot see that a is gone: a stays protected from there
+    out = world.uv("cache", "prune", "--ci", UV_SHIM_HOST_ID="container-b")
+    assert "Kept 1 archive of" in out.stderr
+    assert len(world.pinned()) == 2
+    out = world.uv("cache", "prune", "--ci", UV_SHIM_HOST_ID="container-a")  # a's own host releases it
+    assert "Released 1 environment" in out.stderr
+    assert len(world.pinned()) == 1 and world.value(b, "beta") == "beta-1.0"
