@@ -201,20 +201,24 @@ class Cache:
     def wheel_links(self, name: str) -> Iterator[Tuple[str, str]]:
         """(link, archive id) for every wheels-bucket entry of a package, under any index."""
         for index in self._index_dirs():
-            pkg = os.path.join(index, name)
+            yield from self.wheel_links_in(os.path.join(index, name))
+
+    @staticmethod
+    def wheel_links_in(pkg: str) -> Iterator[Tuple[str, str]]:
+        """(link, archive id) for the entries of one package folder of the wheels bucket."""
+        try:
+            entries = os.listdir(pkg)
+        except OSError:
+            return
+        for entry in entries:
+            link = os.path.join(pkg, entry)
             try:
-                entries = os.listdir(pkg)
+                target = os.readlink(link)
             except OSError:
                 continue
-            for entry in entries:
-                link = os.path.join(pkg, entry)
-                try:
-                    target = os.readlink(link)
-                except OSError:
-                    continue
-                aid = os.path.basename(target.rstrip("/\\"))
-                if is_archive_id(aid):
-                    yield link, aid
+            aid = os.path.basename(target.rstrip("/\\"))
+            if is_archive_id(aid):
+                yield link, aid
 
     # -- our folder in the sdists bucket --------------------------------------------------
 

@@ -83,9 +83,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_shell.add_argument("shell", choices=["bash", "zsh", "fish"])
     p_shell.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
     p_shell.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
+    def common(p, json_: bool = True):
+        p.add_argument("--cache-dir", help="the uv cache (default: the one uv uses here)")
+        if json_:
+            p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("-v", "--verbose", action="store_true")
+        return p
+
+    common(sub.add_parser("status", help="cache size, archives by state, what prune would free, environments"))
+    common(sub.add_parser("envs", help="one row per recorded environment"))
+    p_why = common(sub.add_parser("why", help="which environments keep an archive or package"))
+    p_why.add_argument("target", metavar="ARCHIVE-ID|PACKAGE[==VERSION]", help="an id that starts with '-' goes after `--`")
+    p_doctor = common(sub.add_parser("doctor", help="find environments with dangling links into the cache; --fix reinstalls"))
+    p_doctor.add_argument("paths", nargs="*", metavar="PATH", help="environments to check (default: every recorded one)")
+    p_doctor.add_argument("--fix", action="store_true", help="reinstall the broken distributions (same versions, symlink mode)")
+    p_adopt = common(sub.add_parser("adopt", help="record existing environments"))
+    p_adopt.add_argument("paths", nargs="*", metavar="PATH")
+    p_adopt.add_argument("--discover", metavar="DIR", help="find environments (pyvenv.cfg) under DIR")
     p_uninstall = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
     p_uninstall.add_argument("--bin-dir", type=Path, default=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    uv_args: List[str] = []
+    if argv[:1] == ["doctor"] and "--" in argv:  # `uv-shim doctor --fix -- --index-url ...`: arguments for uv
+        i = argv.index("--")
+        argv, uv_args = argv[:i], argv[i + 1 :]
     ns = parser.parse_args(argv)
+    ns.uv_args = uv_args
+    if ns.command in ("status", "envs", "why", "doctor", "adopt"):
+        from shim import views
+
+        try:
+            return views.run(ns)
+        except ShimError as e:
+            _error(str(e))
 
     try:
         if ns.command == "which":

@@ -266,8 +266,17 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: u
     sizes = KeptSize(cache, roots) if not out.quiet else None
     code = _run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if code == 0:
+        _stamp_last_prune(cache)
         summarize(out, roots, cache, sizes)
     realuv.mirror_exit(code)
+
+
+def _stamp_last_prune(cache: Cache) -> None:
+    """``uv-shim status`` reports when the last prune through the shim ran (this file's mtime)."""
+    try:
+        paths.write_atomic(os.path.join(cache.manifest, ".last-prune"), b"")
+    except OSError:
+        pass
 
 
 def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:

@@ -1,0 +1,129 @@
+"""uv-shim status | envs | why | doctor | adopt, with the real uv and real environments."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import World
+from test_protection import _refresh_scenario
+
+
+def shim_cmd(w: World, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "shim", *args], env=w.env(**env), capture_output=True, text=True, cwd=w.root)
+    if check and out.returncode != 0:
+        raise AssertionError(f"uv-shim {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+@pytest.fixture
+def scene(world: World, wheels):
+    """A live symlink venv, a deleted one, a hardlink venv, and one of another host."""
+    live, gone, hard, other = (world.venv(n) for n in ("live", "gone", "hard", "other"))
+    world.install(live, "alpha==1.0", "beta==1.0", find_links=wheels)
+    world.install(gone, "alpha==2.0", find_links=wheels)
+    world.install(hard, "gamma==1.0", find_links=wheels, mode="hardlink")
+    world.install(other, "beta==1.0", find_links=wheels, UV_SHIM_HOST_ID="container-9")
+    shutil.rmtree(gone)
+    return {"live": live, "gone": gone, "hard": hard, "other": other}
+
+
+def test_envs_table_and_json(world: World, scene):
+    out = shim_cmd(world, "envs")
+    header, *rows = out.stdout.splitlines()
+    assert header.split() == ["PATH", "HOST", "LINK", "DISTS", "LAST", "USED", "STATE"]
+    assert len(rows) == 4
+    doc = json.loads(shim_cmd(world, "envs", "--json").stdout)
+    by_path = {e["path"]: e for e in doc["environments"]}
+    assert set(doc) == {"cache", "environments"}
+    for e in doc["environments"]:
+        assert set(e) == {"path", "host", "host_id", "link_modes", "distributions", "pinned_archives", "last_used", "last_used_age", "state", "reason"}
+    assert by_path[str(scene["live"].resolve())]["state"] == "live"
+    assert by_path[str(scene["live"].resolve())]["distributions"] == 2
+    assert by_path[str(scene["gone"].resolve())]["state"] == "dead"
+    assert by_path[str(scene["hard"].resolve())]["link_modes"] == ["hardlink"]
+    assert by_path[str(scene["other"].resolve())]["state"] == "foreign"
+    assert len(world.records()) == 4  # read-only: the dead root is still recorded
+
+
+def test_status(world: World, scene):
+    doc = json.loads(shim_cmd(world, "status", "--json").stdout)
+    assert set(doc) == {"cache", "uv_version", "size_bytes", "archives", "policies", "environments", "next_lease_end_seconds", "last_prune"}
+    assert doc["archives"]["symlinked"]["count"] == 2  # alpha 1.0 and beta (live, other host)
+    assert doc["archives"]["hardlinked"]["count"] == 1  # gamma
+    assert doc["archives"]["only_cached"]["count"] == 1  # alpha 2.0 of the deleted venv
+    assert doc["environments"] == {"live": 2, "dead": 1, "other_hosts": 1, "expired": 0, "unverifiable": 0}
+    assert doc["policies"]["uv cache prune --ci"]["archives"] == 2  # alpha 2.0, and gamma (hardlinked, unpinned)
+    assert 29 * 86400 < doc["next_lease_end_seconds"] <= 30 * 86400
+    assert doc["last_prune"] is None
+    world.uv("cache", "prune")
+    text = shim_cmd(world, "status").stdout
+    assert "Last prune:" in text and "s ago" in text and "1 on other hosts (next lease ends in 29d)" in text
+
+
+def test_why(world: World, scene):
+    out = shim_cmd(world, "why", "alpha")
+    assert "alpha==1.0 (" in out.stdout and f"used by {scene['live'].resolve()}" in out.stdout
+    assert "alpha==2.0 (" in out.stdout and "`uv cache clean alpha` would remove it" in out.stdout
+    doc = json.loads(shim_cmd(world, "why", "gamma==1.0", "--json").stdout)
+    (g,) = doc["archives"]
+    assert g["hardlinked"] and g["environments"] == [] and g["referenced_by_uv"]
+    by_id = shim_cmd(world, "why", "--", g["id"]).stdout  # ids may start with "-"
+    assert by_id.startswith(f"gamma==1.0 ({g['id']})")
+    missing = shim_cmd(world, "why", "no-such-thing", check=False)
+    assert missing.returncode == 1 and missing.stderr.splitlines() == [f"uv-shim: error: no archive or package named `no-such-thing` in {world.cache}"]
+
+
+def test_doctor_repairs_an_environment_broken_before_the_shim(world: World, wheels):
+    a, b = _refresh_scenario(world, wheels, shim=False)
+    world.prune()  # the bare uv breaks a
+    assert world.value(a, "alpha") is None
+    out = shim_cmd(world, "doctor", str(a), str(b), check=False)
+    assert out.returncode == 1
+    assert f"{a}: 1 broken distribution" in out.stdout and "alpha==1.0 (archive" in out.stdout
+    assert str(b) not in out.stdout
+    fixed = shim_cmd(world, "doctor", "--fix", str(a), "--", "--no-index", "--find-links", str(world.root / "wheels"))
+    assert "(fixed)" in fixed.stdout
+    assert world.value(a, "alpha") == "alpha-1.0"
+    assert str(a.resolve()) in world.records()  # and now it is protected
+    world.prune()
+    assert world.value(a, "alpha") == "alpha-1.0"
+    clean = shim_cmd(world, "doctor", "--json", str(a))
+    assert json.loads(clean.stdout)["broken"] == [] and "No broken environments found" in clean.stderr
+
+
+def test_doctor_checks_recorded_environments_by_default(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    for aid in world.pinned():  # another tool (a size-budget cleaner, say) deletes its archive
+        shutil.rmtree(world.cache / "archive-v0" / aid)
+    doc = json.loads(shim_cmd(world, "doctor", "--json", check=False).stdout)
+    assert [e["path"] for e in doc["broken"]] == [str(v.resolve())]
+    assert doc["broken"][0]["distributions"][0]["name"] == "alpha"
+
+
+def test_adopt(world: World, wheels):
+    a, b = world.venv("a"), world.venv("b")
+    nested = world.root / "projects" / "p1"
+    nested.mkdir(parents=True)
+    c = world.venv("projects/p1/.venv")
+    for v in (a, b, c):
+        world.install(v, "alpha==1.0", find_links=wheels, shim=False)
+    assert world.records() == {}
+    out = shim_cmd(world, "adopt", str(a))
+    assert "Adopted 1 environment" in out.stderr
+    shim_cmd(world, "adopt", str(a))  # idempotent
+    assert list(world.records()) == [str(a.resolve())]
+    doc = json.loads(shim_cmd(world, "adopt", "--discover", str(world.root), "--json").stdout)
+    found = sorted(e["path"] for e in doc["environments"])
+    assert found == sorted(str(p.resolve()) for p in (a, b, c))
+    assert all(e["recorded"] for e in doc["environments"])
+    assert sorted(world.records()) == found
+    world.prune()
+    assert all(world.value(v, "alpha") == "alpha-1.0" for v in (a, b, c))
+    bad = shim_cmd(world, "adopt", str(world.root / "projects"), check=False)
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and "is not a Python environment" in bad.stderr
