@@ -92,6 +92,8 @@ def test_doctor_repairs_an_environment_broken_before_the_shim(world: World, whee
     assert str(a.resolve()) in world.records()  # and now it is protected
     world.prune()
     assert world.value(a, "alpha") == "alpha-1.0"
+    notenv = shim_cmd(world, "doctor", str(world.root / "wheels"), check=False)
+    assert notenv.returncode == 1 and notenv.stderr == f"uv-shim: error: {world.root / 'wheels'} is not a Python environment (no pyvenv.cfg or site-packages)\n"
     clean = shim_cmd(world, "doctor", "--json", str(a))
     assert json.loads(clean.stdout)["broken"] == [] and "No broken environments found" in clean.stderr
 
