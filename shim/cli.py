@@ -101,9 +101,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_adopt = common(sub.add_parser("adopt", help="record existing environments"))
     p_adopt.add_argument("paths", nargs="*", metavar="PATH")
     p_adopt.add_argument("--discover", metavar="DIR", help="find environments (pyvenv.cfg) under DIR")
+    sub.add_parser("gc", help="`uv cache prune` through the shim: --unused, --max-age 30d, --max-size 10GiB, --keep-recent 1h, --dry-run, ...")
     p_uninstall = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
     p_uninstall.add_argument("--bin-dir", type=Path, default=None)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gc"] and not {"-h", "--help"} & set(argv):  # every option goes to the prune
+        try:
+            real = realuv.find(os.environ)
+        except ShimError as e:
+            _error(str(e))
+        from shim import prune
+
+        args = ["cache", "prune", *argv[1:]]
+        prune.run(real, "uv", real.path, args, uvargs.parse(args))
     uv_args: List[str] = []
     if argv[:1] == ["doctor"] and "--" in argv:  # `uv-shim doctor --fix -- --index-url ...`: arguments for uv
         i = argv.index("--")

@@ -69,7 +69,7 @@ def _canonical(path: str) -> Optional[str]:
     return os.path.realpath(path)
 
 
-def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str]) -> Set[str]:
+def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str], evicted: Set[str] = frozenset()) -> Set[str]:
     """Canonical paths that some link in uv's buckets resolves to (uv's find_archive_references).
     Our own folder is left out: the caller adds the pins the prune will find there."""
     refs: Set[str] = set()
@@ -113,14 +113,15 @@ def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str]) -> Set[s
                         elif not is_wheel_stem(e.name):
                             continue
                     target = _canonical(e.path)
-                    if target is not None:
+                    if target is not None and os.path.basename(target) not in evicted:
                         refs.add(target)
     return refs
 
 
-def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False) -> Plan:
+def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[str] = frozenset()) -> Plan:
     """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
-    shim has made the pins in its bucket exactly ``pinned`` (archive ids)."""
+    shim has made the pins in its bucket exactly ``pinned`` (archive ids) and removed uv's own
+    references to ``evicted``."""
     version = cache.build.version_tuple
     plan = Plan()
     buckets = set(cache.build.all_buckets)
@@ -164,7 +165,7 @@ def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False) -> Plan:
                             plan.ci.append(p)
                             gone.add(p)
                     dirnames[:] = []
-    refs = _references(cache, version, gone)
+    refs = _references(cache, version, gone, evicted)
     if cache.sdists not in gone:
         refs.update(t for t in (_canonical(os.path.join(cache.archives, a)) for a in pinned) if t)
     archives_gone = []

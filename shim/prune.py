@@ -181,7 +181,7 @@ def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: s
     return Cache(root, build), out
 
 
-def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool) -> NoReturn:
+def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool, policy=None) -> NoReturn:
     """``uv cache prune --dry-run [--ci] [--json]``: what the real prune would remove and keep.
 
     Decides exactly as a prune through the shim would (roots verified, without writing), then
@@ -194,7 +194,12 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
     except realuv.ShimError as e:
         _error(str(e))
     kept = gc.protected(roots)
-    p = planner.plan_prune(cache, set(kept), ci=inv.has("--ci"))
+    ev = None
+    if policy is not None and policy.active:
+        from shim import evict
+
+        ev = evict.choose(cache, roots, policy, write=False)
+    p = planner.plan_prune(cache, set(kept), ci=inv.has("--ci"), evicted=set(ev.chosen) if ev else frozenset())
     labels = {aid: planner.archive_label(cache, aid) for aid in p.archives}
     present = [aid for aid in sorted(kept) if os.path.isdir(os.path.join(cache.archives, aid))]
     if as_json:
@@ -218,6 +223,14 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
             },
             "environments": [{"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in roots],
         }
+        if ev is not None:
+            doc["evict"] = {
+                "archives": [{"id": a, "what": labels.get(a) or planner.archive_label(cache, a)} for a in ev.chosen],
+                "freed_bytes": ev.freed,
+                "skipped_hardlinked": ev.hardlinked,
+                "kept_recent": ev.recent,
+                "cache_bytes_before": ev.size_before,
+            }
         out.data(json.dumps(doc, indent=2) + "\n")
         realuv.mirror_exit(0)
     out.fact(f"Pruning cache at: {cache.root} (dry run: nothing is removed)")
@@ -240,6 +253,8 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
         out.fact(f"Would remove {report.plural(p.files, 'file')} ({report.human_size(p.freed)} freed)")
     else:
         out.fact("No unused entries found")
+    if ev is not None:
+        report_eviction(out, cache, ev, would=True)
     if present:
         holders = {r.key for aid in present for r in kept[aid]}
         out.fact(f"Would keep {report.plural(len(present), 'archive')} used by {report.plural(len(holders), 'environment')}")
@@ -257,18 +272,49 @@ def _kept_label(cache: Cache, aid: str, roots: List[gc.Root]) -> str:
 
 
 def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
-    """``uv cache prune [--ci] [--force] [--dry-run [--json]]``."""
+    """``uv cache prune [--ci] [--force] [--unused] [--max-age D] [--max-size S] [--keep-recent D]
+    [--dry-run [--json]]``."""
+    from shim import evict
+
+    quiet = inv.has("-q", "--quiet")
+    try:
+        policy, args = evict.policy_from(args, os.environ, warn=None if quiet else report.Out().warn)
+    except evict.PolicyError as e:
+        _error(str(e))
     if "--dry-run" in args:
         cache, out = _setup(real, inv, argv0, exec_path, [a for a in args if a not in ("--dry-run", "--json")])
-        dry_run(cache, inv, out, "--json" in args)
+        dry_run(cache, inv, out, "--json" in args, policy)
     cache, out = _setup(real, inv, argv0, exec_path, args)
     lock, roots = _locked_verify(cache, inv, out, os.environ)
+    ev = None
+    if not policy.active:
+        evict.remember_last_use(cache, roots)  # before dead roots are forgotten (choose does it too)
+    else:
+        try:
+            ev = evict.choose(cache, roots, policy)
+            evict.apply(cache, ev)
+        except OSError as e:
+            if lock is not None:
+                lock.release()
+            _error(f"cannot evict from {cache.root}: {e.strerror} ({e.filename})")
     sizes = KeptSize(cache, roots) if not out.quiet else None
     code = _run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if code == 0:
         _stamp_last_prune(cache)
+        if ev is not None:
+            report_eviction(out, cache, ev, would=False)
         summarize(out, roots, cache, sizes)
     realuv.mirror_exit(code)
+
+
+def report_eviction(out: report.Out, cache: Cache, ev, would: bool) -> None:
+    size = report.human_size(ev.freed)
+    what = report.plural(len(ev.chosen), "unused archive")
+    out.fact(f"Would remove {what} (would free {size})" if would else f"Removed {what} ({size} freed)")
+    if ev.hardlinked:
+        out.fact(f"Skipped {report.plural(len(ev.hardlinked), 'archive')} hardlinked into environments: removing them frees nothing while those live")
+    if ev.recent:
+        out.fact(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
 
 
 def _stamp_last_prune(cache: Cache) -> None:

@@ -1,0 +1,321 @@
+"""Reclaim what nothing uses: ``--unused``, ``--max-age``, ``--max-size``, ``--keep-recent``.
+
+The shim decides, uv deletes: a chosen archive loses uv's own references to it (its wheels-bucket
+link with the ``.http``/``.rev`` pointer beside it, the sdists-bucket link of a built wheel), and
+the real ``uv cache prune`` that follows deletes it. Afterwards uv installs the package again as
+if it had never been cached (registry wheels are downloaded, built wheels re-unzipped from the
+kept ``.whl``, local wheels unpacked again).
+
+Never chosen: an archive a live environment links by symlink (it is pinned), or one hardlinked
+into an environment (removing it frees nothing while that environment lives; reported).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from shim import gc, paths, report
+from shim.cache import Cache, is_archive_id
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+LAST_USE = ".archive-last-use"  # in our manifest folder: archive id -> last use (epoch seconds)
+POINTERS = (".http", ".rev")  # beside a wheels-bucket link: they name the archive too
+_UNITS = {"b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3, "t": 1024**4, "tb": 1000**4, "tib": 1024**4}
+
+
+class PolicyError(Exception):
+    """A bad option, variable or config value: one line naming it."""
+
+
+def parse_size(text: str) -> int:
+    """``10GiB``, ``500MB``, ``2g``, ``123`` (bytes)."""
+    t = text.strip().lower().replace(" ", "")
+    digits = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(digits):] or "b"
+    if unit not in _UNITS or not digits:
+        raise ValueError(text)
+    return int(float(digits) * _UNITS[unit])
+
+
+class Policy:
+    FLAGS = {"--unused": "unused", "--max-age": "max_age", "--max-size": "max_size", "--keep-recent": "keep_recent"}
+    ENV = {"UV_SHIM_UNUSED": "unused", "UV_SHIM_MAX_AGE": "max_age", "UV_SHIM_MAX_SIZE": "max_size", "UV_SHIM_KEEP_RECENT": "keep_recent"}
+    CONFIG_KEYS = {"unused": "unused", "max-age": "max_age", "max-size": "max_size", "keep-recent": "keep_recent"}
+
+    def __init__(self) -> None:
+        self.unused = False
+        self.max_age: Optional[float] = None
+        self.max_size: Optional[int] = None
+        self.keep_recent: Optional[float] = None
+
+    @property
+    def active(self) -> bool:
+        return self.unused or self.max_age is not None or self.max_size is not None
+
+    def set(self, field: str, value: object, where: str) -> None:
+        try:
+            if field == "unused":
+                self.unused = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            elif field == "max_size":
+                self.max_size = parse_size(str(value))
+            else:
+                setattr(self, field, report.parse_duration(str(value)))
+        except ValueError:
+            kind = "a size (like 10GiB)" if field == "max_size" else "a duration (like 30d, 12h)"
+            raise PolicyError(f"{where}: `{value}` is not {kind}") from None
+
+
+def config_path(env: Mapping[str, str]) -> str:
+    explicit = env.get("UV_SHIM_CONFIG")
+    if explicit:
+        return explicit
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    return os.path.join(base, "uv-shim", "config.toml")
+
+
+def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> Tuple[Policy, List[str]]:
+    """The policy (config file < UV_SHIM_* variables < options) and the args left for uv.
+
+    A bad option raises PolicyError; a bad config file or variable is reported through ``warn``
+    and ignored, so a plain ``uv cache prune`` still runs."""
+    policy = Policy()
+    path = config_path(env)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        doc = {}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        if warn:
+            warn(f"ignoring {path}: {e}")
+        doc = {}
+    section = doc.get("prune", {})
+    if not isinstance(section, dict):
+        section = {}
+    soft = [(section[k], f, f"{path}: prune.{k}") for k, f in Policy.CONFIG_KEYS.items() if k in section]
+    soft += [(env[v], f, v) for v, f in Policy.ENV.items() if env.get(v)]
+    for value, field, where in soft:
+        try:
+            policy.set(field, value, where)
+        except PolicyError as e:
+            if warn:
+                warn(f"ignoring {e}")
+    rest: List[str] = []
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        field = Policy.FLAGS.get(name)
+        if field is None:
+            rest.append(arg)
+        elif field == "unused":
+            policy.unused = True
+        else:
+            if not eq:
+                value = next(it, None)
+                if value is None:
+                    raise PolicyError(f"{name} needs a value")
+            policy.set(field, value, name)
+    return policy, rest
+
+
+# -- what the cache holds: one walk ---------------------------------------------------------
+
+
+class Survey:
+    """One walk of the cache: total size, each archive's freeable bytes, hardlinked archives,
+    and every link in uv's wheels and sdists buckets by the archive it names."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.total = 0
+        self.freeable: Dict[str, int] = {}
+        self.hardlinked: Set[str] = set()
+        self.refs: Dict[str, List[str]] = {}
+        seen: Set[Tuple[int, int]] = set()
+        buckets = (cache.wheels, cache.sdists)
+        stack = [cache.root]
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except OSError:
+                continue
+            archive = _archive_of(cache, d)
+            with it:
+                for e in it:
+                    try:
+                        if e.is_symlink():
+                            if d.startswith(buckets) and not d.startswith(cache.manifest):
+                                aid = os.path.basename(os.readlink(e.path).rstrip("/"))
+                                if is_archive_id(aid):
+                                    self.refs.setdefault(aid, []).append(e.path)
+                            continue
+                        if e.is_dir():
+                            stack.append(e.path)
+                            continue
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    self.total += st.st_size
+                    if archive:
+                        if st.st_nlink > 1:
+                            self.hardlinked.add(archive)
+                        else:
+                            self.freeable[archive] = self.freeable.get(archive, 0) + st.st_size
+
+
+def _archive_of(cache: Cache, folder: str) -> str:
+    prefix = cache.archives + os.sep
+    if not folder.startswith(prefix):
+        return ""
+    return folder[len(prefix):].split(os.sep, 1)[0]
+
+
+# -- last use ------------------------------------------------------------------------------
+
+
+def _read_memo(path: str) -> Dict[str, float]:
+    memo: Dict[str, float] = {}
+    try:
+        for line in paths.read_bytes(path).decode("ascii", "replace").splitlines():
+            aid, _, ts = line.partition(" ")
+            memo[aid] = float(ts)
+    except (OSError, ValueError):
+        pass
+    return memo
+
+
+def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) -> Dict[str, float]:
+    """Merge what the roots say (each archive: the newest ``last_used`` of the roots that name it)
+    into ``<manifest>/.archive-last-use``, so it outlives roots that are dropped. Every prune
+    through the shim does this, with or without a policy."""
+    memo_path = os.path.join(cache.manifest, LAST_USE)
+    memo = _read_memo(memo_path)
+    for r in roots:
+        if r.record is None:
+            continue
+        ts = r.record.last_used.timestamp()
+        ids = set(r.archives) | {d.archive for d in r.record.distributions.values() if d.archive}
+        for aid in ids:
+            if ts > memo.get(aid, 0):
+                memo[aid] = ts
+    if write:
+        try:
+            present = set(os.listdir(cache.archives))
+        except OSError:
+            present = set()
+        text = "".join(f"{a} {int(t)}\n" for a, t in sorted(memo.items()) if a in present)
+        try:
+            paths.write_atomic(memo_path, text.encode("ascii"))
+        except OSError:
+            pass  # only costs precision: creation time stands in
+    return memo
+
+
+def last_use(cache: Cache, memo: Dict[str, float], archives: Sequence[str]) -> Dict[str, float]:
+    """When each archive was last linked or used through the shim; never seen: its creation time."""
+    out = {}
+    for aid in archives:
+        if aid in memo:
+            out[aid] = memo[aid]
+        else:
+            try:
+                out[aid] = os.stat(os.path.join(cache.archives, aid)).st_mtime
+            except OSError:
+                out[aid] = 0.0
+    return out
+
+
+# -- choose and apply ---------------------------------------------------------------------
+
+
+class Eviction:
+    def __init__(self) -> None:
+        self.chosen: List[str] = []
+        self.hardlinked: List[str] = []  # would have been chosen: frees nothing, skipped
+        self.recent: List[str] = []  # would have been chosen: used within --keep-recent
+        self.freed = 0
+        self.size_before = 0
+        self.refs: Dict[str, List[str]] = {}
+
+
+def choose(cache: Cache, roots: List[gc.Root], policy: Policy, now: Optional[float] = None, write: bool = True) -> Eviction:
+    now = time.time() if now is None else now
+    survey = Survey(cache)
+    ev = Eviction()
+    ev.size_before = survey.total
+    ev.refs = survey.refs
+    protected = gc.protected(roots)
+    try:
+        archives = sorted(os.listdir(cache.archives))
+    except OSError:
+        archives = []
+    used = last_use(cache, remember_last_use(cache, roots, write), archives)
+    candidates = []
+    for aid in archives:
+        if aid in protected or os.path.isfile(os.path.join(cache.archives, aid, "pyvenv.cfg")):
+            continue  # pinned, or a cached environment (uv's prune handles those)
+        candidates.append(aid)
+    candidates.sort(key=lambda a: (used.get(a, 0), a))  # least recently used first
+
+    def eligible(aid: str) -> bool:
+        if aid in survey.hardlinked:
+            ev.hardlinked.append(aid)
+            return False
+        if policy.keep_recent is not None and now - used.get(aid, 0) < policy.keep_recent:
+            ev.recent.append(aid)
+            return False
+        return True
+
+    chosen: Set[str] = set()
+    for aid in candidates:
+        if policy.unused or (policy.max_age is not None and now - used.get(aid, 0) > policy.max_age):
+            if eligible(aid):
+                chosen.add(aid)
+    if policy.max_size is not None:
+        size = survey.total - sum(survey.freeable.get(a, 0) for a in chosen)
+        for aid in candidates:
+            if size <= policy.max_size:
+                break
+            if aid in chosen or aid in ev.hardlinked or aid in ev.recent:
+                continue
+            if eligible(aid):
+                chosen.add(aid)
+                size -= survey.freeable.get(aid, 0)
+    ev.chosen = [a for a in candidates if a in chosen]
+    ev.freed = sum(survey.freeable.get(a, 0) for a in ev.chosen)
+    ev.hardlinked = sorted(set(ev.hardlinked))
+    ev.recent = sorted(set(ev.recent))
+    return ev
+
+
+def apply(cache: Cache, ev: Eviction) -> int:
+    """Remove uv's references to the chosen archives (never the archives themselves): their
+    links in the wheels and sdists buckets, and the pointer files beside wheels-bucket links."""
+    removed = 0
+    for aid in ev.chosen:
+        for link in ev.refs.get(aid, []):
+            if not os.path.islink(link):
+                continue
+            os.unlink(link)
+            removed += 1
+            if link.startswith(cache.wheels + os.sep):
+                for ext in POINTERS:
+                    try:
+                        os.unlink(link + ext)
+                    except FileNotFoundError:
+                        pass
+    return removed

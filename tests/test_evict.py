@@ -1,0 +1,205 @@
+"""Reclaim what nothing uses (issue 4): --unused, --max-age, --max-size, --keep-recent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import World
+from test_protection import _refresh_scenario
+
+
+def gc(w: World, *args: str, check: bool = True, **env: str):
+    return w.uv("cache", "prune", *args, check=check, **env)
+
+
+def _archive_of(w: World, venv: Path, module: str) -> str:
+    """The archive a venv's module comes from (symlink) or shares an inode with (hardlink)."""
+    f = next(venv.glob(f"lib/python*/site-packages/{module}/__init__.py"))
+    if f.is_symlink():
+        return os.readlink(f).split("/archive-v0/")[1].split("/")[0]
+    ino = f.stat().st_ino
+    for a in (w.cache / "archive-v0").iterdir():
+        g = a / module / "__init__.py"
+        if g.exists() and g.stat().st_ino == ino:
+            return a.name
+    raise AssertionError("no archive")
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("mode", ["hardlink", "symlink"])
+def test_seed_16008_walkthrough(world: World, mode):
+    """Two venvs with cowsay; remove alpha: kept; remove beta: --unused removes it."""
+    alpha, beta = world.venv("alpha"), world.venv("beta")
+    world.install(alpha, "cowsay==6.1", mode=mode)
+    world.install(beta, "cowsay==6.1", mode=mode)
+    aid = _archive_of(world, beta, "cowsay")
+    gc(world, "--unused")
+    assert aid in world.archives()
+    shutil.rmtree(alpha)
+    out = gc(world, "--unused")
+    assert aid in world.archives() and world.python(beta, "import cowsay").returncode == 0
+    if mode == "hardlink":
+        assert "hardlinked into environments: removing them frees nothing" in out.stderr
+    shutil.rmtree(beta)
+    out = gc(world, "--unused")
+    assert aid not in world.archives()
+    assert "Removed 1 unused archive (" in out.stderr
+    gamma = world.venv("gamma")  # and uv installs it again as if never cached
+    world.install(gamma, "cowsay==6.1", mode=mode)
+    assert world.python(gamma, "import cowsay; cowsay.cow('moo')").returncode == 0
+
+
+def test_mixed_scenario_breaks_nothing(world: World, wheels):
+    a, b = _refresh_scenario(world, wheels, shim=True)  # two live symlink venvs, a orphaned by --refresh
+    local = world.root / "wheels"
+    hard, hard_gone, copy, sym_gone = (world.venv(n) for n in ("hard", "hard_gone", "copy", "sym_gone"))
+    world.install(hard, "beta==1.0", find_links=local, mode="hardlink")
+    world.install(hard_gone, "gamma==1.0", find_links=local, mode="hardlink")
+    world.install(copy, "alpha==2.0", find_links=local, mode="copy")
+    world.install(sym_gone, "gamma==1.0", "alpha==2.0", find_links=local)
+    shutil.rmtree(hard_gone)
+    shutil.rmtree(sym_gone)
+    live_links = {_archive_of(world, a, "alpha"), _archive_of(world, b, "alpha"), _archive_of(world, hard, "beta")}
+    dry = json.loads(gc(world, "--unused", "--dry-run", "--json").stdout)
+    before = set(world.archives())
+    out = gc(world, "--unused")
+    assert set(world.archives()) == live_links
+    assert before - live_links == {x["id"] for x in dry["remove"]["archives"]}  # the dry run said so
+    for venv, mod, value in ((a, "alpha", "alpha-1.0"), (b, "alpha", "alpha-1.0"), (hard, "beta", "beta-1.0"), (copy, "alpha", "alpha-2.0")):
+        assert world.value(venv, mod) == value
+    assert "Skipped 1 archive hardlinked into environments" in out.stderr
+
+
+def test_freed_bytes_are_honest(world: World, wheels):
+    a, h = world.venv("a"), world.venv("h")
+    world.install(a, "alpha==1.0", find_links=wheels)
+    world.install(h, "beta==1.0", find_links=wheels, mode="hardlink")
+    shutil.rmtree(a)
+    dry = json.loads(gc(world, "--unused", "--dry-run", "--json").stdout)
+    (gone,) = dry["evict"]["archives"]
+    expected = sum(f.stat().st_size for f in (world.cache / "archive-v0" / gone["id"]).rglob("*") if f.is_file() and f.stat().st_nlink == 1)
+    assert dry["evict"]["freed_bytes"] == expected > 0
+    assert dry["evict"]["skipped_hardlinked"] == [_archive_of(world, h, "beta")]
+    out = gc(world, "--unused")
+    from shim.report import human_size
+
+    assert f"Removed 1 unused archive ({human_size(expected)} freed)" in out.stderr
+
+
+def test_local_wheel_installs_again_after_eviction(world: World, wheels):
+    """Without removing the `.rev` pointer uv fails on a local wheel whose archive is gone."""
+    whl = wheels / "alpha-1.0-py3-none-any.whl"
+    v = world.venv("v")
+    world.uv("pip", "install", "-q", "--python", str(v / "bin" / "python"), str(whl), UV_LINK_MODE="symlink")
+    shutil.rmtree(v)
+    gc(world, "--unused")
+    assert world.archives() == []
+    w2 = world.venv("w2")
+    world.uv("pip", "install", "-q", "--python", str(w2 / "bin" / "python"), str(whl), UV_LINK_MODE="symlink")
+    assert world.value(w2, "alpha") == "alpha-1.0"
+
+
+def _sdist(folder: Path) -> Path:
+    """An sdist with an in-tree PEP 517 backend: builds offline, no setuptools needed."""
+    import tarfile
+
+    src = folder / "src" / "sdpkg-1.0"
+    (src / "sdpkg").mkdir(parents=True)
+    (src / "sdpkg" / "__init__.py").write_text("VALUE = 'built-from-sdist'\n")
+    (src / "pyproject.toml").write_text('[project]\nname = "sdpkg"\nversion = "1.0"\n[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: sdpkg\nVersion: 1.0\n")
+    (src / "backend.py").write_text(
+        "import base64, hashlib, os, zipfile\n"
+        "def _rec(n, d):\n    h = base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()\n    return f'{n},sha256={h},{len(d)}'\n"
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        "    name = 'sdpkg-1.0-py3-none-any.whl'\n"
+        "    files = {'sdpkg/__init__.py': open('sdpkg/__init__.py', 'rb').read(),\n"
+        "             'sdpkg-1.0.dist-info/METADATA': b'Metadata-Version: 2.1\\nName: sdpkg\\nVersion: 1.0\\n',\n"
+        "             'sdpkg-1.0.dist-info/WHEEL': b'Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n'}\n"
+        "    rec = '\\n'.join([_rec(n, d) for n, d in files.items()] + ['sdpkg-1.0.dist-info/RECORD,,']) + '\\n'\n"
+        "    files['sdpkg-1.0.dist-info/RECORD'] = rec.encode()\n"
+        "    with zipfile.ZipFile(os.path.join(wheel_directory, name), 'w') as z:\n"
+        "        for n, d in files.items():\n            z.writestr(n, d)\n"
+        "    return name\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n    return []\n"
+    )
+    out = folder / "dist" / "sdpkg-1.0.tar.gz"
+    out.parent.mkdir()
+    with tarfile.open(out, "w:gz") as t:
+        t.add(src, arcname="sdpkg-1.0")
+    return out
+
+
+def test_wheel_built_from_sdist_installs_again_after_eviction(world: World):
+    sdist = _sdist(world.root)
+    v = world.venv("v")
+    args = ["pip", "install", "-q", "--no-index", "--find-links", str(sdist.parent)]
+    world.uv(*args, "--python", str(v / "bin" / "python"), "sdpkg==1.0", UV_LINK_MODE="symlink")
+    assert world.value(v, "sdpkg") == "built-from-sdist"
+    shutil.rmtree(v)
+    out = gc(world, "--unused")
+    assert "Removed 1 unused archive" in out.stderr and world.archives() == []
+    w2 = world.venv("w2")
+    world.uv(*args, "--python", str(w2 / "bin" / "python"), "sdpkg==1.0", UV_LINK_MODE="symlink")
+    assert world.value(w2, "sdpkg") == "built-from-sdist"
+
+
+def test_max_age_keep_recent_and_max_size(world: World, wheels):
+    vs = [world.venv(f"v{i}") for i in range(3)]
+    for v, spec in zip(vs, ["alpha==1.0", "beta==1.0", "gamma==1.0"]):
+        world.install(v, spec, find_links=wheels, shim=spec != "alpha==1.0")  # alpha: never seen by the shim
+    ids = {spec: _archive_of(world, v, spec.split("==")[0]) for v, spec in zip(vs, ["alpha", "beta", "gamma"])}
+    for v in vs:
+        shutil.rmtree(v)
+    old = time.time() - 40 * 86400
+    os.utime(world.cache / "archive-v0" / ids["alpha"], (old, old))  # never seen through the shim: creation time
+    # the others were last used now (their records): a prune remembers that when their roots go
+    out = gc(world, "--max-age", "30d", "--dry-run", "--json")
+    assert [x["id"] for x in json.loads(out.stdout)["evict"]["archives"]] == [ids["alpha"]]  # the others: used now
+    gc(world)  # the dead roots go, their last use stays in the memo
+    memo = (world.manifest_dir() / ".archive-last-use").read_text()
+    assert ids["beta"] in memo and ids["gamma"] in memo
+    kept = gc(world, "--unused", "--keep-recent", "1h", "--dry-run", "--json")
+    assert sorted(json.loads(kept.stdout)["evict"]["kept_recent"]) == sorted([ids["beta"], ids["gamma"]])
+    size = json.loads(gc(world, "--max-size", "1", "--dry-run", "--json").stdout)["evict"]
+    assert [x["id"] for x in size["archives"]][0] == ids["alpha"]  # least recently used first
+    assert len(size["archives"]) == 3  # until the cache fits
+    budget = size["cache_bytes_before"] - 1
+    one = json.loads(gc(world, "--max-size", str(budget), "--dry-run", "--json").stdout)["evict"]["archives"]
+    assert len(one) == 1
+    gc(world, "--max-size", str(budget))
+    assert sorted(world.archives()) == sorted([ids["beta"], ids["gamma"]])
+
+
+def test_defaults_from_variables_and_config(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    shutil.rmtree(v)
+    cfg = world.root / "uv-shim.toml"
+    cfg.write_text('[prune]\nmax-size = "not a size"\n')
+    out = gc(world, "--dry-run", UV_SHIM_CONFIG=str(cfg))
+    assert f"uv-shim: warning: ignoring {cfg}: prune.max-size: `not a size` is not a size (like 10GiB)" in out.stderr
+    cfg.write_text("[prune]\nunused = true\n")
+    out = gc(world, UV_SHIM_CONFIG=str(cfg))
+    assert "Removed 1 unused archive" in out.stderr and world.archives() == []
+    bad = gc(world, "--max-age", "soon", check=False)
+    assert bad.returncode == 2 and bad.stderr == "uv-shim: error: --max-age: `soon` is not a duration (like 30d, 12h)\n"
+    (world.root / "x").mkdir()
+    out = gc(world, "--dry-run", UV_SHIM_UNUSED="1")
+    assert "Would remove 0 unused archives" in out.stderr
+
+
+def test_uv_shim_gc_is_the_same(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    shutil.rmtree(v)
+    out = subprocess.run([sys.executable, "-m", "shim", "gc", "--unused"], env=world.env(), capture_output=True, text=True)
+    assert out.returncode == 0 and "Removed 1 unused archive" in out.stderr and world.archives() == []
