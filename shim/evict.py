@@ -133,15 +133,21 @@ def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> Tuple
 
 class Survey:
     """One walk of the cache: total size, each archive's freeable bytes, hardlinked archives,
-    and every link in uv's wheels and sdists buckets by the archive it names."""
+    and every link in uv's wheels and sdists buckets by the archive it names.
+
+    Archives themselves are not walked file by file: their sizes come from the size memo (an
+    unpacked wheel never changes) and one stat of their METADATA tells whether an environment
+    hardlinks them (uv links every file of a wheel the same way)."""
 
     def __init__(self, cache: Cache) -> None:
+        from shim.sizes import ArchiveSizes
+
         self.total = 0
         self.freeable: Dict[str, int] = {}
         self.hardlinked: Set[str] = set()
         self.refs: Dict[str, List[str]] = {}
         seen: Set[Tuple[int, int]] = set()
-        buckets = (cache.wheels, cache.sdists)
+        buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
         stack = [cache.root]
         while stack:
             d = stack.pop()
@@ -149,39 +155,55 @@ class Survey:
                 it = os.scandir(d)
             except OSError:
                 continue
-            archive = _archive_of(cache, d)
+            in_buckets = (d + os.sep).startswith(buckets) and not (d + os.sep).startswith(cache.manifest + os.sep)
             with it:
                 for e in it:
                     try:
                         if e.is_symlink():
-                            if d.startswith(buckets) and not d.startswith(cache.manifest):
+                            if in_buckets:
                                 aid = os.path.basename(os.readlink(e.path).rstrip("/"))
                                 if is_archive_id(aid):
                                     self.refs.setdefault(aid, []).append(e.path)
                             continue
                         if e.is_dir():
-                            stack.append(e.path)
+                            if e.path != cache.archives:
+                                stack.append(e.path)
                             continue
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
                     key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    self.total += st.st_size
-                    if archive:
-                        if st.st_nlink > 1:
-                            self.hardlinked.add(archive)
-                        else:
-                            self.freeable[archive] = self.freeable.get(archive, 0) + st.st_size
+                    if key not in seen:
+                        seen.add(key)
+                        self.total += st.st_size
+        sizes = ArchiveSizes(cache)
+        try:
+            archives = os.listdir(cache.archives)
+        except OSError:
+            archives = []
+        for aid in archives:
+            size = sizes.get(aid)
+            self.total += size
+            if _hardlinked(os.path.join(cache.archives, aid)):
+                self.hardlinked.add(aid)
+            else:
+                self.freeable[aid] = size
+        sizes.save(archives)
 
 
-def _archive_of(cache: Cache, folder: str) -> str:
-    prefix = cache.archives + os.sep
-    if not folder.startswith(prefix):
-        return ""
-    return folder[len(prefix):].split(os.sep, 1)[0]
+def _hardlinked(archive: str) -> bool:
+    """Does an environment hardlink this archive? (its METADATA has another link)"""
+    try:
+        names = os.listdir(archive)
+    except OSError:
+        return False
+    for name in names:
+        if name.endswith(".dist-info"):
+            try:
+                return os.stat(os.path.join(archive, name, "METADATA")).st_nlink > 1
+            except OSError:
+                return False
+    return False
 
 
 # -- last use ------------------------------------------------------------------------------

@@ -45,10 +45,7 @@ def _error(message: str) -> NoReturn:
 
 class KeptSize:
     """Bytes of the kept archives, measured in a thread while uv prunes (kept archives are
-    pinned, so uv leaves them alone). Archives never change once unpacked, so sizes are memoized
-    in ``<manifest>/.archive-sizes``: only new archives are measured."""
-
-    MEMO = ".archive-sizes"
+    pinned, so uv leaves them alone), from the size memo where it can."""
 
     def __init__(self, cache: Cache, roots: List[gc.Root]) -> None:
         import threading
@@ -60,33 +57,15 @@ class KeptSize:
         self.thread.start()
 
     def _measure(self) -> None:
-        memo_path = os.path.join(self.cache.manifest, self.MEMO)
-        memo = {}
+        from shim.sizes import ArchiveSizes
+
+        sizes = ArchiveSizes(self.cache)
+        self.size = sum(sizes.get(aid) for aid in self.archives)
         try:
-            for line in paths.read_bytes(memo_path).decode("ascii", "replace").splitlines():
-                aid, _, size = line.partition(" ")
-                if size.isdigit():
-                    memo[aid] = int(size)
+            present = os.listdir(self.cache.archives)
         except OSError:
-            pass
-        seen: Set = set()
-        fresh = {}
-        for aid in self.archives:
-            size = memo.get(aid)
-            if size is None:
-                path = os.path.join(self.cache.archives, aid)
-                if not os.path.isdir(path):
-                    continue
-                size = fresh[aid] = report.archive_size(path, seen)
-            self.size += size
-        if fresh:
-            memo.update(fresh)
-            keep = set(self.archives)
-            text = "".join(f"{a} {n}\n" for a, n in sorted(memo.items()) if a in keep)
-            try:
-                paths.write_atomic(memo_path, text.encode("ascii"))
-            except OSError:
-                pass  # a memo we cannot write only costs time next run
+            present = []
+        sizes.save(present)
 
     def result(self) -> int:
         self.thread.join()

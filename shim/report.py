@@ -74,8 +74,8 @@ def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
 
 
 def archive_size(path: str, seen: Set[Tuple[int, int]]) -> int:
-    """Bytes of an unpacked wheel: the sizes its ``*.dist-info/RECORD`` lists (one read instead
-    of a stat per file), else a walk of the folder."""
+    """Bytes of an unpacked wheel: the sizes its ``*.dist-info/RECORD`` lists plus RECORD itself
+    (one read instead of a stat per file), else a walk of the folder."""
     try:
         names = os.listdir(path)
     except OSError:
@@ -87,7 +87,7 @@ def archive_size(path: str, seen: Set[Tuple[int, int]]) -> int:
                     data = f.read()
             except OSError:
                 break
-            total = 0
+            total = len(data)  # RECORD lists itself without a size
             for line in data.splitlines():
                 size = line.rpartition(b",")[2]
                 if size.isdigit():

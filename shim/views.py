@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from shim import envscan, gc, hostid, manifest, realuv, report, uvargs
 from shim.bookkeeping import Book, Warnings
 from shim.cache import Cache, find_cache_dir
+from shim.evict import _hardlinked
 
 
 class UserError(Exception):
@@ -154,21 +155,6 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
     width = max(len(k) for k, _ in rows) + 2
     _emit(doc, "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows), as_json, out)
     return 0
-
-
-def _hardlinked(archive: str) -> bool:
-    """Does some file of this archive have another hard link (an environment installed by hardlink)?"""
-    try:
-        names = os.listdir(archive)
-    except OSError:
-        return False
-    for name in names:
-        if name.endswith(".dist-info"):
-            try:
-                return os.stat(os.path.join(archive, name, "METADATA")).st_nlink > 1
-            except OSError:
-                return False
-    return False
 
 
 # -- why --------------------------------------------------------------------------------------

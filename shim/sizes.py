@@ -1,0 +1,55 @@
+"""Sizes of archives, memoized: an unpacked wheel never changes, so its size is read once.
+
+``<manifest>/.archive-sizes`` holds ``<archive id> <bytes>`` lines. A size comes from the
+wheel's ``*.dist-info/RECORD`` (one read), else from a walk of the folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shim import paths, report
+from shim.cache import Cache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Set
+
+MEMO = ".archive-sizes"
+
+
+class ArchiveSizes:
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.path = os.path.join(cache.manifest, MEMO)
+        self.memo: Dict[str, int] = {}
+        self.fresh = False
+        try:
+            for line in paths.read_bytes(self.path).decode("ascii", "replace").splitlines():
+                aid, _, size = line.partition(" ")
+                if size.isdigit():
+                    self.memo[aid] = int(size)
+        except OSError:
+            pass
+        self._seen: Set = set()
+
+    def get(self, aid: str) -> int:
+        size = self.memo.get(aid)
+        if size is None:
+            path = os.path.join(self.cache.archives, aid)
+            if not os.path.isdir(path):
+                return 0
+            size = self.memo[aid] = report.archive_size(path, self._seen)
+            self.fresh = True
+        return size
+
+    def save(self, keep: Iterable[str]) -> None:
+        """Write the memo back (only the archives in ``keep``), if anything new was measured."""
+        if not self.fresh:
+            return
+        keep = set(keep)
+        text = "".join(f"{a} {n}\n" for a, n in sorted(self.memo.items()) if a in keep)
+        try:
+            paths.write_atomic(self.path, text.encode("ascii"))
+        except OSError:
+            pass  # a memo we cannot write only costs time next run
