@@ -60,19 +60,47 @@ def is_wheel_stem(stem: str) -> bool:
     return all(parts[-3:])
 
 
-def _canonical(path: str) -> Optional[str]:
-    """Rust's ``canonicalize``: the real path, or None when it does not resolve."""
-    try:
-        os.stat(path)
-    except OSError:
-        return None
-    return os.path.realpath(path)
+class _Resolver:
+    """Rust's ``canonicalize`` for the paths a prune looks at, fast for the common case.
+
+    A link into ``archive-v0/<id>`` of this cache, whose archive is a plain folder, resolves to
+    the archive's canonical path without resolving every component again; anything else goes
+    through ``os.path.realpath``."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.archives = cache.archives
+        self.real_archives = os.path.realpath(cache.archives)
+        self.marker = os.sep + "archive-v0" + os.sep
+
+    def __call__(self, path: str) -> Optional[str]:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = None
+            if os.path.dirname(path) == self.archives:  # an archive folder itself
+                return os.path.join(self.real_archives, os.path.basename(path))
+        if target is not None and self.marker in os.sep + target:
+            aid = target.rstrip(os.sep).rsplit(os.sep, 1)[-1]
+            base = os.path.normpath(os.path.join(os.path.dirname(path), target))
+            if base == os.path.join(self.archives, aid) or os.path.dirname(base) == self.real_archives:
+                candidate = os.path.join(self.archives, aid)
+                try:
+                    if os.path.isdir(candidate) and not os.path.islink(candidate):
+                        return os.path.join(self.real_archives, aid)
+                except OSError:
+                    return None
+        try:
+            os.stat(path)
+        except OSError:
+            return None
+        return os.path.realpath(path)
 
 
 def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str], evicted: Set[str] = frozenset()) -> Set[str]:
     """Canonical paths that some link in uv's buckets resolves to (uv's find_archive_references).
     Our own folder is left out: the caller adds the pins the prune will find there."""
     refs: Set[str] = set()
+    _canonical = _Resolver(cache)
     skip = skip | {cache.manifest}
     if version >= uvfeatures.REFS_FILTERED:
         buckets = [cache.sdists, cache.wheels]
@@ -127,6 +155,7 @@ def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[st
     buckets = set(cache.build.all_buckets)
     markers = ROOT_MARKERS + ((".lock",) if version >= uvfeatures.LOCKS_CACHE else ())
     gone: Set[str] = set()  # paths that earlier steps remove
+    _canonical = _Resolver(cache)
     for name in sorted(os.listdir(cache.root)):
         path = os.path.join(cache.root, name)
         if name in markers:

@@ -197,7 +197,7 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
                 "freed_bytes": p.freed,
             },
             "keep": {
-                "pinned": [{"id": a, "what": _kept_label(cache, a, kept[a]), "environments": sorted({r.path for r in kept[a]})} for a in present],
+                "pinned": [{"id": a, "what": planner.archive_label(cache, a), "environments": sorted({r.path for r in kept[a]})} for a in present],
                 "referenced_by_uv": len(p.kept_by_uv),
             },
             "environments": [{"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in roots],
@@ -225,7 +225,7 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
     for aid in present:
         envs = sorted({r.path for r in kept[aid]})
         more = f" and {len(envs) - 1} more" if len(envs) > 1 else ""
-        lines.append(f"Keep archive: {_kept_label(cache, aid, kept[aid])} ({aid}), used by {envs[0]}{more}")
+        lines.append(f"Keep archive: {planner.archive_label(cache, aid)} ({aid}), used by {envs[0]}{more}")
     out.data("".join(line + "\n" for line in lines))
     total = len(p.stale) + len(p.environments) + len(p.ci) + len(p.archives)
     if total:
@@ -238,16 +238,6 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
         holders = {r.key for aid in present for r in kept[aid]}
         out.fact(f"Would keep {report.plural(len(present), 'archive')} used by {report.plural(len(holders), 'environment')}")
     realuv.mirror_exit(0)
-
-
-def _kept_label(cache: Cache, aid: str, roots: List[gc.Root]) -> str:
-    for root in roots:
-        for d in root.distributions(cache).values():
-            if d.archive == aid:
-                return d.key
-    from shim import plan as planner
-
-    return planner.archive_label(cache, aid)
 
 
 def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
