@@ -137,8 +137,13 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
     now = time.time() if now is None else now
     store = _Store(cache, write=not dry_run)
     roots: List[Root] = []
+    if not dry_run:
+        manifest.clean_leftovers(cache.manifest)  # memo files a killed prune was writing
     for key, entries in sorted(entries_by_key(cache).items()):
         current = cache.entry_dir(key)
+        if not dry_run:
+            for entry in entries:
+                manifest.clean_leftovers(entry)  # what a killed writer left behind
         if len(entries) == 1 and entries[0] == current:
             fast = _verify_own(cache, key, host_id)
             if fast is not None:

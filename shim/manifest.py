@@ -293,6 +293,39 @@ def lock(entry: str) -> EntryLock:
     return EntryLock(entry)
 
 
+def clean_leftovers(entry: str) -> int:
+    """Remove temp files a killed writer left in an entry (``.<name>.<pid>.<hex>.tmp`` records,
+    ``<pin>.<pid>.tmp`` pins) whose writer is no longer running. Returns how many went."""
+    try:
+        names = os.listdir(entry)
+    except OSError:
+        return 0
+    gone = 0
+    for name in names:
+        if not name.endswith(".tmp"):
+            continue
+        parts = name.split(".")
+        pid = parts[-2] if name.startswith("pin_") else parts[-3] if len(parts) >= 3 else ""
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(entry, name))
+            gone += 1
+        except OSError:
+            pass
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove(entry: str) -> None:
     """Remove an entry's record, pins and lock: only our own files, never what a pin points to.
 

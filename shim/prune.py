@@ -375,20 +375,20 @@ def clear_except(cache: Cache, archives: Set[str]) -> tuple:
 
 
 def _remove(path: str, seen: Set, counts: List[int]) -> None:
-    """Remove a file, a symlink (never its target) or a folder tree, counting what goes."""
+    """Remove a file, a symlink (never its target) or a folder tree, counting what goes.
+
+    Folders go through ``shutil.rmtree``, which on Linux works on file descriptors and never
+    follows a symlink, even one swapped in while it runs; the count is taken first, by lstat."""
+    import shutil
+
     if os.path.islink(path) or not os.path.isdir(path):
         _count(path, seen, counts)
         os.unlink(path)
         return
-    with os.scandir(path) as it:
-        entries = list(it)
-    for e in entries:
-        if e.is_dir(follow_symlinks=False):
-            _remove(e.path, seen, counts)
-        else:
-            _count(e.path, seen, counts)
-            os.unlink(e.path)
-    os.rmdir(path)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            _count(os.path.join(dirpath, name), seen, counts)
+    shutil.rmtree(path)
 
 
 def _count(path: str, seen: Set, counts: List[int]) -> None:
