@@ -16,6 +16,7 @@ import os
 import sys
 
 from shim import paths
+from shim.cache import is_archive_id
 from shim.envscan import Dist
 
 TYPE_CHECKING = False
@@ -143,7 +144,10 @@ def parse(data: bytes) -> Record:
     try:
         dists = {}
         for key, d in (doc.get("distributions") or {}).items():
-            dists[str(key)] = Dist(str(d["name"]), str(d["version"]), str(d["mode"]), str(d.get("archive", "")))
+            archive = str(d.get("archive", ""))
+            if archive and not is_archive_id(archive):
+                raise RecordError(f"{key}: `{archive}` is not an archive id")
+            dists[str(key)] = Dist(str(d["name"]), str(d["version"]), str(d["mode"]), archive)
         return Record(
             path=str(doc["path"]),
             host=str(doc.get("host", "")),
