@@ -163,3 +163,71 @@ def test_launchers_refresh_themselves_after_an_upgrade(world: World, tmp_path):
     out = subprocess.run([str(uv), "--version"], env=world.env(), capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("uv ")
     assert "    pip) case" in uv.read_text()
+
+
+@pytest.fixture
+def tiny_cache(world: World):
+    """The world's cache on a 4 MiB tmpfs (a full disk on demand)."""
+    world.cache.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(world.cache)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield world.cache
+    subprocess.run(["umount", str(world.cache)], capture_output=True)
+
+
+def test_full_disk(world: World, wheels, tiny_cache):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", "beta==1.0", find_links=wheels)
+    before = {p: r.distributions for p, r in world.records().items()}
+    filler = tiny_cache / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    out = world.uv("pip", "uninstall", "-q", "--python", str(v / "bin" / "python"), "beta", check=False)
+    assert out.returncode == 0  # uv itself needed no space to uninstall: its result stands
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("uv-shim:")]
+    assert warnings == ["uv-shim: warning: could not record what uv installed: No space left on device"], out.stderr
+    assert {p: r.distributions for p, r in world.records().items()} == before  # old record intact (fail closed)
+    assert not list(world.manifest_dir().rglob("*.tmp"))  # no half-written file left
+    filler.unlink()
+    world.uv("pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), "alpha==1.0", UV_LINK_MODE="symlink")
+    rec = world.records()[str(v.resolve())]
+    assert set(rec.distributions) == {"alpha==1.0"}  # caught up
+    world.prune()
+    assert world.value(v, "alpha") == "alpha-1.0"
+
+
+def test_lock_file_removed_between_runs(world: World, wheels):
+    """Old uv versions and `uv cache clean` delete `.lock`: the next prune makes a new one."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    (world.cache / ".lock").unlink()
+    out = world.uv("cache", "prune")
+    assert "Kept 1 archive" in out.stderr and (world.cache / ".lock").exists()
+    assert world.value(v, "alpha") == "alpha-1.0"
+
+
+def test_lock_file_replaced_while_waiting(world: World, wheels):
+    """A prune waiting for the lock whose `.lock` is deleted and recreated locks the new file."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    lock = world.cache / ".lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(3)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    prune = subprocess.Popen([str(world.shim_uv), "cache", "prune"], env=world.env(), stderr=subprocess.PIPE, text=True)
+    import time
+
+    time.sleep(0.5)
+    lock.unlink()  # what uv 0.7 or `uv cache clean` would do
+    _, err = prune.communicate(timeout=60)
+    holder.wait()
+    assert prune.returncode == 0, err
+    assert "Waiting for the cache lock" in err
+    assert world.value(v, "alpha") == "alpha-1.0"
