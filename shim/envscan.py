@@ -65,8 +65,8 @@ def site_dirs(root: str, kind: str) -> List[str]:
             continue  # venvs make lib64 -> lib
         try:
             names = os.listdir(base)
-        except OSError:
-            continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # any other error (permission denied, I/O) is the caller's: fail closed
         for name in sorted(names):
             if lib == "Lib":
                 cand = base + sep + name if name == "site-packages" else None
@@ -78,7 +78,7 @@ def site_dirs(root: str, kind: str) -> List[str]:
                 continue
             try:
                 st = os.stat(cand)
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))

@@ -369,4 +369,7 @@ def run(ns) -> int:
     except UserError as e:
         sys.stderr.write(f"uv-shim: error: {e}\n")
         return 1
+    except OSError as e:
+        sys.stderr.write(f"uv-shim: error: {e.strerror or e}: {e.filename}\n")
+        return 1
     raise AssertionError(ns.command)

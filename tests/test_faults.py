@@ -231,3 +231,26 @@ def test_lock_file_replaced_while_waiting(world: World, wheels):
     assert prune.returncode == 0, err
     assert "Waiting for the cache lock" in err
     assert world.value(v, "alpha") == "alpha-1.0"
+
+
+def _without_dac(cmd):
+    """Run as root but without the capabilities that bypass file permissions."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+
+
+def test_permission_denied_on_an_environment_keeps_its_pins(world: World, wheels):
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    os.chmod(v / "lib", 0)
+    try:
+        out = subprocess.run(_without_dac([str(world.shim_uv), "cache", "prune", "--ci"]), env=world.env(), capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        warnings = [line for line in out.stderr.splitlines() if line.startswith("uv-shim:")]
+        assert len(warnings) == 1 and "cannot verify" in warnings[0] and "Permission denied" in warnings[0] and "keeping its 1 archive" in warnings[0]
+        assert str(v.resolve()) in world.records()  # not dropped as dead
+        world.prune("--ci")  # a bare prune as well: the pin still holds
+    finally:
+        os.chmod(v / "lib", 0o755)
+    assert world.value(v, "alpha") == "alpha-1.0"
