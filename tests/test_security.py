@@ -90,3 +90,13 @@ def test_evicting_never_unlinks_outside_the_buckets(world: World, wheels, outsid
     world.uv("cache", "prune", "--unused")
     assert os.path.islink(outside / "points-into-the-cache")  # our links only, in uv's buckets only
     _intact(outside)
+
+
+def test_folder_removal_resists_a_swap_to_a_symlink():
+    """`uv cache clean` removes folders with shutil.rmtree, which works on file descriptors and
+    never follows a symlink swapped in while it runs, on platforms where this attribute holds.
+    (A racing-swapper test did not catch the naive recursive version in practice, so the
+    protection rests on this property rather than on a timing test.)"""
+    import shutil as sh
+
+    assert sh.rmtree.avoids_symlink_attacks
