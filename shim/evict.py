@@ -148,34 +148,25 @@ class Survey:
         self.refs: Dict[str, List[str]] = {}
         seen: Set[Tuple[int, int]] = set()
         buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
-        stack = [cache.root]
-        while stack:
-            d = stack.pop()
+        manifest = cache.manifest + os.sep
+        for e in report.walk(cache.root, descend=lambda e: e.path != cache.archives):
             try:
-                it = os.scandir(d)
+                if e.is_symlink():
+                    d = os.path.dirname(e.path) + os.sep
+                    if d.startswith(buckets) and not d.startswith(manifest):
+                        aid = os.path.basename(os.readlink(e.path).rstrip("/"))
+                        if is_archive_id(aid):
+                            self.refs.setdefault(aid, []).append(e.path)
+                    continue
+                if e.is_dir():
+                    continue
+                st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            in_buckets = (d + os.sep).startswith(buckets) and not (d + os.sep).startswith(cache.manifest + os.sep)
-            with it:
-                for e in it:
-                    try:
-                        if e.is_symlink():
-                            if in_buckets:
-                                aid = os.path.basename(os.readlink(e.path).rstrip("/"))
-                                if is_archive_id(aid):
-                                    self.refs.setdefault(aid, []).append(e.path)
-                            continue
-                        if e.is_dir():
-                            if e.path != cache.archives:
-                                stack.append(e.path)
-                            continue
-                        st = e.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    key = (st.st_dev, st.st_ino)
-                    if key not in seen:
-                        seen.add(key)
-                        self.total += st.st_size
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen.add(key)
+                self.total += st.st_size
         sizes = ArchiveSizes(cache)
         try:
             archives = os.listdir(cache.archives)

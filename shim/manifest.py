@@ -179,12 +179,7 @@ def load_header(entry: str) -> Tuple[Record, str]:
     import json
     from datetime import datetime, timezone
 
-    try:
-        data = paths.read_bytes(os.path.join(entry, RECORD))
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise RecordError(f"cannot read it: {e.strerror}") from None
+    data = _read(entry)
     values: Dict[str, Any] = {}
     for line in data.decode("utf-8", "replace").splitlines():
         if line.startswith("["):
@@ -245,15 +240,19 @@ def dump(record: Record) -> bytes:
     return tomli_w.dumps(doc).encode("utf-8")
 
 
-def load(entry: str) -> Record:
-    """Read a record; FileNotFoundError if there is none, RecordError if it is unusable."""
+def _read(entry: str) -> bytes:
+    """The record's bytes; FileNotFoundError if there is none, RecordError if unreadable."""
     try:
-        data = paths.read_bytes(os.path.join(entry, RECORD))
+        return paths.read_bytes(os.path.join(entry, RECORD))
     except FileNotFoundError:
         raise
     except OSError as e:
         raise RecordError(f"cannot read it: {e.strerror}") from None
-    return parse(data)
+
+
+def load(entry: str) -> Record:
+    """Read a record; FileNotFoundError if there is none, RecordError if it is unusable."""
+    return parse(_read(entry))
 
 
 def save(entry: str, record: Record) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from shim import uvfeatures
+from shim import report, uvfeatures
 from shim.cache import Cache
 
 TYPE_CHECKING = False
@@ -110,39 +110,34 @@ def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str], evicted:
         if not os.path.isdir(bucket) or bucket in skip:
             continue
         wheels = bucket == cache.wheels
-        stack = [bucket]
-        while stack:
-            d = stack.pop()
-            try:
-                it = os.scandir(d)
-            except OSError:
+
+        def descend(e) -> bool:
+            if e.path in skip:
+                return False
+            if version >= uvfeatures.REFS_FILTERED:  # uv's filter_entry prunes whole folders
+                return not (e.name in ("src", ".lock", ".gitignore") or _extension(e.name).lower() in _SKIP_EXT)
+            return True
+
+        for e in report.walk(bucket, descend):
+            if e.path in skip:
                 continue
-            with it:
-                for e in it:
-                    if e.path in skip:
+            if version >= uvfeatures.REFS_FILTERED:
+                if e.name in ("src", ".lock", ".gitignore") or _extension(e.name).lower() in _SKIP_EXT:
+                    continue
+                if not e.is_symlink():
+                    continue
+            else:
+                if _extension(e.name).lower() == "lock":
+                    continue
+                if wheels:
+                    head, sep, tail = e.name.rpartition("-")
+                    if not sep or "." in tail:
                         continue
-                    if version >= uvfeatures.REFS_FILTERED:
-                        if e.name in ("src", ".lock", ".gitignore") or _extension(e.name).lower() in _SKIP_EXT:
-                            continue
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                            continue
-                        if not e.is_symlink():
-                            continue
-                    else:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                        if _extension(e.name).lower() == "lock":
-                            continue
-                        if wheels:
-                            head, sep, tail = e.name.rpartition("-")
-                            if not sep or "." in tail:
-                                continue
-                        elif not is_wheel_stem(e.name):
-                            continue
-                    target = _canonical(e.path)
-                    if target is not None and os.path.basename(target) not in evicted:
-                        refs.add(target)
+                elif not is_wheel_stem(e.name):
+                    continue
+            target = _canonical(e.path)
+            if target is not None and os.path.basename(target) not in evicted:
+                refs.add(target)
     return refs
 
 

@@ -47,10 +47,11 @@ def plural(n: int, word: str, words: Optional[str] = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
-def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
-    """Bytes of the regular files under ``path``, each inode counted once; never follows links."""
-    total = 0
-    stack = [path]
+def walk(top: str, descend=None):
+    """Every entry under ``top`` (os.DirEntry), depth first, never following a symlink.
+    ``descend(entry)`` decides whether to go into a folder (default: always). Unreadable folders
+    are skipped."""
+    stack = [top]
     while stack:
         d = stack.pop()
         try:
@@ -59,17 +60,28 @@ def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
             continue
         with it:
             for e in it:
+                yield e
                 try:
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(e.path)
-                    elif e.is_file(follow_symlinks=False):
-                        st = e.stat(follow_symlinks=False)
-                        key = (st.st_dev, st.st_ino)
-                        if key not in seen:
-                            seen.add(key)
-                            total += st.st_size
+                    is_dir = e.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
+                if is_dir and (descend is None or descend(e)):
+                    stack.append(e.path)
+
+
+def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
+    """Bytes of the regular files under ``path``, each inode counted once; never follows links."""
+    total = 0
+    for e in walk(path):
+        try:
+            if e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                key = (st.st_dev, st.st_ino)
+                if key not in seen:
+                    seen.add(key)
+                    total += st.st_size
+        except OSError:
+            continue
     return total
 
 
