@@ -217,19 +217,23 @@ def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) ->
     through the shim does this, with or without a policy."""
     memo_path = os.path.join(cache.manifest, LAST_USE)
     memo = _read_memo(memo_path)
+    changed = False
     for r in roots:
         if r.record is None:
             continue
-        ts = r.record.last_used.timestamp()
+        ts = int(r.record.last_used.timestamp())
         ids = set(r.archives) | {d.archive for d in r.record.distributions.values() if d.archive}
         for aid in ids:
             if ts > memo.get(aid, 0):
                 memo[aid] = ts
+                changed = True
     if write:
         try:
             present = set(os.listdir(cache.archives))
         except OSError:
             present = set()
+        if not changed and present.issuperset(memo):
+            return memo  # nothing new: no write
         text = "".join(f"{a} {int(t)}\n" for a, t in sorted(memo.items()) if a in present)
         try:
             paths.write_atomic(memo_path, text.encode("ascii"))
