@@ -178,7 +178,7 @@ class Cache:
             raise ValueError(f"not an archive id: {aid!r}")
         return os.path.join(self.archives, aid)
 
-    def _index_dirs(self) -> List[str]:
+    def index_dirs(self) -> List[str]:
         """Folders in the wheels bucket that hold one folder per package: ``pypi`` directly,
         ``index|path|url/<hash>`` one level down. Listed once per run."""
         if self._indexes is None:
@@ -200,7 +200,7 @@ class Cache:
 
     def wheel_links(self, name: str) -> Iterator[Tuple[str, str]]:
         """(link, archive id) for every wheels-bucket entry of a package, under any index."""
-        for index in self._index_dirs():
+        for index in self.index_dirs():
             yield from self.wheel_links_in(os.path.join(index, name))
 
     @staticmethod

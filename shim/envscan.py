@@ -172,8 +172,3 @@ def scan(root: str, kind: str, cache: Cache) -> Dict[str, Dist]:
             elif _installed_by_uv(dist_info):
                 found[key] = Dist(name, version, COPY)
     return found
-
-
-def dangling(root: str, kind: str, cache: Cache) -> List[str]:
-    """Distributions whose METADATA symlink into this cache no longer resolves."""
-    return [d.key for d in scan(root, kind, cache).values() if d.mode == SYMLINK and not os.path.isdir(cache.archive_path(d.archive))]

@@ -122,14 +122,6 @@ exec "$py" -S -E "$boot" "$name" "$self" "$@"
 """
 
 
-def stale(self_path: str) -> bool:
-    """True when uv-shim's argv rules are newer than the launcher (an upgrade happened)."""
-    try:
-        return os.stat(uvargs.__file__).st_mtime > os.stat(self_path).st_mtime
-    except OSError:
-        return False
-
-
 def install(bin_dir: str) -> List[str]:
     """Write (or rewrite) the launchers; refuse to overwrite a real uv."""
     bin_dir = os.path.abspath(bin_dir)

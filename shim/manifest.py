@@ -119,6 +119,20 @@ class Record:
         return sorted({d.archive for d in self.distributions.values() if d.mode == "symlink" and d.archive})
 
 
+def _record(values: Dict[str, Any], **extra: Any) -> Record:
+    """A Record from the top-level keys of a parsed record (full TOML or header only)."""
+    return Record(
+        path=str(values["path"]),
+        host=str(values.get("host", "")),
+        host_id=str(values["host_id"]),
+        kind=str(values.get("kind", "venv")),
+        python=str(values.get("python", "")),
+        uv_version=str(values.get("uv_version", "")),
+        site_stamp=str(values.get("site_stamp", "")),
+        **extra,
+    )
+
+
 def _ts(value: Any, what: str) -> datetime:
     from datetime import datetime, timezone
 
@@ -148,19 +162,13 @@ def parse(data: bytes) -> Record:
             if archive and not is_archive_id(archive):
                 raise RecordError(f"{key}: `{archive}` is not an archive id")
             dists[str(key)] = Dist(str(d["name"]), str(d["version"]), str(d["mode"]), archive)
-        return Record(
-            path=str(doc["path"]),
-            host=str(doc.get("host", "")),
-            host_id=str(doc["host_id"]),
-            kind=str(doc.get("kind", "venv")),
-            python=str(doc.get("python", "")),
-            uv_version=str(doc.get("uv_version", "")),
-            link_modes=[str(m) for m in doc.get("link_modes", [])],
+        return _record(
+            doc,
             registered=_ts(doc.get("registered"), "registered"),
             last_used=_ts(doc.get("last_used"), "last_used"),
             scanned=bool(doc.get("scanned", False)),
+            link_modes=[str(m) for m in doc.get("link_modes", [])],
             distributions=dists,
-            site_stamp=str(doc.get("site_stamp", "")),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise RecordError(f"missing or malformed field: {e}") from None
@@ -200,18 +208,7 @@ def load_header(entry: str) -> Tuple[Record, str]:
             raise RecordError(f"unreadable {key}: {e}") from None
     if values.get("schema") != SCHEMA or not all(k in values for k in ("path", "host_id", "fingerprint", "last_used")):
         raise RecordError("not a header this uv-shim writes")
-    rec = Record(
-        path=str(values["path"]),
-        host=str(values.get("host", "")),
-        host_id=str(values["host_id"]),
-        kind=str(values.get("kind", "venv")),
-        python=str(values.get("python", "")),
-        uv_version=str(values.get("uv_version", "")),
-        registered=values.get("registered"),
-        last_used=values["last_used"],
-        scanned=True,
-        site_stamp=str(values.get("site_stamp", "")),
-    )
+    rec = _record(values, registered=values.get("registered"), last_used=values["last_used"], scanned=True)
     return rec, str(values["fingerprint"])
 
 

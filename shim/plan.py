@@ -215,24 +215,27 @@ def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[st
 def _measure(plan: Plan, paths: List[str]) -> None:
     """Files and bytes freed: an inode counts only when every one of its links goes."""
     links: Dict[Tuple[int, int], List[int]] = {}
+
+    def count(st: os.stat_result) -> None:
+        plan.files += 1
+        seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size])
+        seen[0] += 1
+
     for top in paths:
-        stack = [top]
-        while stack:
-            p = stack.pop()
+        try:
+            st = os.lstat(top)
+        except OSError:
+            continue
+        if not os.path.isdir(top) or os.path.islink(top):
+            count(st)
+            continue
+        for e in report.walk(top):
             try:
-                st = os.lstat(p)
+                if not e.is_dir(follow_symlinks=False):
+                    count(e.stat(follow_symlinks=False))
             except OSError:
                 continue
-            if os.path.isdir(p) and not os.path.islink(p):
-                try:
-                    stack.extend(os.path.join(p, c) for c in os.listdir(p))
-                except OSError:
-                    pass
-                continue
-            plan.files += 1
-            seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size])
-            seen[0] += 1
-    plan.freed = sum(size for count, nlink, size in links.values() if count >= nlink)
+    plan.freed = sum(size for count_, nlink, size in links.values() if count_ >= nlink)
 
 
 def archive_label(cache: Cache, aid: str) -> str:

@@ -212,7 +212,7 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
 
 
 def _all_wheel_links(cache: Cache):
-    for index in cache._index_dirs():
+    for index in cache.index_dirs():
         try:
             names = os.listdir(index)
         except OSError:
