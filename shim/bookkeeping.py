@@ -12,7 +12,8 @@ import sys
 import time
 
 from shim import envscan, hostid, manifest, realuv, uvargs
-from shim.cache import Cache, SharedLock, find_cache_dir, is_archive_id
+from shim.cache import Cache, SharedLock, find_cache_dir, is_archive_id, is_pinned, pin, pins, unpin
+from shim.confined import Dir
 from shim.manifest import Record, RecordError
 
 TYPE_CHECKING = False
@@ -47,24 +48,25 @@ class Book:
         real = os.path.realpath(env_path)
         return real, manifest.entry_key(self.host_id, real)
 
-    def _load(self, key: str, real: str, kind: str) -> Tuple[Record, bool]:
+    def _load(self, entry: Dir, key: str, real: str, kind: str) -> Tuple[Record, bool]:
         """The current record (or a fresh one) and whether it must be written."""
-        entry = self.cache.entry_dir(key)
         try:
             return manifest.load(entry), False
         except FileNotFoundError:
             pass
         except RecordError as e:
-            where = os.path.join(entry, manifest.RECORD)
+            where = os.path.join(entry.path, manifest.RECORD)
             if e.future:
                 raise RecordError(f"record {where}: {e}; leaving it and its pins as they are", future=True) from None
             self.warn(f"record {where} is unusable ({e}); rebuilding it by a rescan")
             return self._new(real, kind), True
-        for other in self.cache.other_manifests():  # written under another uv version: carry it over
-            try:
-                rec = manifest.load(os.path.join(other, key))
-            except (OSError, RecordError):
-                continue
+        for area in self.cache.other_areas():  # written under another uv version: carry it over
+            with area:
+                try:
+                    with area.sub(key) as other:
+                        rec = manifest.load(other)
+                except (OSError, RecordError):
+                    continue
             rec.scanned = False
             return rec, True
         return self._new(real, kind), True
@@ -75,22 +77,19 @@ class Book:
     def register(self, env_path: str, kind: str) -> None:
         """Make sure a root exists before uv runs, so an install in flight is already known."""
         real, key = self.key(env_path)
-        entry = self.cache.entry_dir(key)
-        if os.path.isfile(os.path.join(entry, manifest.RECORD)):
-            return
-        with manifest.lock(entry):
-            rec, dirty = self._load(key, real, kind)
-            if dirty:
-                manifest.save(entry, rec)
+        with self.cache.entry(key, create=True) as entry:  # type: ignore[union-attr]
+            if manifest.exists(entry):
+                return
+            with manifest.lock(entry):
+                rec, dirty = self._load(entry, key, real, kind)
+                if dirty:
+                    manifest.save(entry, rec)
 
     def update(self, env_path: str, kind: str) -> None:
         """Scan the environment, pin what it links by symlink, drop pins it no longer needs."""
         real, key = self.key(env_path)
-        entry = self.cache.entry_dir(key)
         if not os.path.isdir(real):
-            if os.path.isdir(entry):
-                with manifest.lock(entry):
-                    manifest.remove(entry)  # the environment is gone: its root is dead
+            self._forget(key)  # the environment is gone: its root is dead
             return
         try:
             stamp = envscan.site_stamp(real, kind)
@@ -98,32 +97,41 @@ class Book:
         except OSError as e:
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
             return
-        if not dists and not os.path.isdir(entry):
+        if not dists:
+            self._forget(key)  # links nothing from the cache: nothing to record
             return
-        if dists:
+        entry = self.cache.entry(key)
+        if entry is not None:
             fp, mtime = manifest.quick_state(entry)
-            if fp == manifest.fingerprint(dists) and time.time() - mtime < TOUCH_EVERY and self._pinned(key, dists):
+            if fp == manifest.fingerprint(dists) and time.time() - mtime < TOUCH_EVERY and self._pinned(entry, dists):
+                entry.close()
                 return  # the common no-op: nothing changed, nothing to write
-        with manifest.lock(entry):
-            if not dists:
-                manifest.remove(entry)  # links nothing from the cache: nothing to record
-                return
-            rec, _ = self._load(key, real, kind)
-            old_pins = set(self.cache.pins(key))
+            entry.close()
+        with self.cache.entry(key, create=True) as entry, manifest.lock(entry):  # type: ignore[union-attr]
+            rec, _ = self._load(entry, key, real, kind)
+            old_pins = set(pins(entry))
             rec.set_dists(dists)
             rec.site_stamp = stamp
             rec.uv_version = self.cache.build.version
             rec.python = rec.python or envscan.python_version(real)
             new_pins = set(rec.pinned)
             for aid in sorted(new_pins):
-                self.cache.pin(key, aid)  # pins before the record: fail closed if we die here
+                pin(entry, aid)  # pins before the record: fail closed if we die here
             rec.last_used = manifest.now()
             manifest.save(entry, rec)
             for aid in sorted(old_pins - new_pins):
-                self.cache.unpin(key, aid)
+                unpin(entry, aid)
 
-    def _pinned(self, key: str, dists) -> bool:
-        return all(os.path.islink(self.cache.pin_path(key, d.archive)) for d in dists.values() if d.mode == envscan.SYMLINK)
+    def _forget(self, key: str) -> None:
+        entry = self.cache.entry(key)
+        if entry is None:
+            return
+        with entry, manifest.lock(entry):
+            manifest.remove(self.cache.area(), key)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _pinned(entry: Dir, dists) -> bool:
+        return all(is_pinned(entry, d.archive) for d in dists.values() if d.mode == envscan.SYMLINK)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,17 +235,18 @@ def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: st
 def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
     t_start = time.perf_counter()
     env = os.environ
-    cwd = os.getcwd()
     warn = Warnings()
     book: Optional[Book] = None
     roots: List[Tuple[str, str]] = []
     lock: Optional[SharedLock] = None
     try:
-        root = find_cache_dir(real, inv, cwd, env)
+        cwd = os.getcwd()  # FileNotFoundError in a deleted working directory: uv decides then
+        build = realuv.build_of(real)
+        root = find_cache_dir(real, build, inv, cwd, env)
         if root is not None and os.path.isdir(root) and not os.access(root, os.W_OK):
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
         if root is not None:
-            book = Book(Cache(root, realuv.build_of(real)), warn)
+            book = Book(Cache(root, build), warn)
             roots = roots_for(inv, book.cache, real, cwd, env)
             if roots and not uvargs.runs_child(inv):
                 lock = SharedLock(root)

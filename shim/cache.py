@@ -10,7 +10,7 @@ import errno
 import fcntl
 import os
 
-from shim import uvargs
+from shim import confined, uvargs
 from shim.realuv import RealUv, UvBuild, child_env
 
 TYPE_CHECKING = False
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 ARCHIVE_BUCKET = "archive-v0"
 _ARCHIVE_MARKER = os.sep + ARCHIVE_BUCKET + os.sep
 SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
+SDISTS_PREFIX = "sdists-v"  # every uv version's sdists bucket: sdists-v9, sdists-v11, ...
 # A pin is a symlink uv's prune counts as a reference. uv walks its sdists bucket at any depth;
 # 0.6-0.7 count only names that parse as a wheel stem, newer ones skip names ending in
 # .lock/.whl/.http/.rev/.msgpack. So a pin is named ``pin_<id>_0-0-py3-none-any`` with the id's
@@ -57,51 +58,90 @@ def pin_id(name: str) -> Optional[str]:
 # Which cache
 # ---------------------------------------------------------------------------------------------
 
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+class CacheDirError(Exception):
+    """The real uv rejected the cache options (``uv cache dir`` failed): its message and code."""
+
+    def __init__(self, stderr: str, code: int) -> None:
+        super().__init__(stderr.strip().splitlines()[0] if stderr.strip() else f"`uv cache dir` exited with {code}")
+        self.stderr = stderr
+        self.code = code
+
+
+def working_dir(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> str:
+    """The directory uv works in: ``--directory``, else ``UV_WORKING_DIR`` (where that uv knows
+    it), relative to ``cwd``; never tilde-expanded (uv expands nothing)."""
+    d = inv.globals.get("--directory")
+    if d is None and "UV_WORKING_DIR" in build.env_vars:
+        d = env.get("UV_WORKING_DIR") or None
+    return os.path.join(cwd, d) if d else cwd
+
 
 def _mentions_cache_dir(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             return b"cache-dir" in f.read()
-    except OSError:
+    except FileNotFoundError:
         return False
+    except OSError:
+        return True  # cannot tell: ask uv
 
 
-def _config_candidates(inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Iterator[str]:
+def _config_candidates(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Iterator[str]:
+    """Every config file that could set ``cache-dir`` (a superset: uv is asked when one does)."""
+    wd = working_dir(build, inv, cwd, env)
     explicit = inv.globals.get("--config-file") or env.get("UV_CONFIG_FILE")
     if explicit:
-        yield os.path.join(cwd, os.path.expanduser(explicit))
-    start = uvargs.start_dir(inv, cwd)
-    proj = inv.globals.get("--project")
+        yield os.path.join(cwd, explicit)
+        yield os.path.join(wd, explicit)
+    starts = [wd]
+    proj = inv.globals.get("--project") or env.get("UV_PROJECT")
     if proj:
-        start = os.path.join(start, proj)
-    for d in uvargs._parents(start):
-        yield os.path.join(d, "uv.toml")
-        yield os.path.join(d, "pyproject.toml")
+        starts.append(os.path.join(wd, proj))
+    for start in starts:
+        for d in uvargs._parents(start):
+            yield os.path.join(d, "uv.toml")
+            yield os.path.join(d, "pyproject.toml")
     home = env.get("HOME") or os.path.expanduser("~")
     xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     yield os.path.join(xdg, "uv", "uv.toml")
+    yield os.path.join(home, ".config", "uv", "uv.toml")
     for d in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":"):
         if d:
             yield os.path.join(d, "uv", "uv.toml")
     yield "/etc/uv/uv.toml"
 
 
-def _ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
-    import subprocess
-
-    args = [real.path]
-    for opt in ("--config-file", "--directory", "--project"):
+def _cache_globals(inv: uvargs.Invocation) -> List[str]:
+    """The user's global options that decide the cache, to hand to ``uv cache dir``."""
+    args: List[str] = []
+    for opt in ("--cache-dir", "--config-file", "--directory", "--project"):
         if opt in inv.globals:
-            args += [opt, inv.globals[opt]]
+            args.append(f"{opt}={inv.globals[opt]}")
     if inv.has("--no-config"):
         args.append("--no-config")
-    args += ["cache", "dir"]
+    return args
+
+
+def ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> str:
+    """What ``uv cache dir`` says, with the user's global options, environment and directory.
+    Raises CacheDirError when uv rejects them (the command itself would fail the same way)."""
+    import subprocess
+
+    args = [real.path, *_cache_globals(inv), "cache", "dir"]
     try:
-        out = subprocess.run(args, cwd=cwd, env=child_env(env, exec_=False), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+        out = subprocess.run(
+            args, cwd=cwd, env=child_env(env, exec_=False), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise CacheDirError("`uv cache dir` did not answer within 60s", 2) from None
     lines = out.stdout.strip().splitlines()
-    return lines[-1] if out.returncode == 0 and lines else None
+    if out.returncode != 0 or not lines:
+        raise CacheDirError(out.stderr, out.returncode or 2)
+    return lines[-1]
 
 
 def default_cache_dir(env: Mapping[str, str]) -> str:
@@ -111,23 +151,58 @@ def default_cache_dir(env: Mapping[str, str]) -> str:
     return os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache", "uv")
 
 
-def find_cache_dir(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
-    """The cache directory uv will use, or None for ``--no-cache`` (a throwaway cache).
+def find_cache_dir(
+    real: RealUv, build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str], ask: bool = False
+) -> Optional[str]:
+    """The one answer to "which cache does this command use", as the real uv decides it; None for
+    ``--no-cache`` (a throwaway cache: nothing to protect).
 
-    ``--cache-dir`` and ``UV_CACHE_DIR`` are read directly; when a config file might set
-    ``cache-dir`` the real uv is asked (``uv cache dir``), else the XDG default applies.
+    Cheap where it is certain: ``--cache-dir`` or ``UV_CACHE_DIR`` (used literally, no ``~``
+    expansion, relative to uv's working directory), else the XDG default when no config file
+    mentions ``cache-dir``. Anything else, and always with ``ask`` (every command off the hot
+    path), is the real uv's own answer. Raises CacheDirError when uv rejects the options.
     """
     if uvargs.no_cache(inv, env):
         return None
-    value = inv.globals.get("--cache-dir") or env.get("UV_CACHE_DIR")
-    if value:
-        return os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
-    no_config = inv.has("--no-config") or env.get("UV_NO_CONFIG", "").lower() in ("1", "true")
-    if not no_config and any(_mentions_cache_dir(p) for p in _config_candidates(inv, cwd, env)):
-        asked = _ask_uv(real, inv, cwd, env)
-        if asked is not None:
-            return os.path.abspath(os.path.join(cwd, asked))
-    return default_cache_dir(env)
+    wd = working_dir(build, inv, cwd, env)
+    if not ask:
+        value = inv.globals["--cache-dir"] if "--cache-dir" in inv.globals else env.get("UV_CACHE_DIR")
+        if value:
+            return os.path.abspath(os.path.join(wd, value))
+        no_config = inv.has("--no-config") or uvargs.env_true(env, "UV_NO_CONFIG")
+        home_known = bool(env.get("HOME")) or os.path.isabs(env.get("XDG_CACHE_HOME") or "")
+        if value is None and home_known and (no_config or not any(_mentions_cache_dir(p) for p in _config_candidates(build, inv, cwd, env))):
+            return default_cache_dir(env)
+    return os.path.abspath(os.path.join(wd, ask_uv(real, inv, cwd, env)))
+
+
+def refuse_to_empty(path: str, build: UvBuild, env: Mapping[str, str]) -> Optional[str]:
+    """Why the folder must not be emptied (a uv cache is never ``/``, the home folder, or a folder
+    without uv's ``CACHEDIR.TAG`` or buckets), or None when it is a uv cache."""
+    real = os.path.realpath(path)
+    homes = {os.path.realpath(h) for h in (env.get("HOME"), os.path.expanduser("~")) if h}
+    if real == os.path.realpath(os.sep) or real in homes:
+        return f"{path} is {'the root folder' if real == os.sep else 'the home folder'}, not a uv cache; refusing to empty it"
+    try:
+        with confined.Dir.root(real) as d:
+            if not is_uv_cache(d, build):
+                return f"{path} is not a uv cache (no {CACHEDIR_TAG} and no uv buckets); refusing to empty it"
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot open {path}: {e.strerror}"
+    return None
+
+
+def is_uv_cache(root: confined.Dir, build: UvBuild) -> bool:
+    """uv's ``CACHEDIR.TAG``, or one of its buckets; an empty folder has nothing to lose."""
+    try:
+        if root.read(CACHEDIR_TAG).startswith(_TAG_SIGNATURE):
+            return True
+    except OSError:
+        pass
+    names = set(root.listdir())
+    return not names or ARCHIVE_BUCKET in names or bool(names.intersection(build.all_buckets))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,9 +219,11 @@ class Cache:
         self.sdists = j(root, build.buckets["sdists"])
         self.wheels = j(root, build.buckets["wheels"])
         self.environments = j(root, build.buckets.get("environments", "environments-v2"))
-        self.manifest = j(self.sdists, SHIM_DIR)
+        self.manifest = j(self.sdists, SHIM_DIR)  # for messages and reads; writes go through area()
         self._same_root: Dict[str, Optional[bool]] = {}
         self._indexes: Optional[List[str]] = None
+        self._dir: Optional[confined.Dir] = None
+        self._area: Optional[confined.Dir] = None
 
     # -- archives -------------------------------------------------------------------------
 
@@ -220,70 +297,102 @@ class Cache:
             if is_archive_id(aid):
                 yield link, aid
 
-    # -- our folder in the sdists bucket --------------------------------------------------
+    # -- our record area: <sdists bucket>/uv-shim, reached only through confined folders ---
 
-    def entry_dir(self, key: str) -> str:
-        return os.path.join(self.manifest, key)
+    def dir(self, create: bool = False) -> confined.Dir:
+        """The cache root, opened once (see ``shim.confined``); made first if ``create`` (before
+        uv's first run on a new cache, as uv itself would)."""
+        if self._dir is None:
+            if create:
+                os.makedirs(self.root, exist_ok=True)
+            self._dir = confined.Dir.root(self.root)
+        return self._dir
 
-    def pin_path(self, key: str, aid: str) -> str:
-        return os.path.join(self.manifest, key, pin_name(aid))
+    def area(self, create: bool = False) -> Optional[confined.Dir]:
+        """uv-shim's folder in the running uv's sdists bucket; None if absent and not ``create``.
 
-    def pin(self, key: str, aid: str) -> bool:
-        """Make sure a pin for archive ``aid`` exists in entry ``key``; True if one was made."""
-        pin = self.pin_path(key, aid)
-        target = os.path.join("..", "..", "..", ARCHIVE_BUCKET, aid)
-        try:
-            os.symlink(target, pin)  # atomic: the name appears with its target, or not at all
-            return True
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(pin), exist_ok=True)
-            return self.pin(key, aid)
-        try:
-            if os.readlink(pin) == target:
-                return False
-        except OSError:
-            pass
-        tmp = f"{pin}.{os.getpid()}.tmp"
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        os.symlink(target, tmp)
-        os.replace(tmp, pin)  # replaces a wrong link (or file) with ours; never follows it
-        return True
+        The bucket is uv's: a symlink in its place raises ``confined.Unsafe``. Our own folder is
+        ours: a symlink or file in its place is unlinked and a real folder made."""
+        if self._area is None:
+            try:
+                with self.dir(create).sub(os.path.basename(self.sdists), create=create) as bucket:
+                    self._area = bucket.sub(SHIM_DIR, create=create, ours=True)
+            except FileNotFoundError:
+                return None
+        return self._area
 
-    def unpin(self, key: str, aid: str) -> None:
-        """Remove one pin: only our own symlink, never what it points to."""
+    def other_areas(self) -> Iterator[confined.Dir]:
+        """Our folders in the sdists buckets of other uv versions sharing this cache (the caller
+        closes them). Buckets or folders that are symlinks are skipped, never followed."""
         try:
-            os.unlink(self.pin_path(key, aid))
-        except FileNotFoundError:
-            pass
-
-    def pins(self, key: str) -> Iterator[str]:
-        """Archive ids pinned in entry ``key`` (one directory read, no stat per pin)."""
-        try:
-            it = os.scandir(self.entry_dir(key))
-        except OSError:
-            return
-        with it:
-            for e in it:
-                aid = pin_id(e.name)
-                if aid and e.is_symlink():
-                    yield aid
-
-    def other_manifests(self) -> Iterator[str]:
-        """Our folders in the sdists buckets of other uv versions sharing this cache."""
-        try:
-            names = os.listdir(self.root)
+            names = sorted(self.dir().listdir())
         except OSError:
             return
         for name in names:
-            if name.startswith("sdists-v") and name != os.path.basename(self.sdists):
-                d = os.path.join(self.root, name, SHIM_DIR)
-                if os.path.isdir(d):
-                    yield d
+            if name.startswith(SDISTS_PREFIX) and name != os.path.basename(self.sdists):
+                try:
+                    with self.dir().sub(name) as bucket:
+                        area = bucket.sub(SHIM_DIR)
+                except OSError:
+                    continue
+                yield area
+
+    def entry(self, key: str, create: bool = False) -> Optional[confined.Dir]:
+        """One environment's record folder (the caller closes it); None if absent."""
+        area = self.area(create=create)
+        if area is None:
+            return None
+        try:
+            return area.sub(key, create=create, ours=True)
+        except FileNotFoundError:
+            return None
+
+    def entry_dir(self, key: str) -> str:
+        """The record folder's path, for messages and reports only (never to write through)."""
+        return os.path.join(self.manifest, key)
+
+
+def pin(entry: confined.Dir, aid: str) -> bool:
+    """Make sure a pin for archive ``aid`` exists in ``entry``; True if one was made."""
+    name = pin_name(aid)
+    target = os.path.join("..", "..", "..", ARCHIVE_BUCKET, aid)
+    try:
+        entry.symlink(target, name)  # atomic: the name appears with its target, or not at all
+        return True
+    except FileExistsError:
+        pass
+    try:
+        if entry.readlink(name) == target:
+            return False
+    except OSError:
+        pass
+    tmp = f"{name}.{os.getpid()}.tmp"
+    entry.unlink(tmp)
+    entry.symlink(target, tmp)
+    entry.replace(tmp, name)  # replaces a wrong link (or file) with ours; never follows it
+    return True
+
+
+def unpin(entry: confined.Dir, aid: str) -> None:
+    """Remove one pin: only our own symlink, never what it points to."""
+    entry.unlink(pin_name(aid))
+
+
+def is_pinned(entry: confined.Dir, aid: str) -> bool:
+    return entry.is_symlink(pin_name(aid))
+
+
+def pins(entry: confined.Dir) -> Iterator[str]:
+    """Archive ids pinned in ``entry`` (one directory read, no stat per pin)."""
+    try:
+        it = entry.scandir()
+    except OSError:
+        return
+    with it:
+        for e in it:
+            aid = pin_id(e.name)
+            if aid and e.is_symlink():
+                yield aid
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from shim import gc, paths, report
+from shim import gc, manifest, report
 from shim.cache import Cache, is_archive_id
 
 if sys.version_info >= (3, 11):
@@ -200,10 +200,13 @@ def _hardlinked(archive: str) -> bool:
 # -- last use ------------------------------------------------------------------------------
 
 
-def _read_memo(path: str) -> Dict[str, float]:
+def _read_memo(cache: Cache) -> Dict[str, float]:
     memo: Dict[str, float] = {}
+    area = cache.area()
+    if area is None:
+        return memo
     try:
-        for line in paths.read_bytes(path).decode("ascii", "replace").splitlines():
+        for line in area.read(LAST_USE).decode("ascii", "replace").splitlines():
             aid, _, ts = line.partition(" ")
             memo[aid] = float(ts)
     except (OSError, ValueError):
@@ -215,8 +218,7 @@ def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) ->
     """Merge what the roots say (each archive: the newest ``last_used`` of the roots that name it)
     into ``<manifest>/.archive-last-use``, so it outlives roots that are dropped. Every prune
     through the shim does this, with or without a policy."""
-    memo_path = os.path.join(cache.manifest, LAST_USE)
-    memo = _read_memo(memo_path)
+    memo = _read_memo(cache)
     changed = False
     for r in roots:
         if r.record is None:
@@ -236,7 +238,7 @@ def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) ->
             return memo  # nothing new: no write
         text = "".join(f"{a} {int(t)}\n" for a, t in sorted(memo.items()) if a in present)
         try:
-            paths.write_atomic(memo_path, text.encode("ascii"))
+            cache.area(create=True).write_atomic(LAST_USE, text.encode("ascii"))  # type: ignore[union-attr]
         except OSError:
             pass  # only costs precision: creation time stands in
     return memo
@@ -319,20 +321,121 @@ def choose(cache: Cache, roots: List[gc.Root], policy: Policy, now: Optional[flo
     return ev
 
 
-def apply(cache: Cache, ev: Eviction) -> int:
-    """Remove uv's references to the chosen archives (never the archives themselves): their
-    links in the wheels and sdists buckets, and the pointer files beside wheels-bucket links."""
-    removed = 0
+HOLD_PREFIX = ".evicting."  # in our area: ``.evicting.<pid>/`` holds references while uv prunes
+_JOURNAL = "journal"
+
+
+class Held:
+    """uv's references to the evicted archives, moved aside into our own area while the real
+    prune runs: dropped once it succeeded, put back if it failed or was killed (``restore``).
+
+    Held names end in ``.lock``, which no uv version's prune reads as a reference. The journal,
+    written before anything moves, says where each came from, so a prune through the shim that
+    finds the hold of a process that died puts it back (``recover``)."""
+
+    def __init__(self, cache: Cache, name: str, moved: int) -> None:
+        self.cache = cache
+        self.name = name
+        self.moved = moved
+
+    def finish(self) -> None:
+        area = self.cache.area()
+        if area is not None:
+            area.remove_tree(self.name)
+
+    def restore(self) -> int:
+        return _restore(self.cache, self.name)
+
+
+def apply(cache: Cache, ev: Eviction) -> Held:
+    """Take uv's references to the chosen archives out of its buckets (never the archives
+    themselves): their links in the wheels and sdists buckets, with the pointer files beside
+    wheels-bucket links, moved into a hold in our area. Every step walks from the cache's folder
+    descriptor without following a symlink; a reference reached through one is left alone."""
+    root = cache.dir()
+    area = cache.area(create=True)
+    assert area is not None
+    name = f"{HOLD_PREFIX}{os.getpid()}"
+    area.remove_tree(name)  # a leftover of an earlier process with our pid
+    plan: List[Tuple[List[str], List[str]]] = []  # (folder parts, names in it)
     for aid in ev.chosen:
         for link in ev.refs.get(aid, []):
-            if not os.path.islink(link):
-                continue
-            os.unlink(link)
-            removed += 1
+            parts = os.path.relpath(link, cache.root).split(os.sep)
+            names = [parts[-1]]
             if link.startswith(cache.wheels + os.sep):
-                for ext in POINTERS:
+                names += [parts[-1] + ext for ext in POINTERS]
+            plan.append((parts[:-1], names))
+    lines = []
+    for i, (folder, names) in enumerate(plan):
+        lines.append("\t".join([f"{i}.{j}.lock={'/'.join(folder + [n])}" for j, n in enumerate(names)]))
+    moved = 0
+    with area.sub(name, create=True, ours=True) as hold:
+        hold.write_atomic(_JOURNAL, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        for i, (folder, names) in enumerate(plan):
+            try:
+                parent = root.walk_to(folder)
+            except OSError:
+                continue  # gone, or a symlink on the way: not ours to follow
+            with parent:
+                if not parent.is_symlink(names[0]):
+                    continue
+                for j, n in enumerate(names):
                     try:
-                        os.unlink(link + ext)
+                        parent.replace(n, f"{i}.{j}.lock", dst_dir=hold)
+                        moved += j == 0
                     except FileNotFoundError:
-                        pass
-    return removed
+                        continue
+    return Held(cache, name, moved)
+
+
+def _restore(cache: Cache, name: str) -> int:
+    """Put held references back where they were, if their archive still exists and nothing took
+    their place; drop the rest and the hold. Returns how many links went back."""
+    area = cache.area()
+    if area is None:
+        return 0
+    root = cache.dir()
+    restored = 0
+    try:
+        hold = area.sub(name)
+    except OSError:
+        return 0
+    with hold:
+        try:
+            journal = hold.read(_JOURNAL).decode("utf-8", "surrogateescape").splitlines()
+        except OSError:
+            journal = []
+        for line in journal:
+            items = [item.partition("=")[::2] for item in line.split("\t") if "=" in item]
+            if not items or not hold.is_symlink(items[0][0]):
+                continue
+            aid = os.path.basename(hold.readlink(items[0][0]).rstrip("/"))
+            if not (is_archive_id(aid) and os.path.isdir(os.path.join(cache.archives, aid))):
+                continue  # its archive went: the reference would only dangle
+            folder = items[0][1].split("/")[:-1]
+            try:
+                parent = root.walk_to(folder, create=True)
+            except OSError:
+                continue
+            with parent:
+                for held, rel in items:
+                    dest = rel.split("/")[-1]
+                    if hold.lexists(held) and not parent.lexists(dest):
+                        hold.replace(held, dest, dst_dir=parent)
+                        restored += held == items[0][0]
+    area.remove_tree(name)
+    return restored
+
+
+def recover(cache: Cache) -> int:
+    """Put back the references held by a prune through the shim that died before it finished."""
+    area = cache.area()
+    if area is None:
+        return 0
+    restored = 0
+    for name in area.listdir():
+        pid = name[len(HOLD_PREFIX) :]
+        if name.startswith(HOLD_PREFIX) and pid.isdigit() and (int(pid) == os.getpid() or not manifest.alive(int(pid))):
+            restored += _restore(cache, name)
+    return restored
+

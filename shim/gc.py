@@ -12,7 +12,8 @@ import os
 import time
 
 from shim import envscan, manifest
-from shim.cache import Cache, pin_id
+from shim.cache import Cache, pin, pins, unpin
+from shim.confined import Dir
 from shim.manifest import Record, RecordError
 
 TYPE_CHECKING = False
@@ -48,40 +49,71 @@ class Root:
         if self.record is None:
             return {}
         if not self.record.distributions:
+            entry = None
             try:
-                self.record.distributions = manifest.load(cache.entry_dir(self.key)).distributions
+                entry = cache.entry(self.key)
+                if entry is not None:
+                    self.record.distributions = manifest.load(entry).distributions
             except (OSError, RecordError):
                 pass
+            finally:
+                if entry is not None:
+                    entry.close()
         return self.record.distributions
 
 
-def entries_by_key(cache: Cache) -> Dict[str, List[str]]:
-    """Every entry folder of every uv version's bucket, current bucket first."""
-    out: Dict[str, List[str]] = {}
-    for manifest_dir in [cache.manifest, *cache.other_manifests()]:
+class Entry:
+    """One record folder of a root, in one uv version's bucket: reached through that bucket's
+    confined area folder, opened only while it is used (thousands of roots, few descriptors)."""
+
+    __slots__ = ("area", "key")
+
+    def __init__(self, area: Dir, key: str) -> None:
+        self.area = area
+        self.key = key
+
+    def open(self) -> Dir:
+        """The entry folder; OSError (``Unsafe`` for a symlink) if it cannot be used."""
+        return self.area.sub(self.key)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.area.path, self.key)
+
+
+def entries_by_key(cache: Cache) -> Dict[str, List[Entry]]:
+    """Every entry folder of every uv version's bucket, current bucket first. A name that is not
+    a real folder (a symlink planted there) is no entry: it is never followed."""
+    out: Dict[str, List[Entry]] = {}
+    current = cache.area()
+    for area in ([current] if current is not None else []) + list(cache.other_areas()):
         try:
-            names = sorted(os.listdir(manifest_dir))
+            it = area.scandir()
         except OSError:
             continue
-        for key in names:
-            path = os.path.join(manifest_dir, key)
-            if os.path.isdir(path) and not os.path.islink(path):
-                out.setdefault(key, []).append(path)
+        with it:
+            for e in sorted(it, key=lambda e: e.name):
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                    out.setdefault(e.name, []).append(Entry(area, e.name))
     return out
 
 
-def _first_record(entries: List[str]) -> tuple:
+def _first_record(entries: List[Entry]) -> tuple:
     """(newest readable copy of the record or None, first error). Copies exist when several
     uv versions share the cache; the one seen most recently wins."""
     error = ""
     best: Optional[Record] = None
     for entry in entries:
         try:
-            rec = manifest.load(entry)
+            with entry.open() as d:
+                rec = manifest.load(d)
         except FileNotFoundError:
             continue
         except RecordError as e:
-            error = error or f"{os.path.join(entry, manifest.RECORD)}: {e}"
+            error = error or f"{os.path.join(entry.path, manifest.RECORD)}: {e}"
+            continue
+        except OSError as e:
+            error = error or f"{entry.path}: {e.strerror}"
             continue
         if best is None or rec.last_used > best.last_used:
             best = rec
@@ -90,15 +122,23 @@ def _first_record(entries: List[str]) -> tuple:
     return None, error or "no record beside its pins"
 
 
-def _pinned_anywhere(entries: List[str]) -> Set[str]:
+def _pinned_anywhere(entries: List[Entry]) -> Set[str]:
     out: Set[str] = set()
     for entry in entries:
         try:
-            names = os.listdir(entry)
+            with entry.open() as d:
+                out.update(pins(d))
         except OSError:
             continue
-        out.update(a for a in map(pin_id, names) if a)
     return out
+
+
+def _has_record(entry: Entry) -> bool:
+    try:
+        with entry.open() as d:
+            return manifest.exists(d)
+    except OSError:
+        return False
 
 
 class _Store:
@@ -108,26 +148,29 @@ class _Store:
         self.cache = cache
         self.write = write
 
-    def drop(self, entries: List[str]) -> None:
+    def drop(self, entries: List[Entry]) -> None:
         if self.write:
             for entry in entries:
-                with manifest.lock(entry):
-                    manifest.remove(entry)
+                try:
+                    d = entry.open()
+                except FileNotFoundError:
+                    continue
+                with d, manifest.lock(d):
+                    manifest.remove(entry.area, entry.key)
 
     def keep(self, key: str, record: Optional[Record], archives: Set[str], exact: bool = False, rewrite: bool = False) -> None:
         """Pin ``archives`` in the pruning uv's bucket (only them, if ``exact``) and make sure the
         record is there too (rewritten if ``rewrite``)."""
         if not self.write:
             return
-        current = self.cache.entry_dir(key)
-        with manifest.lock(current):
-            if record is not None and (rewrite or not os.path.isfile(os.path.join(current, manifest.RECORD))):
+        with self.cache.entry(key, create=True) as current, manifest.lock(current):  # type: ignore[union-attr]
+            if record is not None and (rewrite or not manifest.exists(current)):
                 manifest.save(current, record)
             for aid in sorted(archives):
-                self.cache.pin(key, aid)  # pins before unpins: fail closed
+                pin(current, aid)  # pins before unpins: fail closed
             if exact:
-                for aid in set(self.cache.pins(key)) - archives:
-                    self.cache.unpin(key, aid)
+                for aid in set(pins(current)) - archives:
+                    unpin(current, aid)
 
 
 def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None, dry_run: bool = False) -> List[Root]:
@@ -137,22 +180,26 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
     now = time.time() if now is None else now
     store = _Store(cache, write=not dry_run)
     roots: List[Root] = []
-    if not dry_run:
-        manifest.clean_leftovers(cache.manifest)  # memo files a killed prune was writing
+    area = cache.area()
+    if not dry_run and area is not None:
+        manifest.clean_leftovers(area)  # memo files a killed prune was writing
     for key, entries in sorted(entries_by_key(cache).items()):
-        current = cache.entry_dir(key)
         if not dry_run:
             for entry in entries:
-                manifest.clean_leftovers(entry)  # what a killed writer left behind
-        if len(entries) == 1 and entries[0] == current:
-            fast = _verify_own(cache, key, host_id)
+                try:
+                    with entry.open() as d:
+                        manifest.clean_leftovers(d)  # what a killed writer left behind
+                except OSError:
+                    pass
+        if len(entries) == 1 and entries[0].area is area:
+            fast = _verify_own(cache, entries[0], host_id)
             if fast is not None:
                 roots.append(fast)
                 continue
         record, error = _first_record(entries)
         if record is None:
             kept = _pinned_anywhere(entries)
-            if not kept and not os.path.isfile(os.path.join(entries[0], manifest.RECORD)):
+            if not kept and not _has_record(entries[0]):
                 store.drop(entries)  # an empty leftover (a crash before the first write)
                 continue
             store.keep(key, None, kept)
@@ -164,7 +211,7 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
                 store.drop(entries)
                 roots.append(Root(key, EXPIRED, record, set(), f"last seen {int(age // 86400)} days ago"))
                 continue
-            kept = set(record.pinned) | _pinned_anywhere([current])
+            kept = set(record.pinned) | _pinned_anywhere([e for e in entries if e.area is area])
             store.keep(key, record, kept, exact=True)
             roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
             continue
@@ -172,13 +219,15 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
     return roots
 
 
-def _verify_own(cache: Cache, key: str, host_id: str) -> Optional[Root]:
+def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
     """Check one of this host's environments without writing: the common case (nothing changed
     since the last scan) reads only the record's header and lists the entry folder.
     None when the full path must decide."""
-    current = cache.entry_dir(key)
+    key = entry.key
     try:
-        head, fp = manifest.load_header(current)
+        with entry.open() as d:
+            head, fp = manifest.load_header(d)
+            have = set(pins(d))
     except (OSError, RecordError):
         return None
     if head.host_id != host_id:
@@ -187,7 +236,6 @@ def _verify_own(cache: Cache, key: str, host_id: str) -> Optional[Root]:
         stamp = envscan.site_stamp(head.path, head.kind)
     except OSError:
         return None
-    have = set(cache.pins(key))
     if stamp and "?" not in stamp and stamp == head.site_stamp:
         # no dist-info folder came or went since the last scan: its links are the pinned ones
         return Root(key, LIVE, head, have)
@@ -204,7 +252,7 @@ def _verify_own(cache: Cache, key: str, host_id: str) -> Optional[Root]:
     return Root(key, LIVE, head, want)
 
 
-def _verify_own_full(store: _Store, key: str, entries: List[str], record: Record) -> Root:
+def _verify_own_full(store: _Store, key: str, entries: List[Entry], record: Record) -> Root:
     cache = store.cache
     try:
         os.stat(record.path)

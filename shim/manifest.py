@@ -1,9 +1,11 @@
 """Roots on disk: one small TOML record per environment, written atomically.
 
 A record lives in ``<cache>/<sdists bucket>/uv-shim/<key>/root.toml`` beside that
-environment's pins (``<key>/<archive-id>/pin-0-py3-none-any``). ``key`` is derived from the host
-identity and the environment's real path, so writers of different environments never touch the
-same file; writers of the same environment serialize on ``<key>/.lock`` (``EntryLock``).
+environment's pins (``<key>/pin_<archive id>_0-0-py3-none-any``, see ``cache.pin_name``). ``key``
+is derived from the host identity and the environment's real path, so writers of different
+environments never touch the same file; writers of the same environment serialize on
+``<key>/.lock`` (``EntryLock``). Every write and removal goes through the entry's
+``confined.Dir``: a symlink planted anywhere in the record area is never followed.
 
 The record carries a ``fingerprint`` of its distributions. The no-op path (an install that
 changed nothing) compares fingerprints with a byte search and never parses TOML: tomllib alone
@@ -17,12 +19,13 @@ import sys
 
 from shim import paths
 from shim.cache import is_archive_id
+from shim.confined import Dir, Unsafe
 from shim.envscan import Dist
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
 try:  # the bare C hash: hashlib pulls in OpenSSL, several milliseconds at startup
     from _sha2 import sha256 as _sha256  # Python >= 3.12
@@ -60,15 +63,21 @@ def fingerprint(dists: Dict[str, Dist]) -> str:
     return _sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def quick_state(entry: str) -> Tuple[Optional[str], float]:
+def quick_state(entry: Optional[Dir]) -> Tuple[Optional[str], float]:
     """(fingerprint, mtime) of a record without parsing it; (None, 0) if absent or unreadable."""
-    path = os.path.join(entry, RECORD)
+    if entry is None:
+        return None, 0.0
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-            mtime = os.fstat(f.fileno()).st_mtime
+        fd = entry.open(RECORD, os.O_RDONLY)
     except OSError:
         return None, 0.0
+    try:
+        data = os.read(fd, 1 << 16)
+        mtime = os.fstat(fd).st_mtime
+    except OSError:
+        return None, 0.0
+    finally:
+        os.close(fd)
     i = data.find(_FP_TAG)
     if i < 0 or b"\nschema = %d\n" % SCHEMA not in b"\n" + data:
         return None, mtime
@@ -177,7 +186,7 @@ def parse(data: bytes) -> Record:
 _HEADER_KEYS = ("schema", "path", "host", "host_id", "kind", "python", "uv_version", "last_used", "registered", "fingerprint", "site_stamp")
 
 
-def load_header(entry: str) -> Tuple[Record, str]:
+def load_header(entry: Union[Dir, str]) -> Tuple[Record, str]:
     """(record without its distributions, fingerprint) from the top-level keys only.
 
     What a prune needs for each of thousands of roots, without a TOML parse: the keys above are
@@ -237,23 +246,30 @@ def dump(record: Record) -> bytes:
     return tomli_w.dumps(doc).encode("utf-8")
 
 
-def _read(entry: str) -> bytes:
-    """The record's bytes; FileNotFoundError if there is none, RecordError if unreadable."""
+def _read(entry: Union[Dir, str]) -> bytes:
+    """The record's bytes; FileNotFoundError if there is none, RecordError if unreadable (a
+    symlink in its place included: it is never followed)."""
     try:
-        return paths.read_bytes(os.path.join(entry, RECORD))
+        if isinstance(entry, Dir):
+            return entry.read(RECORD)
+        return paths.read_bytes(os.path.join(entry, RECORD))  # tests and tools reading by path
     except FileNotFoundError:
         raise
     except OSError as e:
         raise RecordError(f"cannot read it: {e.strerror}") from None
 
 
-def load(entry: str) -> Record:
+def load(entry: Union[Dir, str]) -> Record:
     """Read a record; FileNotFoundError if there is none, RecordError if it is unusable."""
     return parse(_read(entry))
 
 
-def save(entry: str, record: Record) -> None:
-    paths.write_atomic(os.path.join(entry, RECORD), dump(record))
+def exists(entry: Optional[Dir]) -> bool:
+    return entry is not None and entry.is_file(RECORD)
+
+
+def save(entry: Dir, record: Record) -> None:
+    entry.write_atomic(RECORD, dump(record))
 
 
 class EntryLock:
@@ -263,7 +279,7 @@ class EntryLock:
     importing filelock costs ~25 ms, more than the whole bookkeeping of a typical install.
     """
 
-    def __init__(self, entry: str, timeout: float = 120.0) -> None:
+    def __init__(self, entry: Dir, timeout: float = 120.0) -> None:
         self.entry = entry
         self.timeout = timeout
         self.fd = -1
@@ -272,8 +288,7 @@ class EntryLock:
         import fcntl
         import time
 
-        os.makedirs(self.entry, exist_ok=True)
-        self.fd = os.open(os.path.join(self.entry, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        self.fd = self.entry.open(".lock", os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -282,22 +297,22 @@ class EntryLock:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     os.close(self.fd)
-                    raise TimeoutError(f"another uv-shim holds {self.entry}/.lock") from None
+                    raise TimeoutError(f"another uv-shim holds {self.entry.path}/.lock") from None
                 time.sleep(0.01)
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # closing releases the lock
 
 
-def lock(entry: str) -> EntryLock:
+def lock(entry: Dir) -> EntryLock:
     return EntryLock(entry)
 
 
-def clean_leftovers(entry: str) -> int:
+def clean_leftovers(entry: Dir) -> int:
     """Remove temp files a killed writer left in an entry (``.<name>.<pid>.<hex>.tmp`` records,
     ``<pin>.<pid>.tmp`` pins) whose writer is no longer running. Returns how many went."""
     try:
-        names = os.listdir(entry)
+        names = entry.listdir()
     except OSError:
         return 0
     gone = 0
@@ -306,17 +321,16 @@ def clean_leftovers(entry: str) -> int:
             continue
         parts = name.split(".")
         pid = parts[-2] if name.startswith("pin_") else parts[-3] if len(parts) >= 3 else ""
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and alive(int(pid)):
             continue
         try:
-            os.unlink(os.path.join(entry, name))
-            gone += 1
+            gone += entry.unlink(name)
         except OSError:
-            pass
+            pass  # a folder of that name: not ours to remove
     return gone
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -326,21 +340,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove(entry: str) -> None:
+def remove(area: Dir, key: str) -> None:
     """Remove an entry's record, pins and lock: only our own files, never what a pin points to.
 
-    Pins and records are plain files or symlinks in one flat folder: ``unlink`` never follows a
-    symlink, and anything else (a folder someone put there) is left alone.
+    Pins and records are plain files or symlinks in one flat folder, opened without following a
+    symlink; ``unlink`` never follows one, and a folder someone put there is left alone. A symlink
+    in the entry's place is unlinked itself.
     """
     try:
-        names = os.listdir(entry)
+        entry = area.sub(key)
     except FileNotFoundError:
         return
-    for name in names:
-        p = os.path.join(entry, name)
-        if os.path.islink(p) or os.path.isfile(p):
-            os.unlink(p)
-    try:
-        os.rmdir(entry)
-    except OSError:
-        pass
+    except Unsafe:
+        area.unlink(key)
+        return
+    with entry:
+        for name in entry.listdir():
+            try:
+                entry.unlink(name)
+            except IsADirectoryError:
+                pass
+    area.rmdir(key)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import envscan, gc, hostid, paths, realuv, report, uvargs, uvfeatures
-from shim.cache import Cache, ExclusiveLock, find_cache_dir
+from shim import envscan, gc, hostid, realuv, report, uvargs, uvfeatures
+from shim.cache import Cache, CacheDirError, ExclusiveLock, find_cache_dir, refuse_to_empty
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -144,19 +144,66 @@ def _run_locked(lock: Optional[ExclusiveLock], force_since, version, exec_path, 
     return code
 
 
+def validate(exec_path: str, argv0: str, args: List[str]) -> None:
+    """Let the real uv parse the arguments before anything changes: the same command, pointed at
+    a cache that does not exist (so it can change nothing). If uv rejects them, that is the
+    answer: its own message and exit code, and nothing in the cache has changed."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="uv-shim-") as tmp:
+        empty = os.path.join(tmp, "no-cache-here")
+        env = realuv.child_env({**os.environ, "UV_CACHE_DIR": empty}, exec_=False)
+        try:
+            proc = subprocess.run(
+                [argv0, *_with_cache_dir(args, empty)], executable=exec_path, env=env,
+                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _error(f"cannot run {exec_path} to check the arguments: {e}")
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        realuv.mirror_exit(proc.returncode)
+
+
+def _with_cache_dir(args: List[str], path: str) -> List[str]:
+    """``args`` with every ``--cache-dir`` value replaced by ``path`` (options end at ``--``)."""
+    out: List[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            out.append(arg)
+            out.extend(it)
+        elif arg == "--cache-dir":
+            out += [arg, path]
+            next(it, None)
+        elif arg.startswith("--cache-dir="):
+            out.append(f"--cache-dir={path}")
+        else:
+            out.append(arg)
+    return out
+
+
 def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: str, args: List[str]) -> tuple:
+    """The cache the real uv will work on (uv's own answer), refused if it is no uv cache."""
     env = os.environ
     out = report.Out(quiet=inv.has("-q", "--quiet"), verbose=inv.has("-v", "--verbose"))
     try:
-        root = find_cache_dir(real, inv, os.getcwd(), env)
-    except OSError:
+        build = realuv.build_of(real)
+        root = find_cache_dir(real, build, inv, os.getcwd(), env, ask=True)
+    except realuv.ShimError as e:
+        _error(str(e))
+    except CacheDirError as e:
+        sys.stderr.write(e.stderr)
+        realuv.mirror_exit(e.code)
+    except OSError as e:  # a deleted working directory, say: uv decides what that means
+        out.warn(f"cannot find the cache ({e.strerror}); running uv without protection")
         root = None
     if root is None or not os.path.isdir(root):
         realuv.exec_uv(exec_path, argv0, args, env)  # no cache: nothing to protect
-    try:
-        build = realuv.build_of(real)
-    except realuv.ShimError as e:
-        _error(str(e))
+    why = refuse_to_empty(root, build, env)
+    if why:
+        _error(why)
     return Cache(root, build), out
 
 
@@ -251,23 +298,35 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: u
     except evict.PolicyError as e:
         _error(str(e))
     if "--dry-run" in args:
-        cache, out = _setup(real, inv, argv0, exec_path, [a for a in args if a not in ("--dry-run", "--json")])
-        dry_run(cache, inv, out, "--json" in args, policy)
+        args = [a for a in args if a not in ("--dry-run", "--json")]
+        validate(exec_path, argv0, args)
+        cache, out = _setup(real, inv, argv0, exec_path, args)
+        dry_run(cache, inv, out, "--json" in inv.argv, policy)
+    validate(exec_path, argv0, args)
     cache, out = _setup(real, inv, argv0, exec_path, args)
     lock, roots = _locked_verify(cache, inv, out, os.environ)
-    ev = None
-    if not policy.active:
-        evict.remember_last_use(cache, roots)  # before dead roots are forgotten (choose does it too)
-    else:
-        try:
+    ev = held = None
+    try:
+        if evict.recover(cache):
+            out.fact("Put back uv's references that an interrupted prune through uv-shim had set aside")
+        if not policy.active:
+            evict.remember_last_use(cache, roots)  # before dead roots are forgotten (choose does it too)
+        else:
             ev = evict.choose(cache, roots, policy)
-            evict.apply(cache, ev)
-        except OSError as e:
-            if lock is not None:
-                lock.release()
-            _error(f"cannot evict from {cache.root}: {e.strerror} ({e.filename})")
+            held = evict.apply(cache, ev)
+    except OSError as e:
+        if held is not None:
+            held.restore()
+        if lock is not None:
+            lock.release()
+        _error(f"cannot evict from {cache.root}: {e.strerror} ({e.filename}); nothing was removed")
     sizes = KeptSize(cache, roots) if not out.quiet else None
     code = _run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
+    if held is not None:
+        if code == 0:
+            held.finish()
+        elif held.restore():
+            out.warn(f"uv's prune failed; put back uv's references to the {report.plural(len(ev.chosen), 'archive')} chosen for eviction")  # type: ignore[union-attr]
     if code == 0:
         _stamp_last_prune(cache)
         if ev is not None:
@@ -286,10 +345,13 @@ def report_eviction(out: report.Out, cache: Cache, ev, would: bool) -> None:
         out.fact(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
 
 
+LAST_PRUNE = ".last-prune"
+
+
 def _stamp_last_prune(cache: Cache) -> None:
     """``uv-shim status`` reports when the last prune through the shim ran (this file's mtime)."""
     try:
-        paths.write_atomic(os.path.join(cache.manifest, ".last-prune"), b"")
+        cache.area(create=True).write_atomic(LAST_PRUNE, b"")  # type: ignore[union-attr]
     except OSError:
         pass
 
@@ -303,8 +365,9 @@ def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv:
     the environments it will break, then runs uv's full clean.
     """
     env = os.environ
-    break_all = "--all" in args or env.get("UV_SHIM_ALLOW_BREAK", "").lower() in ("1", "true", "yes")
+    break_all = "--all" in args or uvargs.env_true(env, "UV_SHIM_ALLOW_BREAK")
     uv_args = [a for a in args if a != "--all"]
+    validate(exec_path, argv0, uv_args)
     cache, out = _setup(real, inv, argv0, exec_path, uv_args)
     lock, roots = _locked_verify(cache, inv, out, env)
     kept = gc.protected(roots)
@@ -315,9 +378,11 @@ def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv:
                 out.fact(f"Breaking {root.path}: {report.plural(len(root.archives), 'archive')} it links will be removed")
         code = _run_locked(lock, uvfeatures.CLEAN_FORCE, cache.build.version_tuple, exec_path, argv0, uv_args)
         realuv.mirror_exit(code)
-    if packages:
+    if packages or (not kept and cache.area() is None):
+        # uv's own clean: its reference check counts our pins; with nothing of ours to keep, the
+        # whole clean is uv's
         code = _run_locked(lock, uvfeatures.CLEAN_FORCE, cache.build.version_tuple, exec_path, argv0, uv_args)
-        if code == 0:
+        if code == 0 and packages:
             _report_packages(out, roots, cache, packages)
         realuv.mirror_exit(code)
     out.fact(f"Clearing cache at: {cache.root}")
@@ -349,55 +414,39 @@ KEEP_AT_ROOT = frozenset({"CACHEDIR.TAG", ".gitignore", ".git", ".lock"})
 
 
 def clear_except(cache: Cache, archives: Set[str]) -> tuple:
-    """Remove everything in the cache but ``archives`` and our manifests: (files, bytes).
+    """Remove everything in the cache but ``archives`` and our record areas: (files, bytes).
 
-    Never leaves the cache: symlinks are unlinked, never followed; each inode is counted once.
+    Every removal walks from the cache's folder descriptor and never follows a symlink (see
+    ``shim.confined``); each inode is counted once.
     """
-    from shim.cache import SHIM_DIR
+    import stat
+
+    from shim.cache import ARCHIVE_BUCKET, SDISTS_PREFIX, SHIM_DIR
+    from shim.confined import Unsafe
 
     seen: Set = set()
     counts = [0, 0]
-    for name in sorted(os.listdir(cache.root)):
-        path = os.path.join(cache.root, name)
+
+    def count(st: os.stat_result) -> None:
+        counts[0] += 1
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            counts[1] += st.st_size
+
+    root = cache.dir()
+    for name in sorted(root.listdir()):
         if name in KEEP_AT_ROOT:
             continue
-        if name == os.path.basename(cache.archives) and not os.path.islink(path):
-            for aid in sorted(os.listdir(path)):
-                if aid not in archives:
-                    _remove(os.path.join(path, aid), seen, counts)
-        elif name.startswith("sdists-v") and os.path.isdir(path) and not os.path.islink(path):
-            for child in sorted(os.listdir(path)):
-                if child != SHIM_DIR:
-                    _remove(os.path.join(path, child), seen, counts)
-        else:
-            _remove(path, seen, counts)
+        keep = archives if name == ARCHIVE_BUCKET else {SHIM_DIR} if name.startswith(SDISTS_PREFIX) else None
+        if keep is not None and stat.S_ISDIR(root.lstat(name).st_mode):
+            try:
+                with root.sub(name) as bucket:
+                    for child in sorted(bucket.listdir()):
+                        if child not in keep:
+                            bucket.remove_tree(child, count)
+                continue
+            except Unsafe:
+                pass  # swapped for a link since the lstat: removed below, never followed
+        root.remove_tree(name, count)
     return counts[0], counts[1]
-
-
-def _remove(path: str, seen: Set, counts: List[int]) -> None:
-    """Remove a file, a symlink (never its target) or a folder tree, counting what goes.
-
-    Folders go through ``shutil.rmtree``, which on Linux works on file descriptors and never
-    follows a symlink, even one swapped in while it runs; the count is taken first, by lstat."""
-    import shutil
-
-    if os.path.islink(path) or not os.path.isdir(path):
-        _count(path, seen, counts)
-        os.unlink(path)
-        return
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            _count(os.path.join(dirpath, name), seen, counts)
-    shutil.rmtree(path)
-
-
-def _count(path: str, seen: Set, counts: List[int]) -> None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return
-    counts[0] += 1
-    key = (st.st_dev, st.st_ino)
-    if key not in seen:
-        seen.add(key)
-        counts[1] += st.st_size

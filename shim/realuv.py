@@ -168,15 +168,19 @@ def mirror_exit(code: int) -> NoReturn:
 # ---------------------------------------------------------------------------------------------
 
 _BUCKET_KINDS = ("sdists", "wheels", "environments", "simple", "interpreter")
-MEMO_FILE = "uv-builds-v2.tsv"
+# Variables whose support differs between uv versions and changes where uv works: looked up as
+# plain strings in the binary (uv names every variable it reads as a literal).
+ENV_VARS = ("UV_WORKING_DIR", "UV_PROJECT")
+MEMO_FILE = "uv-builds-v3.tsv"
 
 
 class UvBuild:
-    __slots__ = ("version", "buckets")
+    __slots__ = ("version", "buckets", "env_vars")
 
-    def __init__(self, version: str, buckets: Dict[str, str]) -> None:
+    def __init__(self, version: str, buckets: Dict[str, str], env_vars: Sequence[str] = ()) -> None:
         self.version = version
         self.buckets = buckets  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ..., "all": "a|b"}
+        self.env_vars = frozenset(env_vars)  # the ENV_VARS this uv reads
 
     @property
     def all_buckets(self) -> List[str]:
@@ -215,6 +219,7 @@ def _scan_binary(path: str) -> Dict[str, str]:
     token = re.compile(rb"(" + b"|".join(k.encode() for k in _BUCKET_KINDS) + rb")-v(\d+)")
     found: Dict[str, List[str]] = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        env_vars = "|".join(v for v in ENV_VARS if m.find(v.encode()) >= 0)
         start = 0
         while True:
             i = m.find(b"archive-v0", start)
@@ -224,6 +229,7 @@ def _scan_binary(path: str) -> Dict[str, str]:
             names = {mt.group(1).decode(): mt.group(0).decode() for mt in token.finditer(run)}
             if "sdists" in names and "wheels" in names:
                 names["all"] = "|".join(_bucket_run(run, names["wheels"], i - max(0, i - 300)))
+                names["env"] = env_vars
                 return names
             start = i + 1
         for match in token.finditer(m):
@@ -231,7 +237,9 @@ def _scan_binary(path: str) -> Dict[str, str]:
             name = match.group(0).decode()
             if name not in names_:
                 names_.append(name)
-    return {k: v[0] for k, v in found.items() if len(v) == 1}
+    out = {k: v[0] for k, v in found.items() if len(v) == 1}
+    out["env"] = env_vars
+    return out
 
 
 def _bucket_run(run: bytes, first: str, anchor: int) -> List[str]:
@@ -271,8 +279,8 @@ def build_of(real: RealUv) -> UvBuild:
         if line.startswith(key):
             version, _, spec = line[len(key):].partition("\t")
             buckets = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
-            if "sdists" in buckets and "wheels" in buckets and "all" in buckets:
-                return UvBuild(version, buckets)
+            if "sdists" in buckets and "wheels" in buckets and "all" in buckets and "env" in buckets:
+                return _build(version, buckets)
     version = _ask_version(real.path)
     buckets = _scan_binary(resolved)
     if "sdists" not in buckets or "wheels" not in buckets:
@@ -284,4 +292,9 @@ def build_of(real: RealUv) -> UvBuild:
             paths.write_atomic(memo_file, ("\n".join(keep) + "\n").encode("utf-8", "surrogateescape"))
         except OSError:
             pass  # a memo we cannot write costs one uv --version per run, nothing else
-    return UvBuild(version, buckets)
+    return _build(version, buckets)
+
+
+def _build(version: str, spec: Dict[str, str]) -> UvBuild:
+    env_vars = [v for v in spec.pop("env", "").split("|") if v]
+    return UvBuild(version, spec, env_vars)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from shim import paths, report
+from shim import report
 from shim.cache import Cache
 
 TYPE_CHECKING = False
@@ -21,11 +21,13 @@ MEMO = ".archive-sizes"
 class ArchiveSizes:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.path = os.path.join(cache.manifest, MEMO)
         self.memo: Dict[str, int] = {}
         self.fresh = False
+        area = cache.area()
         try:
-            for line in paths.read_bytes(self.path).decode("ascii", "replace").splitlines():
+            if area is None:
+                raise FileNotFoundError(MEMO)
+            for line in area.read(MEMO).decode("ascii", "replace").splitlines():
                 aid, _, size = line.partition(" ")
                 if size.isdigit():
                     self.memo[aid] = int(size)
@@ -50,6 +52,6 @@ class ArchiveSizes:
         keep = set(keep)
         text = "".join(f"{a} {n}\n" for a, n in sorted(self.memo.items()) if a in keep)
         try:
-            paths.write_atomic(self.path, text.encode("ascii"))
+            self.cache.area(create=True).write_atomic(MEMO, text.encode("ascii"))  # type: ignore[union-attr]
         except OSError:
             pass  # a memo we cannot write only costs time next run

@@ -331,5 +331,13 @@ def runs_child(inv: Invocation) -> bool:
     return inv.words[:1] == ("run",) or inv.words[:2] == ("tool", "run")
 
 
+_TRUE = ("1", "true", "yes", "y", "t", "on")
+
+
+def env_true(env: Mapping[str, str], name: str) -> bool:
+    """A boolean variable as uv reads it (clap's boolish values)."""
+    return env.get(name, "").strip().lower() in _TRUE
+
+
 def no_cache(inv: Invocation, env: Mapping[str, str]) -> bool:
-    return inv.has("--no-cache", "-n") or env.get("UV_NO_CACHE", "").lower() in ("1", "true")
+    return inv.has("--no-cache", "-n") or env_true(env, "UV_NO_CACHE")

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from shim import envscan, gc, hostid, manifest, realuv, report, uvargs
 from shim.bookkeeping import Book, Warnings
-from shim.cache import Cache, find_cache_dir
+from shim.cache import Cache, CacheDirError, find_cache_dir
 from shim.evict import _hardlinked
 
 
@@ -23,16 +23,18 @@ class UserError(Exception):
     """A one-line message for the user, exit 1."""
 
 
-LAST_PRUNE = ".last-prune"
-
-
 def open_cache(cache_dir: Optional[str]) -> Tuple[realuv.RealUv, Cache]:
+    """The cache the real uv uses here (its own answer to ``uv cache dir``)."""
     real = realuv.find(os.environ)
+    build = realuv.build_of(real)
     argv = ["--cache-dir", cache_dir] if cache_dir else []
-    root = find_cache_dir(real, uvargs.parse(argv + ["cache", "dir"]), os.getcwd(), os.environ)
+    try:
+        root = find_cache_dir(real, build, uvargs.parse(argv + ["cache", "dir"]), os.getcwd(), os.environ, ask=True)
+    except CacheDirError as e:
+        raise UserError(f"uv cannot use that cache: {e}") from None
     if root is None or not os.path.isdir(root):
         raise UserError(f"no uv cache at {root}")
-    return real, Cache(root, realuv.build_of(real))
+    return real, Cache(root, build)
 
 
 def _roots(cache: Cache) -> List[gc.Root]:
@@ -128,6 +130,8 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
 
     next_lease = (leases[0] + lease_seconds(os.environ) - time.time()) if leases else None
     try:
+        from shim.prune import LAST_PRUNE
+
         last = os.path.getmtime(os.path.join(cache.manifest, LAST_PRUNE))
     except OSError:
         last = None
@@ -337,7 +341,7 @@ def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], ou
         real_path = os.path.realpath(env)
         key = manifest.entry_key(book.host_id, real_path)
         try:
-            rec = manifest.load(cache.entry_dir(key))
+            rec = manifest.load(cache.entry_dir(key))  # a read: by path is fine
             rows.append({"path": real_path, "recorded": True, "distributions": len(rec.distributions), "pinned_archives": len(rec.pinned), "link_modes": rec.link_modes})
         except (OSError, manifest.RecordError):
             rows.append({"path": real_path, "recorded": False, "distributions": 0, "pinned_archives": 0, "link_modes": []})

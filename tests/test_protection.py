@@ -111,7 +111,7 @@ def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
     """Each uv version's prune counts our pin whatever the id looks like (0.7.0 parses the pin's
     name as a wheel stem: an id ending in '-' once made an invalid name, and a deleted archive)."""
     from shim import realuv
-    from shim.cache import Cache
+    from shim.cache import Cache, pin, unpin
 
     w = any_world
     v = w.venv("v")
@@ -120,10 +120,12 @@ def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
     fake.mkdir()
     (fake / "data.txt").write_text("kept")
     cache = Cache(str(w.cache), realuv.build_of(realuv.RealUv(str(w.real_uv), "test")))
-    cache.pin("test-entry", aid)
+    with cache.entry("test-entry", create=True) as entry:
+        pin(entry, aid)
     w.prune()
     w.prune("--ci")
     assert (fake / "data.txt").read_text() == "kept"
-    cache.unpin("test-entry", aid)
+    with cache.entry("test-entry") as entry:
+        unpin(entry, aid)
     w.prune()
     assert not fake.exists()
