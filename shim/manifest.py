@@ -14,6 +14,7 @@ costs more than the whole check.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -288,7 +289,13 @@ class EntryLock:
         import fcntl
         import time
 
-        self.fd = self.entry.open(".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.fd = self.entry.open(".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.EMLINK):
+                raise
+            self.entry.unlink(".lock")  # a symlink planted in our folder: the link goes, never its target
+            self.fd = self.entry.open(".lock", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
