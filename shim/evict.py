@@ -139,7 +139,7 @@ class Survey:
     unpacked wheel never changes) and one stat of their METADATA tells whether an environment
     hardlinks them (uv links every file of a wheel the same way)."""
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Cache, write: bool = True) -> None:
         from shim.sizes import ArchiveSizes
 
         self.total = 0
@@ -179,7 +179,8 @@ class Survey:
                 self.hardlinked.add(aid)
             else:
                 self.freeable[aid] = size
-        sizes.save(archives)
+        if write:
+            sizes.save(archives)
 
 
 def _hardlinked(archive: str) -> bool:
@@ -224,7 +225,10 @@ def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) ->
         if r.record is None:
             continue
         ts = int(r.record.last_used.timestamp())
-        ids = set(r.archives) | {d.archive for d in r.record.distributions.values() if d.archive}
+        # a root verified from its header alone: its pins are its symlinked archives; read its
+        # distributions only when it also links archives another way (hardlink)
+        dists = r.record.distributions or (r.distributions(cache) if set(r.record.link_modes) - {"symlink"} else {})
+        ids = set(r.archives) | {d.archive for d in dists.values() if d.archive}
         for aid in ids:
             if ts > memo.get(aid, 0):
                 memo[aid] = ts
@@ -273,7 +277,7 @@ class Eviction:
 
 def choose(cache: Cache, roots: List[gc.Root], policy: Policy, now: Optional[float] = None, write: bool = True) -> Eviction:
     now = time.time() if now is None else now
-    survey = Survey(cache)
+    survey = Survey(cache, write)
     ev = Eviction()
     ev.size_before = survey.total
     ev.refs = survey.refs

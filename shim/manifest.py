@@ -199,10 +199,17 @@ def load_header(entry: Union[Dir, str]) -> Tuple[Record, str]:
 
     data = _read(entry)
     values: Dict[str, Any] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
+    lines = iter(data.decode("utf-8", "replace").splitlines())
+    for line in lines:
         if line.startswith("["):
             break
         key, sep, raw = line.partition(" = ")
+        if key == "link_modes" and raw.startswith("["):  # ["a", "b"], or one item per line until "]"
+            items = raw[1:]
+            while not items.rstrip().endswith("]"):
+                items += next(lines, "]")
+            values[key] = [m.strip().strip('"') for m in items.rstrip()[:-1].split(",") if m.strip()]
+            continue
         if not sep or key not in _HEADER_KEYS:
             continue
         try:
@@ -218,7 +225,7 @@ def load_header(entry: Union[Dir, str]) -> Tuple[Record, str]:
             raise RecordError(f"unreadable {key}: {e}") from None
     if values.get("schema") != SCHEMA or not all(k in values for k in ("path", "host_id", "fingerprint", "last_used")):
         raise RecordError("not a header this uv-shim writes")
-    rec = _record(values, registered=values.get("registered"), last_used=values["last_used"], scanned=True)
+    rec = _record(values, registered=values.get("registered"), last_used=values["last_used"], scanned=True, link_modes=values.get("link_modes"))
     return rec, str(values["fingerprint"])
 
 

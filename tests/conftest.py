@@ -31,6 +31,14 @@ OLDEST = min(VERSIONS, key=_vt)
 BASE_PYTHON = getattr(sys, "_base_executable", None) or sys.executable
 
 
+def pytest_collection_modifyitems(config, items):
+    """Two tiers: ``fast`` (in-process decisions, marked by their modules) and ``slow`` (the real
+    uv, real environments, faults, soak, crash): every test not marked fast is slow."""
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.slow)
+
+
 def uv_path(version: str) -> Path:
     path = UV_ROOT / version / "bin" / "uv"
     if not path.exists():

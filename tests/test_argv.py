@@ -9,6 +9,8 @@ import pytest
 
 from shim import uvargs
 
+pytestmark = pytest.mark.fast  # in-process: the fast tier
+
 
 @pytest.mark.parametrize(
     "argv, words, intercepted",

@@ -327,6 +327,7 @@ def test_the_home_folder_is_never_emptied(world: World):
     assert not (world.home / "notes.txt").exists()  # the control: uv itself empties it
 
 
+@pytest.mark.fast
 def test_root_and_home_are_refused_whatever_they_hold():
     from shim import realuv
     from shim.cache import refuse_to_empty

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from shim import evict, manifest, realuv, uvargs
 from shim.cache import Cache, is_archive_id, pin_id, pin_name
+import pytest
+
+pytestmark = pytest.mark.fast  # in-process: the fast tier
 
 WORDS = ["pip", "install", "sync", "uninstall", "run", "venv", "tool", "cache", "prune", "clean", "add", "remove", "lock", "--", "-q", "-v", "-qq", "--cache-dir", "--cache-dir=x", "-p", "--python", "--target", "--prefix", "--system", "--directory", "--project", "--with", "--script", "--help", "-h", "help", "--no-project", "--active", "x", "", "-", "--=", "-p3.12"]
 argv_items = st.one_of(st.sampled_from(WORDS), st.text(max_size=12))

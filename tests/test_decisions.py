@@ -1,0 +1,376 @@
+"""The fast tier: every decision uv-shim makes, in-process, on real folders (issue 11).
+
+No uv runs here. Caches and environments are laid out on disk exactly as uv lays them out
+(archives, wheels-bucket links, dist-info METADATA linked by symlink or hardlink), and the
+shim's own code records, verifies, chooses and plans on them. The slow tier proves the same
+promises against the real uv; this tier makes a broken decision fail in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pytest
+
+from shim import bookkeeping, evict, gc, hostid, manifest, realuv, report, uvargs
+from shim.cache import Cache, find_cache_dir, pin_id, pins
+from shim.confined import Dir, Unsafe
+
+pytestmark = pytest.mark.fast
+
+BUILD = realuv.UvBuild(
+    "0.13.9",
+    {"sdists": "sdists-v11", "wheels": "wheels-v8", "environments": "environments-v2", "all": "wheels-v8|sdists-v11|environments-v2|archive-v0"},
+    ["UV_WORKING_DIR"],
+)
+ME = "this-host"
+DAY = 86400.0
+
+
+@pytest.fixture(autouse=True)
+def host(monkeypatch):
+    monkeypatch.setenv("UV_SHIM_HOST_ID", ME)
+    monkeypatch.setattr(hostid, "_identity", None)
+
+
+class Lab:
+    """A cache and environments laid out as uv lays them out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "cache" / "archive-v0").mkdir(parents=True)
+        (root / "cache" / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+        self.cache = Cache(str(root / "cache"), BUILD)
+        self.n = 0
+
+    def archive(self, name: str, version: str = "1.0", size: int = 100, indexed: bool = True) -> str:
+        self.n += 1
+        aid = f"A{self.n:015d}"
+        a = Path(self.cache.archives) / aid
+        info = a / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (a / name).mkdir()
+        body = "x" * size
+        (a / name / "__init__.py").write_text(body)
+        (info / "RECORD").write_text(f"{name}/__init__.py,sha256=x,{size}\n{name}-{version}.dist-info/METADATA,,\n")
+        if indexed:
+            pkg = Path(self.cache.wheels) / "pypi" / name
+            pkg.mkdir(parents=True, exist_ok=True)
+            key = f"{name}-{version}-py3-none-any"
+            os.symlink(f"../../../archive-v0/{aid}", pkg / key)
+            (pkg / f"{key}.http").write_text("pointer")
+        return aid
+
+    def env(self, path: Path, dists: List[Tuple[str, str, str, str]]) -> Path:
+        """A venv whose dist-info METADATA is linked from the archive (symlink / hardlink / copy)."""
+        site = path / "lib" / "python3.11" / "site-packages"
+        site.mkdir(parents=True)
+        (path / "pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 3.11.7\n")
+        for name, version, aid, mode in dists:
+            info = site / f"{name}-{version}.dist-info"
+            info.mkdir()
+            meta = Path(self.cache.archives) / aid / f"{name}-{version}.dist-info" / "METADATA"
+            if mode == "symlink":
+                os.symlink(meta, info / "METADATA")
+            elif mode == "hardlink":
+                os.link(meta, info / "METADATA")
+            else:
+                (info / "METADATA").write_bytes(meta.read_bytes())
+                (info / "INSTALLER").write_text("uv\n")
+        return path
+
+    def record(self, env: Path) -> None:
+        bookkeeping.Book(self.cache, bookkeeping.Warnings()).update(str(env), "venv")
+
+    def roots(self, **kw) -> List[gc.Root]:
+        return gc.verify(self.cache, ME, **kw)
+
+    def pinned(self) -> set:
+        out = set()
+        area = self.cache.area()
+        for key in area.listdir() if area else []:
+            if not key.startswith("."):
+                with area.sub(key) as d:
+                    out.update(pins(d))
+        return out
+
+
+@pytest.fixture
+def lab(tmp_path) -> Lab:
+    return Lab(tmp_path)
+
+
+# -- recording and liveness ----------------------------------------------------------------------
+
+
+def test_mixed_link_modes_pin_only_the_symlinked(lab: Lab):
+    a, b, c = lab.archive("alpha"), lab.archive("beta"), lab.archive("gamma")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink"), ("beta", "1.0", b, "hardlink"), ("gamma", "1.0", c, "copy")])
+    lab.record(v)
+    assert lab.pinned() == {a}
+    (root,) = lab.roots()
+    assert root.state == gc.LIVE and root.archives == {a}
+    dists = root.distributions(lab.cache)
+    assert {k: (d.mode, d.archive) for k, d in dists.items()} == {
+        "alpha==1.0": ("symlink", a), "beta==1.0": ("hardlink", b), "gamma==1.0": ("copy", "")}
+
+
+@pytest.mark.parametrize("how", ["reached-through-a-symlinked-parent", "the-path-itself-is-a-symlink"])
+def test_an_environment_behind_a_symlink_is_live(lab: Lab, how):
+    a = lab.archive("alpha")
+    real = lab.env(lab.root / "real" / "v", [("alpha", "1.0", a, "symlink")])
+    if how == "reached-through-a-symlinked-parent":
+        os.symlink(lab.root / "real", lab.root / "link")
+        path = lab.root / "link" / "v"
+    else:
+        os.symlink(real, lab.root / "vlink")
+        path = lab.root / "vlink"
+    lab.record(path)
+    for _ in range(2):  # the first prune rescans, the second takes the fast path
+        (root,) = lab.roots()
+        assert (root.state, root.archives) == (gc.LIVE, {a})
+    assert lab.pinned() == {a}
+
+
+def test_a_gone_environment_is_dead_and_released(lab: Lab):
+    a, b = lab.archive("alpha"), lab.archive("beta")
+    keep = lab.env(lab.root / "keep", [("alpha", "1.0", a, "symlink")])
+    gone = lab.env(lab.root / "gone", [("beta", "1.0", b, "symlink")])
+    lab.record(keep)
+    lab.record(gone)
+    import shutil
+
+    shutil.rmtree(gone)
+    states = {r.path: r.state for r in lab.roots(dry_run=True)}
+    assert states == {str(keep): gc.LIVE, str(gone): gc.DEAD}
+    assert lab.pinned() == {a, b}  # a dry run writes nothing
+    lab.roots()
+    assert lab.pinned() == {a}
+
+
+def test_a_rescan_follows_what_the_environment_links_now(lab: Lab):
+    a, b = lab.archive("alpha"), lab.archive("beta")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
+    lab.record(v)
+    site = v / "lib" / "python3.11" / "site-packages"
+    time.sleep(0.01)
+    info = site / "beta-1.0.dist-info"
+    info.mkdir()  # a bare uv install added beta: the site-packages folder changed
+    os.symlink(Path(lab.cache.archives) / b / "beta-1.0.dist-info" / "METADATA", info / "METADATA")
+    (root,) = lab.roots()
+    assert root.archives == {a, b} and lab.pinned() == {a, b}
+
+
+def test_an_unreadable_record_keeps_its_pins(lab: Lab):
+    a = lab.archive("alpha")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
+    lab.record(v)
+    (entry,) = [p for p in Path(lab.cache.manifest).iterdir() if not p.name.startswith(".")]
+    (entry / manifest.RECORD).write_text("not = [toml")
+    (root,) = lab.roots()
+    assert root.state == gc.UNVERIFIABLE and root.archives == {a} and lab.pinned() == {a}
+
+
+def _foreign(lab: Lab, aid: str, registered_days: float, last_used_days: float) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    rec = manifest.Record(path="/elsewhere/v", host="other", host_id="other-host",
+                          registered=now - timedelta(days=registered_days), last_used=now - timedelta(days=last_used_days))
+    rec.set_dists({"alpha==1.0": manifest.Dist("alpha", "1.0", "symlink", aid)})
+    with lab.cache.entry("f" * 24, create=True) as entry:
+        manifest.save(entry, rec)
+
+
+@pytest.mark.parametrize("registered, last_used, state", [(40, 1, gc.FOREIGN), (40, 29, gc.FOREIGN), (40, 31, gc.EXPIRED), (2, 31, gc.EXPIRED)])
+def test_a_foreign_lease_runs_from_last_use(lab: Lab, registered, last_used, state):
+    a = lab.archive("alpha")
+    _foreign(lab, a, registered, last_used)
+    (root,) = lab.roots(lease=30 * DAY)
+    assert root.state == state
+    assert lab.pinned() == ({a} if state == gc.FOREIGN else set())
+
+
+# -- eviction: choice, order, arithmetic ---------------------------------------------------------
+
+
+def _evict_lab(lab: Lab):
+    """pinned (live symlink env), hard (hardlinked), old/mid/new unpinned by last use."""
+    pinned = lab.archive("pinned", size=1000)
+    hard = lab.archive("hard", size=1000)
+    old, mid, new = lab.archive("old", size=3000), lab.archive("mid", size=2000), lab.archive("new", size=1000)
+    v = lab.env(lab.root / "v", [("pinned", "1.0", pinned, "symlink"), ("hard", "1.0", hard, "hardlink")])
+    lab.record(v)
+    now = time.time()
+    for aid, age in ((old, 30), (mid, 20), (new, 1), (pinned, 50), (hard, 50)):
+        t = now - age * DAY
+        os.utime(Path(lab.cache.archives) / aid, (t, t))
+    return pinned, hard, old, mid, new, now
+
+
+def test_unused_takes_every_unpinned_archive_least_recent_first(lab: Lab):
+    pinned, hard, old, mid, new, now = _evict_lab(lab)
+    p = evict.Policy()
+    p.unused = True
+    ev = evict.choose(lab.cache, lab.roots(), p, now=now, write=False)
+    assert ev.chosen == [old, mid, new]  # oldest first; never the pinned one
+    assert ev.hardlinked == [hard]
+    sizes = {aid: report.archive_size(os.path.join(lab.cache.archives, aid), set()) for aid in (old, mid, new)}
+    assert ev.freed == sum(sizes.values())
+
+
+def test_max_age_and_keep_recent(lab: Lab):
+    pinned, hard, old, mid, new, now = _evict_lab(lab)
+    p = evict.Policy()
+    p.max_age = 10 * DAY
+    ev = evict.choose(lab.cache, lab.roots(), p, now=now, write=False)
+    assert ev.chosen == [old, mid]
+    p = evict.Policy()
+    p.unused, p.keep_recent = True, 25 * DAY
+    ev = evict.choose(lab.cache, lab.roots(), p, now=now, write=False)
+    assert ev.chosen == [old] and sorted(ev.recent) == sorted([mid, new])
+
+
+def test_max_size_stops_as_soon_as_the_cache_fits(lab: Lab):
+    pinned, hard, old, mid, new, now = _evict_lab(lab)
+    roots = lab.roots()
+    total = evict.Survey(lab.cache, write=False).total
+    p = evict.Policy()
+    p.max_size = total - 1  # one byte over: the least recently used archive alone is enough
+    ev = evict.choose(lab.cache, roots, p, now=now, write=False)
+    assert ev.chosen == [old] and ev.size_before == total
+    p.max_size = 1  # out of reach: everything unpinned, nothing pinned or hardlinked
+    ev = evict.choose(lab.cache, roots, p, now=now, write=False)
+    assert ev.chosen == [old, mid, new] and pinned not in ev.chosen and hard not in ev.chosen
+
+
+def test_last_use_comes_from_records_not_file_times(lab: Lab):
+    """An archive a live root linked recently is recent, however old its folder's mtime (images,
+    restored CI caches); the root's last use outlives the root."""
+    a = lab.archive("alpha")
+    t = time.time() - 100 * DAY
+    os.utime(Path(lab.cache.archives) / a, (t, t))
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "hardlink")])
+    lab.record(v)
+    memo = evict.remember_last_use(lab.cache, lab.roots())
+    assert time.time() - memo[a] < 60
+
+
+# -- policy precedence and bad values ------------------------------------------------------------
+
+
+def test_option_beats_variable_beats_config_file(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[prune]\nmax-size = "1GiB"\nmax-age = "3d"\n')
+    env = {"UV_SHIM_CONFIG": str(cfg), "UV_SHIM_MAX_SIZE": "2GiB"}
+    p, rest = evict.policy_from(["--max-size", "3GiB", "--ci"], env)
+    assert (p.max_size, p.max_age, rest) == (3 * 1024**3, 3 * DAY, ["--ci"])
+    p, _ = evict.policy_from([], env)
+    assert p.max_size == 2 * 1024**3
+    p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg)})
+    assert p.max_size == 1024**3
+
+
+def test_a_bad_variable_or_file_value_is_one_warning_and_is_ignored(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[prune]\nmax-size = "lots"\nmax-age = "3d"\n')
+    warnings: List[str] = []
+    p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg), "UV_SHIM_KEEP_RECENT": "soon"}, warn=warnings.append)
+    assert p.max_size is None and p.max_age == 3 * DAY and p.keep_recent is None
+    assert len(warnings) == 2 and "prune.max-size" in warnings[0] and "UV_SHIM_KEEP_RECENT" in warnings[1]
+    cfg.write_text("not toml [")
+    warnings.clear()
+    p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg)}, warn=warnings.append)
+    assert not p.active and len(warnings) == 1 and str(cfg) in warnings[0]
+    with pytest.raises(evict.PolicyError):
+        evict.policy_from(["--max-size", "lots"], {})
+    with pytest.raises(evict.PolicyError):
+        evict.policy_from(["--max-age"], {})
+
+
+@pytest.mark.parametrize("text, n", [("10GiB", 10 * 1024**3), ("500MB", 500 * 1000**2), ("2g", 2 * 1024**3), ("123", 123), ("1.5KiB", 1536), ("0", 0)])
+def test_sizes(text, n):
+    assert evict.parse_size(text) == n
+
+
+@pytest.mark.parametrize("text, s", [("30d", 30 * DAY), ("12h", 43200), ("90m", 5400), ("45s", 45), ("2w", 14 * DAY), ("3600", 3600)])
+def test_durations(text, s):
+    assert report.parse_duration(text) == s
+
+
+@pytest.mark.parametrize("n, text", [(0, "0B"), (512, "512B"), (1536, "1.5KiB"), (41.2 * 1024**2, "41.2MiB"), (3 * 1024**4, "3.0TiB")])
+def test_human_sizes(n, text):
+    assert report.human_size(n) == text
+
+
+# -- which cache: the hot path decides without asking uv where it is certain ---------------------
+
+
+NOWHERE = realuv.RealUv("/nonexistent/uv", "test: asking uv would fail")
+
+
+@pytest.mark.parametrize(
+    "argv, env, expect",
+    [
+        ([], {"UV_CACHE_DIR": "c"}, "{cwd}/c"),
+        ([], {"UV_CACHE_DIR": "~/c"}, "{cwd}/~/c"),
+        (["--cache-dir", "x"], {"UV_CACHE_DIR": "c"}, "{cwd}/x"),
+        (["--directory", "sub"], {"UV_CACHE_DIR": "c"}, "{cwd}/sub/c"),
+        ([], {"UV_WORKING_DIR": "sub", "UV_CACHE_DIR": "c"}, "{cwd}/sub/c"),
+        ([], {"UV_CACHE_DIR": "/abs/c"}, "/abs/c"),
+        ([], {"XDG_CACHE_HOME": "/xdg"}, "/xdg/uv"),
+        ([], {"XDG_CACHE_HOME": "rel"}, "{home}/.cache/uv"),
+        ([], {}, "{home}/.cache/uv"),
+        (["--no-cache"], {"UV_CACHE_DIR": "c"}, None),
+        ([], {"UV_NO_CACHE": "1"}, None),
+    ],
+)
+def test_cache_dir_on_the_hot_path(tmp_path, argv, env, expect):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), **env}
+    got = find_cache_dir(NOWHERE, BUILD, uvargs.parse([*argv, "sync"]), str(tmp_path), env)
+    assert got == (expect.format(cwd=tmp_path, home=home) if expect else None)
+
+
+def test_working_dir_variable_only_where_uv_reads_it(tmp_path):
+    old = realuv.UvBuild("0.7.0", BUILD.buckets, [])
+    env = {"HOME": str(tmp_path), "UV_WORKING_DIR": "sub", "UV_CACHE_DIR": "c"}
+    assert find_cache_dir(NOWHERE, old, uvargs.parse(["sync"]), str(tmp_path), env) == str(tmp_path / "c")
+
+
+# -- confinement -----------------------------------------------------------------------------------
+
+
+def test_confined_folders_never_follow_a_symlink(tmp_path):
+    victim = tmp_path / "victim"
+    (victim / "d").mkdir(parents=True)
+    (victim / "f").write_text("keep")
+    (victim / "d" / "g").write_text("keep")
+    top = tmp_path / "top"
+    (top / "real" / "deep").mkdir(parents=True)
+    (top / "real" / "deep" / "x").write_text("x")
+    os.symlink(victim, top / "real" / "link")
+    os.symlink(victim / "f", top / "real" / "flink")
+    os.symlink(victim, top / "ours")
+    with Dir.root(str(top)) as d:
+        with pytest.raises(Unsafe):
+            d.sub("ours")
+        with d.sub("ours", create=True, ours=True) as fresh:  # our own folder: the link goes, a real folder comes
+            assert fresh.listdir() == []
+        d.remove_tree("real")
+        assert sorted(d.listdir()) == ["ours"]
+    assert (victim / "f").read_text() == "keep" and (victim / "d" / "g").read_text() == "keep"
+    with pytest.raises(ValueError):
+        Dir.root(str(top)).sub("../victim")
+
+
+def test_pin_names_round_trip():
+    from shim.cache import pin_name
+
+    for aid in ("abcdefghijklmnopqrstu", "abc-def_ghi-jklmnop-", "0123456789abcdef", "a_b-c"*4):
+        assert pin_id(pin_name(aid)) == aid
+    assert pin_id("pin_../../etc_0-0-py3-none-any") is None
