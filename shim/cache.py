@@ -245,10 +245,15 @@ class Cache:
             except OSError:
                 same = None  # a path this host cannot see (a container's mount point, say)
             self._same_root[prefix] = same
-        if same is None:
-            # fail closed: an archive of that id here may well be the one it means
-            return aid if os.path.isdir(self.archives + os.sep + aid) else None
-        return aid if same else None
+        if same:
+            return aid
+        # Another path. Only an archive that is really there, in a cache this host can see, makes
+        # the link another cache's; a path this host cannot see (a container's mount point, an
+        # unmounted bind mount whose empty folder remains) fails closed: an archive of that id
+        # here may well be the one it means.
+        if same is False and os.path.isdir(target[: idx + len(_ARCHIVE_MARKER)] + aid):
+            return None
+        return aid if os.path.isdir(self.archives + os.sep + aid) else None
 
     def archive_path(self, aid: str) -> str:
         if not is_archive_id(aid):

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from shim import paths, uvargs
 from shim.realuv import BIN_MARKER as MARKER
-from shim.realuv import GUARD_VAR, LAUNCHER_MARK, ShimError, is_shim
+from shim.realuv import DEPTH_VAR, GUARD_VAR, LAUNCHER_MARK, MAX_DEPTH, ShimError, is_shim
 
 NAMES = ("uv", "uvx")
 
@@ -85,6 +85,9 @@ fast=1
 [ "$name" = uvx ] && fast=0
 [ "$rules" -nt "$self" ] && fast=0  # uv-shim was upgraded: Python rewrites these launchers
 [ "${{{GUARD_VAR}-}}" = "$$" ] && fast=0
+depth=${{{DEPTH_VAR}:-0}}
+case "$depth" in ""|*[!0-9]*) depth=0;; ????*) depth={MAX_DEPTH};; esac
+[ "$depth" -ge {MAX_DEPTH} ] && fast=0  # a loop through a wrapper: Python says so
 case "${{UV_SHIM_DISABLE-}}" in 1|true|yes) fast=2;; esac
 if [ $fast = 1 ]; then
   w1= w2= skip=
@@ -114,7 +117,7 @@ if [ $fast != 0 ]; then
     [ -n "$real" ] || real=$bundled
   fi
   if [ -f "$real" ] && [ -x "$real" ] && [ "$name" = uv ] && ! [ "$real" -ef "$self" ]; then
-    {GUARD_VAR}=$$; export {GUARD_VAR}
+    {GUARD_VAR}=$$ {DEPTH_VAR}=$((depth + 1)); export {GUARD_VAR} {DEPTH_VAR}
     exec "$real" "$@"
   fi
 fi

@@ -7,7 +7,10 @@ Python package when it is installed next to us.
 Recursion guard: every exec of "the real uv" sets ``UV_SHIM_PID`` to the pid that is about to
 exec. ``exec`` keeps the pid, so if the program we exec turns out to be a shim launcher, it sees
 its own pid in ``UV_SHIM_PID`` and stops with a clear error instead of looping. A ``uv`` started
-later by a child of ``uv run`` has another pid and is unaffected.
+later by a child of ``uv run`` has another pid and is unaffected. A wrapper that runs ``uv`` as a
+child instead of exec'ing it gives each round a new pid: ``UV_SHIM_DEPTH`` counts how many times
+uv-shim handed over to "the real uv" in one chain of processes, and past ``MAX_DEPTH`` (far
+beyond any real nesting of ``uv run`` calling uv) the chain is a loop.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 
 GUARD_VAR = "UV_SHIM_PID"
 PARENT_VAR = "UV_SHIM_PPID"
+DEPTH_VAR = "UV_SHIM_DEPTH"
+MAX_DEPTH = 16
 LAUNCHER_MARK = b"# uv-shim launcher"
 BIN_MARKER = ".uv-shim-bin"  # in every folder we write launchers to: the real-uv search skips it
 
@@ -102,8 +107,14 @@ def _bundled() -> Optional[str]:
     return path if path and not is_shim(path) else None
 
 
+def _depth(env: Mapping[str, str]) -> int:
+    value = env.get(DEPTH_VAR, "")
+    return int(value) if value.isdigit() else 0
+
+
 def check_guard(env: Mapping[str, str]) -> None:
-    if env.get(GUARD_VAR) == str(os.getpid()) or env.get(PARENT_VAR) == str(os.getppid()):
+    looped = env.get(GUARD_VAR) == str(os.getpid()) or env.get(PARENT_VAR) == str(os.getppid())
+    if looped or _depth(env) >= MAX_DEPTH:
         raise ShimError(
             "the uv that uv-shim found is uv-shim itself (recursion); set UV_SHIM_REAL_UV to the real "
             "uv binary or fix PATH (`uv-shim which` shows what is used)"
@@ -117,6 +128,7 @@ def child_env(env: Mapping[str, str], exec_: bool = True) -> Dict[str, str]:
     """
     out = dict(env)
     out[GUARD_VAR if exec_ else PARENT_VAR] = str(os.getpid())
+    out[DEPTH_VAR] = str(_depth(env) + 1)
     return out
 
 
@@ -157,7 +169,14 @@ def mirror_exit(code: int) -> NoReturn:
     sys.stderr.flush()
     if code < 0:
         sig = -code
-        signal.signal(sig, signal.SIG_DFL)
+        try:
+            signal.signal(sig, signal.SIG_DFL)  # SIGKILL and SIGSTOP have no handler to reset
+        except (OSError, ValueError):
+            pass
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        except (OSError, ValueError, AttributeError):
+            pass
         os.kill(os.getpid(), sig)
         code = 128 + sig
     os._exit(code)

@@ -181,6 +181,18 @@ class World:
         out = self.python(venv, f"import {module}; print({module}.VALUE)")
         return out.stdout.strip() if out.returncode == 0 else None
 
+    def broken(self, venv: Path) -> List[str]:
+        """What is broken in an environment ("works" is an empty list): files its distributions'
+        RECORDs list that are missing, top-level packages that do not import or import only as
+        an empty namespace package."""
+        out = self.python(venv, _BROKEN_PROBE)
+        if out.returncode != 0:
+            return [f"probe failed: {out.stderr.strip()[-300:]}"]
+        return [line for line in out.stdout.splitlines() if line.strip()]
+
+    def works(self, venv: Path) -> bool:
+        return self.broken(venv) == []
+
     def manifest_dir(self) -> Path:
         from shim import realuv
         from shim.cache import SHIM_DIR
@@ -214,6 +226,43 @@ class World:
     def archives(self) -> List[str]:
         d = self.cache / "archive-v0"
         return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+_BROKEN_PROBE = r"""
+import glob, importlib, os, sys
+site = next(p for p in sys.path if p.endswith("site-packages"))
+out = []
+for info in sorted(glob.glob(os.path.join(site, "*.dist-info"))):
+    rec = os.path.join(info, "RECORD")
+    if not os.path.isfile(rec):
+        out.append(os.path.basename(info) + ": RECORD is gone")
+        continue
+    tops = set()
+    for line in open(rec, encoding="utf-8"):
+        path = line.rsplit(",", 2)[0]
+        if not path:
+            continue
+        if not os.path.exists(os.path.normpath(os.path.join(site, path))):
+            out.append("missing " + path)
+        top = path.split("/")[0]
+        if not path.startswith("..") and not top.endswith((".dist-info", ".data", ".pth")) and top != "__pycache__":
+            tops.add(top[:-3] if top.endswith(".py") else top)
+    for top in sorted(tops):
+        try:
+            mod = importlib.import_module(top)
+        except Exception as e:
+            out.append(f"{top}: {type(e).__name__}: {e}")
+            continue
+        if getattr(mod, "__file__", None) is None:
+            out.append(top + ": an empty namespace package")
+print("\n".join(out))
+"""
+
+
+def pair(tmp_path: Path, shim_home: Path, version: str):
+    """Two separate worlds of one uv version: one to break with the bare uv (the control), one
+    to protect through the shim."""
+    return World(tmp_path / "bare", shim_home, version), World(tmp_path / "shim", shim_home, version)
 
 
 @pytest.fixture
