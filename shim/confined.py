@@ -31,6 +31,19 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 
 
+# Fault injection for the crash tests: ``UV_SHIM_TEST_KILL_AT=N`` kills this process with SIGKILL
+# just before its N-th change in the cache (every change goes through a Dir), so a test can stop
+# the shim before each change in turn instead of at random times.
+_kill_at = [int(os.environ.get("UV_SHIM_TEST_KILL_AT") or 0)]
+
+
+def _change() -> None:
+    if _kill_at[0]:
+        _kill_at[0] -= 1
+        if not _kill_at[0]:
+            os.kill(os.getpid(), 9)
+
+
 class Unsafe(OSError):
     """A name that should be a real folder is a symlink or a file: never followed, never used."""
 
@@ -80,6 +93,7 @@ class Dir:
             except FileNotFoundError:
                 if not create:
                     raise
+                _change()
                 try:
                     os.mkdir(name, 0o755, dir_fd=self.fd)
                 except FileExistsError:
@@ -172,6 +186,7 @@ class Dir:
         beside it (``.<name>.<pid>.<hex>.tmp``), fsync, rename over the old name. The rename
         replaces whatever was there (a symlink included) without following it."""
         tmp = f".{_name(name)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        _change()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
         try:
             try:
@@ -182,21 +197,25 @@ class Dir:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            _change()
             os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
             self.unlink(tmp)
             raise
 
     def symlink(self, target: str, name: str) -> None:
+        _change()
         os.symlink(target, _name(name), dir_fd=self.fd)
 
     def replace(self, src: str, dst: str, dst_dir: Optional["Dir"] = None) -> None:
         """Rename ``src`` here to ``dst`` here (or in ``dst_dir``), replacing a file or link there."""
+        _change()
         os.replace(_name(src), _name(dst), src_dir_fd=self.fd, dst_dir_fd=(dst_dir or self).fd)
 
     def unlink(self, name: str) -> bool:
         """Remove a file or a symlink (never what it points to); True if it was there.
         A folder is left alone (IsADirectoryError)."""
+        _change()
         try:
             os.unlink(_name(name), dir_fd=self.fd)
             return True
@@ -205,6 +224,7 @@ class Dir:
 
     def rmdir(self, name: str) -> bool:
         """Remove an empty folder; False if it is gone or not empty."""
+        _change()
         try:
             os.rmdir(_name(name), dir_fd=self.fd)
             return True

@@ -142,21 +142,29 @@ def _has_record(entry: Entry) -> bool:
 
 
 class _Store:
-    """Every write a verification makes, in one place, so a dry run can skip them all."""
+    """Every write a verification makes, in one place, so a dry run can skip them all.
+
+    Releases wait until every kept root is pinned (``release_dropped``): an archive a dead root
+    pinned may be one a live root links too, and it must never be unpinned in between."""
 
     def __init__(self, cache: Cache, write: bool) -> None:
         self.cache = cache
         self.write = write
+        self.dropped: List[Entry] = []
 
     def drop(self, entries: List[Entry]) -> None:
         if self.write:
-            for entry in entries:
-                try:
-                    d = entry.open()
-                except FileNotFoundError:
-                    continue
-                with d, manifest.lock(d):
-                    manifest.remove(entry.area, entry.key)
+            self.dropped.extend(entries)
+
+    def release_dropped(self) -> None:
+        for entry in self.dropped:
+            try:
+                d = entry.open()
+            except FileNotFoundError:
+                continue
+            with d, manifest.lock(d):
+                manifest.remove(entry.area, entry.key)
+        self.dropped = []
 
     def keep(self, key: str, record: Optional[Record], archives: Set[str], exact: bool = False, rewrite: bool = False) -> None:
         """Pin ``archives`` in the pruning uv's bucket (only them, if ``exact``) and make sure the
@@ -164,11 +172,11 @@ class _Store:
         if not self.write:
             return
         with self.cache.entry(key, create=True) as current, manifest.lock(current):  # type: ignore[union-attr]
+            for aid in sorted(archives):
+                pin(current, aid)  # pins first: a record never names an archive without its pin
             if record is not None and (rewrite or not manifest.exists(current)):
                 manifest.save(current, record)
-            for aid in sorted(archives):
-                pin(current, aid)  # pins before unpins: fail closed
-            if exact:
+            if exact:  # and old pins go last: fail closed wherever this stops
                 for aid in set(pins(current)) - archives:
                     unpin(current, aid)
 
@@ -216,6 +224,7 @@ def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Option
             roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
             continue
         roots.append(_verify_own_full(store, key, entries, record))
+    store.release_dropped()
     return roots
 
 

@@ -66,6 +66,17 @@ def test_uvx_cached_environment_is_recorded(world: World, wheels):
     assert second.returncode == 0 and "gamma says hi" in second.stdout
     kinds = [r.kind for r in world.records().values()]
     assert "cached" in kinds
+    # what the cached environment links is pinned: a bare prune --ci keeps it (uv recreates the
+    # environment itself from it); the control, with the bare uvx, loses it
+    (gamma,) = [a for a in world.archives() if list((world.cache / "archive-v0" / a).glob("gamma-1.0.dist-info"))]
+    assert gamma in world.pinned()
+    world.prune("--ci")
+    assert gamma in world.archives()
+    control = World(world.root / "control", world.shim_home, world.version)
+    bare = subprocess.run([str(control.real_uv.parent / "uvx"), *args], env=control.env(UV_LINK_MODE="symlink"), capture_output=True, text=True, cwd=control.root)
+    assert bare.returncode == 0, bare.stderr
+    control.prune("--ci")
+    assert not [a for a in control.archives() if list((control.cache / "archive-v0" / a).glob("gamma-1.0.dist-info"))]
 
 
 def test_tool_install_records_tool_environment(world: World, wheels):

@@ -102,13 +102,10 @@ def test_disable_is_pure_passthrough(world: World, wheels):
     assert list(world.records())
 
 
-def test_passthrough_adds_no_time_to_speak_of(world: World):
-    """Not a benchmark (see scripts/bench.py): only that passthrough never starts Python."""
+def test_passthrough_never_starts_python(world: World):
+    """Speed is scripts/bench.py's (ratios against the bare uv); here only that passthrough
+    execs the real uv straight from the sh launcher."""
     env = world.env()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        subprocess.run([str(world.shim_uv), "--version"], env=env, capture_output=True, check=True)
-    assert time.perf_counter() - t0 < 30
     trace = subprocess.run(["sh", "-x", str(world.shim_uv), "--version"], env=env, capture_output=True, text=True)
     assert f"exec {world.real_uv}" in trace.stderr
     assert "-S -E" not in trace.stderr

@@ -67,12 +67,24 @@ def test_environment_recreated_with_other_packages(world: World, wheels):
 
 
 @pytest.mark.parametrize("mode", ["hardlink", "copy", "clone"])
-def test_other_link_modes_are_unaffected(world: World, wheels, mode):
+def test_other_link_modes_are_recorded_without_pins_and_judged_by_their_links(world: World, wheels, mode):
+    """Hardlink, clone and copy environments survive any prune by themselves; what the shim must
+    get right is the record (no pins) and eviction: a hardlinked archive frees nothing and is
+    skipped, a copied or cloned one is used by nothing and goes."""
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels, mode=mode)
-    shim_prune(world)
-    shim_prune(world, "--ci")
+    (rec,) = world.records().values()
+    meta = next(v.glob("lib/python*/site-packages/alpha-1.0.dist-info/METADATA"))
+    got = "hardlink" if meta.stat().st_nlink > 1 else "copy"  # clone falls back to hardlink without reflinks
+    assert got == {"hardlink": "hardlink", "copy": "copy"}.get(mode, got)
+    assert rec.link_modes == [got] and world.pins() == []
+    (aid,) = world.archives()
+    out = shim_prune(world, "--unused")
     assert world.value(v, "alpha") == "alpha-1.0"
+    if got == "hardlink":
+        assert world.archives() == [aid] and "hardlinked into environments" in out.stderr, out.stderr
+    else:
+        assert world.archives() == [] and "Removed 1 unused archive" in out.stderr, out.stderr
 
 
 def test_unreadable_record_keeps_its_pins(world: World, wheels):
@@ -135,7 +147,13 @@ def test_prunes_while_installs_run(world: World, wheels):
     """Installs into several symlink venvs race a prune loop: nothing breaks, no record is lost."""
     venvs = [world.venv(f"v{i}") for i in range(4)]
     stop = threading.Event()
-    errors = []
+    errors: list = []
+
+    def _install_or_record(errors: list, v, *specs: str) -> None:
+        try:
+            world.install(v, *specs, find_links=wheels)
+        except BaseException as e:  # an assertion in a thread would otherwise vanish
+            errors.append(f"install into {v.name}: {e}")
 
     def prune_loop():
         while not stop.is_set():
@@ -148,7 +166,7 @@ def test_prunes_while_installs_run(world: World, wheels):
     try:
         for round_ in range(3):
             threads = [
-                threading.Thread(target=world.install, args=(v, "alpha==1.0" if (i + round_) % 2 else "alpha==2.0", "beta==1.0"), kwargs={"find_links": wheels})
+                threading.Thread(target=_install_or_record, args=(errors, v, "alpha==1.0" if (i + round_) % 2 else "alpha==2.0", "beta==1.0"))
                 for i, v in enumerate(venvs)
             ]
             for th in threads:

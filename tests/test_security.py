@@ -62,7 +62,8 @@ def test_symlinks_out_of_the_cache_are_never_followed(world: World, wheels, outs
     world.install(gone, "beta==1.0", find_links=wheels)
     shutil.rmtree(gone)
     _plant(world, outside)
-    world.uv(*command, check=False)
+    out = world.uv(*command, check=False)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     _intact(outside)
     assert world.value(v, "alpha") == "alpha-1.0"
 
@@ -75,7 +76,8 @@ def test_hostile_environment_paths(world: World, wheels, outside):
     shutil.rmtree(v)
     os.symlink(outside, v)  # the environment's path now leads out
     for args in (["cache", "prune", "--unused"], ["cache", "clean"]):
-        world.uv(*args, check=False)
+        out = world.uv(*args, check=False)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     out = subprocess.run([sys.executable, "-m", "shim", "doctor", "--fix"], env=world.env(), capture_output=True, text=True)
     assert "Traceback" not in out.stderr
     _intact(outside)
@@ -90,13 +92,3 @@ def test_evicting_never_unlinks_outside_the_buckets(world: World, wheels, outsid
     world.uv("cache", "prune", "--unused")
     assert os.path.islink(outside / "points-into-the-cache")  # our links only, in uv's buckets only
     _intact(outside)
-
-
-def test_folder_removal_resists_a_swap_to_a_symlink():
-    """`uv cache clean` removes folders with shutil.rmtree, which works on file descriptors and
-    never follows a symlink swapped in while it runs, on platforms where this attribute holds.
-    (A racing-swapper test did not catch the naive recursive version in practice, so the
-    protection rests on this property rather than on a timing test.)"""
-    import shutil as sh
-
-    assert sh.rmtree.avoids_symlink_attacks

@@ -28,8 +28,8 @@ def test_parallel_installs_and_prunes(world: World, wheels):
             v = venvs[i % len(venvs)]
             specs = rng.choice([["alpha==1.0", "beta==1.0"], ["alpha==2.0"], ["gamma==1.0", "beta==1.0"], ["alpha==1.0"]])
             out = world.install(v, *specs, find_links=wheels, check=False, extra=["--refresh"] if rng.random() < 0.2 else [])
-            if out.returncode != 0 and "Failed to" not in out.stderr:  # uv's own lock contention is fine
-                errors.append(out.stderr)
+            if out.returncode != 0:
+                errors.append(f"install {specs} into {v.name} failed ({out.returncode}):\n{out.stderr}")
             with lock:
                 counts["installs"] += 1
 
@@ -55,10 +55,7 @@ def test_parallel_installs_and_prunes(world: World, wheels):
     recs = world.records()  # every record parses
     for v in venvs:
         assert str(v.resolve()) in recs, f"record of {v.name} lost"
-        site = next(v.glob("lib/python*/site-packages"))
-        for info in site.glob("*.dist-info"):
-            mod = info.name.split("-")[0]
-            assert world.value(v, mod) is not None, f"{v.name}: {mod} broken"
+        assert world.works(v), (v.name, world.broken(v))
     for entry in world.manifest_dir().iterdir():
         if (entry / manifest.RECORD).exists():
             manifest.load(str(entry))
