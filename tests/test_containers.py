@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,31 @@ def test_host_identity_tells_containers_apart(world: World, wheels):
     out = world.uv("cache", "prune", "--ci", UV_SHIM_HOST_ID="container-a")  # a's own host releases it
     assert "Released 1 environment" in out.stderr
     assert len(world.pinned()) == 1 and world.value(b, "beta") == "beta-1.0"
+
+
+def test_the_real_host_identity_tells_hosts_apart(world: World, wheels):
+    """No UV_SHIM_HOST_ID anywhere: the identity comes from the hostname, machine-id and container
+    id as the shim reads them. An install made under another hostname (a new UTS namespace) is
+    another host's root: kept until its lease ends, even when its environment is gone from here.
+    Control: the same environment recorded under this host's identity is released."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to give a process another hostname")
+    elsewhere, here = world.venv("elsewhere"), world.venv("here")
+    args = ["pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
+    env = world.env(UV_LINK_MODE="symlink")
+    assert "UV_SHIM_HOST_ID" not in env
+    other = subprocess.run(["unshare", "--uts", "sh", "-c", 'hostname other-host && exec "$@"', "sh", str(world.shim_uv), *args, "--python", str(elsewhere / "bin" / "python"), "alpha==1.0"],
+                           env=env, capture_output=True, text=True)
+    if other.returncode != 0 and "unshare" in other.stderr:
+        pytest.skip(f"cannot make a UTS namespace here: {other.stderr.strip()}")
+    assert other.returncode == 0, other.stderr
+    world.install(here, "beta==1.0", find_links=wheels)
+    recs = {Path(p).name: r for p, r in world.records().items()}
+    assert recs["elsewhere"].host == "other-host" and recs["here"].host == os.uname().nodename
+    assert recs["elsewhere"].host_id != recs["here"].host_id
+    shutil.rmtree(elsewhere)
+    shutil.rmtree(here)
+    out = world.uv("cache", "prune", "--ci")
+    assert "of " + str(elsewhere.resolve()) + " on host other-host" in out.stderr, out.stderr
+    assert "Released 1 environment" in out.stderr  # here's own root: this host can see it is gone
+    assert [r.path for r in world.records().values()] == [str(elsewhere.resolve())]
