@@ -44,7 +44,10 @@ def parse_size(text: str) -> int:
     unit = t[len(digits):] or "b"
     if unit not in _UNITS or not digits:
         raise ValueError(text)
-    return int(float(digits) * _UNITS[unit])
+    number = float(digits) * _UNITS[unit]
+    if not 0 <= number < 2**63:  # NaN, infinities (1e400), negatives: not sizes
+        raise ValueError(text)
+    return int(number)
 
 
 class Policy:

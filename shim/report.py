@@ -38,7 +38,7 @@ def parse_duration(text: str) -> float:
     else:
         value, unit = t, "s"
     number = float(value)
-    if number < 0:
+    if not 0 <= number < 1e15:  # NaN, infinities, negatives and absurd spans are not durations
         raise ValueError(text)
     return number * _DURATIONS[unit]
 

@@ -305,7 +305,7 @@ def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> List[Target]:
         t = pip_env(inv, cwd, env)
         return [t] if t else []
     if words[0] in ("sync", "add", "remove", "run"):
-        if inv.has("--no-project") or inv.opt("--script") or (words[0] == "run" and inv.has("--isolated")):
+        if inv.has("--no-project", "--script") or (words[0] == "run" and inv.has("--isolated")):
             return []
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
             return [Target(os.path.join(cwd, env["VIRTUAL_ENV"]))]
@@ -323,7 +323,7 @@ def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> List[Target]:
 
 def uses_cached_env(inv: Invocation) -> bool:
     """Commands that run in an environment uv keeps inside the cache (``uvx``, ``run --with``)."""
-    return inv.words[:2] == ("tool", "run") or (inv.words[:1] == ("run",) and bool(inv.opt("--with", "-w", "--with-requirements", "--with-editable") or inv.opt("--script")))
+    return inv.words[:2] == ("tool", "run") or (inv.words[:1] == ("run",) and bool(inv.opt("--with", "-w", "--with-requirements", "--with-editable") or inv.has("--script")))
 
 
 def runs_child(inv: Invocation) -> bool:

@@ -119,3 +119,50 @@ def test_venv_and_tool_targets(tmp_path):
     assert _t(["tool", "install", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "tools")}) == [(str(tmp_path / "tools"), "tools")]
     home = {"HOME": str(tmp_path)}
     assert _t(["tool", "upgrade", "--all"], tmp_path, home) == [(os.path.join(str(tmp_path), ".local", "share", "uv", "tools"), "tools")]
+
+
+@pytest.mark.parametrize(
+    "argv, help_, positionals",
+    [
+        (["sync", "-h"], True, []),
+        (["help"], True, []),
+        (["tool", "run", "black", "--cache-dir", "x", "-h"], False, ["black", "--cache-dir", "x", "-h"]),
+        (["pip", "install", "-", "x"], False, ["-", "x"]),
+        (["pip", "install", "-pthon", "x"], False, ["x"]),
+    ],
+)
+def test_help_and_where_options_end(argv, help_, positionals):
+    inv = uvargs.parse(argv)
+    assert (inv.help, inv.positionals) == (help_, positionals)
+    if argv[:2] == ["tool", "run"]:
+        assert inv.globals == {} and uvargs.runs_child(inv)
+
+
+def test_what_uses_a_cached_environment():
+    cached = lambda *a: uvargs.uses_cached_env(uvargs.parse(list(a)))  # noqa: E731
+    assert cached("tool", "run", "black") and cached("run", "--with", "rich", "python") and cached("run", "--script", "s.py")
+    assert cached("run", "-w", "rich", "python") and cached("run", "--with-requirements", "r.txt", "python")
+    assert not cached("run", "python") and not cached("tool", "install", "black") and not cached("sync")
+    assert not uvargs.runs_child(uvargs.parse(["sync"])) and uvargs.runs_child(uvargs.parse(["run", "x"]))
+
+
+def test_more_targets(tmp_path):
+    a = _venv(tmp_path / "a")
+    _venv(tmp_path / "proj" / ".venv")
+    (tmp_path / "proj" / "pyproject.toml").write_text('[project]\nname = "p"\n')
+    (tmp_path / "bare" / ".venv").mkdir(parents=True)  # no pyvenv.cfg: not an environment
+    assert _t(["pip", "install", "x"], tmp_path, {"UV_PYTHON": str(a / "bin" / "python")}) == [(str(a), "venv")]
+    assert _t(["pip", "install", "x", "--system"], tmp_path, {"UV_PYTHON": str(a / "bin" / "python")}) == []
+    assert _t(["pip", "install", "x"], tmp_path, {"UV_SYSTEM_PYTHON": "true"}) == []
+    assert _t(["pip", "install", "x"], tmp_path, {"UV_SYSTEM_PYTHON": "1", "VIRTUAL_ENV": str(a)}) == []
+    assert _t(["pip", "install", "x"], tmp_path, {"VIRTUAL_ENV": "a"}) == [(str(a), "venv")]  # relative to cwd
+    assert _t(["pip", "install", "x", "-p", "a/bin/python"], tmp_path) == [(str(a), "venv")]
+    assert _t(["pip", "install", "x"], tmp_path / "bare") == []
+    proj = tmp_path / "proj"
+    assert _t(["sync", "--active"], proj, {"VIRTUAL_ENV": str(a)}) == [(str(a), "venv")]
+    assert _t(["sync"], proj, {"VIRTUAL_ENV": str(a)}) == [(str(proj / ".venv"), "venv")]
+    assert _t(["run", "--isolated", "python"], proj) == [] and _t(["sync", "--isolated"], proj) == [(str(proj / ".venv"), "venv")]
+    assert _t(["run", "--script", "s.py"], proj) == [] and _t(["add", "--script", "s.py", "x"], proj) == []
+    assert _t(["add", "x"], proj) == [(str(proj / ".venv"), "venv")]
+    assert _t(["venv"], tmp_path, {"UV_PROJECT_ENVIRONMENT": "envs/p"}) == [(str(tmp_path / "envs" / "p"), "venv")]
+    assert _t(["tool", "upgrade", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "t")}) == [(str(tmp_path / "t"), "tools")]

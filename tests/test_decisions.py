@@ -374,3 +374,172 @@ def test_pin_names_round_trip():
     for aid in ("abcdefghijklmnopqrstu", "abc-def_ghi-jklmnop-", "0123456789abcdef", "a_b-c"*4):
         assert pin_id(pin_name(aid)) == aid
     assert pin_id("pin_../../etc_0-0-py3-none-any") is None
+
+
+@pytest.mark.parametrize("text", ["nan", "NAN", "inf", "-inf", "1e400", "-1", "1e400d", ""])
+def test_non_finite_sizes_and_durations_are_refused(text):
+    with pytest.raises(ValueError):
+        report.parse_duration(text)
+    with pytest.raises(ValueError):
+        evict.parse_size(text)
+
+
+# -- killing the mutants that matter (scripts/mutate) --------------------------------------------
+
+
+def _aged(lab: Lab, ages_days) -> List[str]:
+    """Archives created newest first (so their ids sort against their age), aged by mtime."""
+    ids = [lab.archive(f"p{i}", size=100) for i in range(len(ages_days))]
+    now = time.time()
+    for aid, age in zip(ids, ages_days):
+        os.utime(Path(lab.cache.archives) / aid, (now - age * DAY, now - age * DAY))
+    return ids
+
+
+def test_eviction_order_is_last_use_not_id(lab: Lab):
+    new, mid, old = _aged(lab, [1, 10, 20])
+    p = evict.Policy()
+    p.unused = True
+    assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == [old, mid, new]
+
+
+def test_eviction_reads_the_clock_it_is_given(lab: Lab):
+    a, b = _aged(lab, [1, 2])
+    p = evict.Policy()
+    p.max_age = 30 * DAY
+    assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []
+    later = time.time() + 100 * DAY
+    assert sorted(evict.choose(lab.cache, lab.roots(), p, now=later, write=False).chosen) == sorted([a, b])
+
+
+def test_cached_environments_are_never_chosen(lab: Lab):
+    (env,) = _aged(lab, [50])
+    (Path(lab.cache.archives) / env / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    p = evict.Policy()
+    p.unused = True
+    assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []
+
+
+def test_last_use_outlives_the_root(lab: Lab):
+    import shutil
+
+    a = lab.archive("alpha")
+    t = time.time() - 100 * DAY
+    os.utime(Path(lab.cache.archives) / a, (t, t))
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "hardlink")])
+    lab.record(v)
+    evict.remember_last_use(lab.cache, lab.roots())  # what a prune does
+    shutil.rmtree(v)
+    assert [r.state for r in lab.roots()] == [gc.DEAD]  # released
+    p = evict.Policy()
+    p.max_age = 30 * DAY
+    assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []  # used a moment ago
+    assert evict.choose(lab.cache, lab.roots(), p, now=time.time() + 31 * DAY, write=False).chosen == [a]
+
+
+def _refs(lab: Lab) -> List[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(lab.cache.wheels):
+        out += [os.path.relpath(os.path.join(dirpath, n), lab.cache.root) for n in dirnames + filenames if os.path.islink(os.path.join(dirpath, n)) or n.endswith(".http")]
+    return sorted(out)
+
+
+def test_evicted_references_are_held_then_dropped_or_put_back(lab: Lab):
+    a, b = lab.archive("alpha"), lab.archive("beta")
+    before = _refs(lab)
+    p = evict.Policy()
+    p.unused = True
+    ev = evict.choose(lab.cache, lab.roots(), p)
+    assert sorted(ev.chosen) == sorted([a, b])
+    held = evict.apply(lab.cache, ev)
+    assert _refs(lab) == [] and held.moved == 2
+    assert held.restore() == 2 and _refs(lab) == before  # the prune failed: everything back
+    assert not [n for n in lab.cache.area().listdir() if n.startswith(evict.HOLD_PREFIX)]
+    held = evict.apply(lab.cache, ev)
+    held.finish()  # the prune succeeded: uv deleted the archives, the references stay gone
+    assert _refs(lab) == [] and not [n for n in lab.cache.area().listdir() if n.startswith(evict.HOLD_PREFIX)]
+
+
+def test_references_held_by_a_dead_prune_are_put_back(lab: Lab):
+    lab.archive("alpha")
+    before = _refs(lab)
+    p = evict.Policy()
+    p.unused = True
+    held = evict.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
+    area = lab.cache.area()
+    area.replace(held.name, f"{evict.HOLD_PREFIX}999999999")  # its process is gone
+    assert evict.recover(lab.cache) == 1 and _refs(lab) == before
+
+
+def test_a_held_reference_whose_archive_went_is_not_put_back(lab: Lab):
+    import shutil
+
+    a = lab.archive("alpha")
+    p = evict.Policy()
+    p.unused = True
+    held = evict.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
+    shutil.rmtree(Path(lab.cache.archives) / a)  # the prune deleted it, then failed later
+    assert held.restore() == 0 and _refs(lab) == []
+
+
+def test_every_root_after_a_foreign_one_is_verified_and_protected(lab: Lab):
+    other, mine = lab.archive("other"), lab.archive("mine")
+    _foreign(lab, other, 1, 1)  # its key sorts first
+    v = lab.env(lab.root / "v", [("mine", "1.0", mine, "symlink")])
+    lab.record(v)
+    roots = lab.roots()
+    assert sorted(r.state for r in roots) == [gc.FOREIGN, gc.LIVE]
+    p = evict.Policy()
+    p.unused = True
+    assert evict.choose(lab.cache, roots, p, write=False).chosen == []
+
+
+def test_a_rescan_drops_pins_the_environment_no_longer_needs(lab: Lab):
+    import shutil
+
+    a, b = lab.archive("alpha"), lab.archive("beta")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink"), ("beta", "1.0", b, "symlink")])
+    lab.record(v)
+    time.sleep(0.01)
+    shutil.rmtree(next(v.glob("lib/python*/site-packages/beta-1.0.dist-info")))  # a bare uninstall
+    (root,) = lab.roots()
+    assert root.archives == {a} and lab.pinned() == {a}
+
+
+def test_pins_without_a_record_are_kept_and_an_empty_leftover_goes(lab: Lab):
+    from shim.cache import pin
+
+    a = lab.archive("alpha")
+    with lab.cache.entry("a" * 24, create=True) as d:
+        pin(d, a)
+    with lab.cache.entry("b" * 24, create=True):
+        pass
+    roots = lab.roots()
+    assert [(r.key, r.state, r.archives) for r in roots] == [("a" * 24, gc.UNVERIFIABLE, {a})]
+    assert sorted(n for n in lab.cache.area().listdir() if not n.startswith(".")) == ["a" * 24]
+
+
+def test_leftovers_go_in_a_prune_and_stay_in_a_dry_run(lab: Lab):
+    a = lab.archive("alpha")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
+    lab.record(v)
+    area = Path(lab.cache.manifest)
+    (entry,) = [p for p in area.iterdir() if not p.name.startswith(".")]
+    for leftover in (area / ".archive-sizes.999999999.ab.tmp", entry / ".root.toml.999999999.cd.tmp"):
+        leftover.write_text("torn")
+    lab.roots(dry_run=True)
+    assert (area / ".archive-sizes.999999999.ab.tmp").exists() and (entry / ".root.toml.999999999.cd.tmp").exists()
+    lab.roots()
+    assert not (area / ".archive-sizes.999999999.ab.tmp").exists() and not (entry / ".root.toml.999999999.cd.tmp").exists()
+
+
+def test_a_record_from_another_uv_version_is_carried_into_this_ones_bucket(lab: Lab):
+    a = lab.archive("alpha")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
+    older = Cache(lab.cache.root, realuv.UvBuild("0.13.8", {**BUILD.buckets, "sdists": "sdists-v10"}))
+    bookkeeping.Book(older, bookkeeping.Warnings()).update(str(v), "venv")
+    assert lab.pinned() == set()
+    (root,) = lab.roots()
+    assert root.state == gc.LIVE and lab.pinned() == {a}
+    with lab.cache.entry(root.key) as d:
+        assert manifest.load(d).path == str(v)
