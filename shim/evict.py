@@ -340,10 +340,9 @@ class Held:
     written before anything moves, says where each came from, so a prune through the shim that
     finds the hold of a process that died puts it back (``recover``)."""
 
-    def __init__(self, cache: Cache, name: str, moved: int) -> None:
+    def __init__(self, cache: Cache, name: str) -> None:
         self.cache = cache
         self.name = name
-        self.moved = moved
 
     def finish(self) -> None:
         area = self.cache.area()
@@ -375,7 +374,6 @@ def apply(cache: Cache, ev: Eviction) -> Held:
     lines = []
     for i, (folder, names) in enumerate(plan):
         lines.append("\t".join([f"{i}.{j}.lock={'/'.join(folder + [n])}" for j, n in enumerate(names)]))
-    moved = 0
     with area.sub(name, create=True, ours=True) as hold:
         hold.write_atomic(_JOURNAL, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         for i, (folder, names) in enumerate(plan):
@@ -389,10 +387,9 @@ def apply(cache: Cache, ev: Eviction) -> Held:
                 for j, n in enumerate(names):
                     try:
                         parent.replace(n, f"{i}.{j}.lock", dst_dir=hold)
-                        moved += j == 0
                     except FileNotFoundError:
                         continue
-    return Held(cache, name, moved)
+    return Held(cache, name)
 
 
 def _restore(cache: Cache, name: str) -> int:

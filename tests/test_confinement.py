@@ -413,3 +413,19 @@ def test_a_failed_prune_puts_back_what_eviction_set_aside(world: World, wheels):
     # the control: had the prune succeeded, the moved environment would have broken
     world.uv("cache", "prune", "--unused")
     assert world.value(moved, "gamma") is None
+
+
+@pytest.mark.parametrize("command", [("cache", "clean"), ("cache", "prune")])
+@pytest.mark.parametrize("value", ["", "--cache-dir="])
+def test_a_cache_path_uv_rejects_is_rejected_the_same_way(world: World, wheels, command, value):
+    """An empty cache path (uv: "a value is required"): the shim answers with uv's message and
+    exit code, and nothing in the real cache changes."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    before = listing(world.cache)
+    args, env = ([value, *command], {}) if value else (list(command), {"UV_CACHE_DIR": ""})
+    out = world.uv(*args, check=False, **env)
+    bare = world.uv(*args, shim=False, check=False, **env)
+    assert out.returncode == bare.returncode == 2, (out.stderr, bare.stderr)
+    assert "a value is required" in out.stderr and "Traceback" not in out.stderr
+    assert listing(world.cache) == before
