@@ -323,14 +323,21 @@ def lock(entry: Dir) -> EntryLock:
 
 
 def clean_leftovers(entry: Dir) -> int:
-    """Remove temp files a killed writer left in an entry (``.<name>.<pid>.<hex>.tmp`` records,
-    ``<pin>.<pid>.tmp`` pins) whose writer is no longer running. Returns how many went."""
+    """Remove what a killed writer left in a folder of ours: temp files (``.<name>.<pid>.<hex>.tmp``
+    records, ``<pin>.<pid>.tmp`` pins) and half-removed released roots (``.released.<key>.<pid>``),
+    whose writer is no longer running. Returns how many went."""
     try:
         names = entry.listdir()
     except OSError:
         return 0
     gone = 0
     for name in names:
+        if name.startswith(RELEASED):  # a release a killed process did not finish
+            pid = name.rpartition(".")[2]
+            if not (pid.isdigit() and alive(int(pid))):
+                entry.remove_tree(name)
+                gone += 1
+            continue
         if not name.endswith(".tmp"):
             continue
         parts = name.split(".")
@@ -354,24 +361,23 @@ def alive(pid: int) -> bool:
     return True
 
 
-def remove(area: Dir, key: str) -> None:
-    """Remove an entry's record, pins and lock: only our own files, never what a pin points to.
+RELEASED = ".released."  # a record folder being removed: no longer a root, never read again
 
-    Pins and records are plain files or symlinks in one flat folder, opened without following a
-    symlink; ``unlink`` never follows one, and a folder someone put there is left alone. A symlink
-    in the entry's place is unlinked itself.
+
+def remove(area: Dir, key: str) -> None:
+    """Release a root in one step, then delete its files: only our own, never what a pin points to.
+
+    The record folder is renamed to ``.released.<key>.<pid>`` (no root's name, so no prune reads it
+    again; a kill after that leaves a folder the next prune removes), then removed walking by
+    file descriptors. A symlink in the entry's place is unlinked itself.
     """
     try:
-        entry = area.sub(key)
+        area.sub(key).close()
     except FileNotFoundError:
         return
     except Unsafe:
         area.unlink(key)
         return
-    with entry:
-        for name in entry.listdir():
-            try:
-                entry.unlink(name)
-            except IsADirectoryError:
-                pass
-    area.rmdir(key)
+    gone = f"{RELEASED}{key}.{os.getpid()}"
+    area.replace(key, gone)
+    area.remove_tree(gone)

@@ -556,8 +556,14 @@ def test_leftovers_go_in_a_prune_and_stay_in_a_dry_run(lab: Lab):
         leftover.write_text("torn")
     lab.roots(dry_run=True)
     assert (area / ".archive-sizes.999999999.ab.tmp").exists() and (entry / ".root.toml.999999999.cd.tmp").exists()
+    half = area / f"{manifest.RELEASED}{'c' * 24}.999999999"  # a release a killed prune did not finish
+    half.mkdir()
+    (half / "root.toml").write_text("torn")
+    lab.roots(dry_run=True)
+    assert half.exists()
     lab.roots()
     assert not (area / ".archive-sizes.999999999.ab.tmp").exists() and not (entry / ".root.toml.999999999.cd.tmp").exists()
+    assert not half.exists()
 
 
 def test_a_record_from_another_uv_version_is_carried_into_this_ones_bucket(lab: Lab):
