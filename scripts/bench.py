@@ -61,7 +61,9 @@ def report(name, bare, shim, target_ms=None, target_pct=None, check=True):
         ok = pct <= target_pct
         target = f"+{target_pct}%"
     verdict = ("ok" if ok else "MISSED") if check else "(whole command, for reference)"
-    print(f"{name:<30} bare {bare * 1000:8.1f} ms   shim {shim * 1000:8.1f} ms   {diff:+7.1f} ms ({pct:+5.1f}%)   target {target:<7} {verdict}")
+    print(
+        f"{name:<30} bare {bare * 1000:8.1f} ms   shim {shim * 1000:8.1f} ms   {diff:+7.1f} ms ({pct:+5.1f}%)   target {target:<7} {verdict}"
+    )
     return ok or not check
 
 
@@ -81,7 +83,11 @@ def install_100(args, real_uv, shim_uv, env, tmp, python, files) -> bool:
         subprocess.run([real_uv, "venv", "-q", "--python", python, str(current["venv"])], check=True, env=env)
 
     new_venv()
-    subprocess.run([real_uv, "pip", "install", "-q", "--python", str(current["venv"] / "bin" / "python"), *find, *names], check=True, env=env)
+    subprocess.run(
+        [real_uv, "pip", "install", "-q", "--python", str(current["venv"] / "bin" / "python"), *find, *names],
+        check=True,
+        env=env,
+    )
     bare, shim, book = [], [], []
     for i in range(max(5, args.rounds // 2)):
         for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
@@ -97,7 +103,9 @@ def install_100(args, real_uv, shim_uv, env, tmp, python, files) -> bool:
     b, s = statistics.median(bare), statistics.median(shim)
     ok = report(f"100-dist install ({files} file{'s' if files > 1 else ''})", b, s, target_pct=10, check=False)
     k = statistics.median(book)
-    print(f"{'  of which bookkeeping':<30} {k * 1000:8.1f} ms ({k / b * 100:+5.1f}% of the bare install)   target +10%    {'ok' if k / b <= 0.10 else 'MISSED'}")
+    print(
+        f"{'  of which bookkeeping':<30} {k * 1000:8.1f} ms ({k / b * 100:+5.1f}% of the bare install)   target +10%    {'ok' if k / b <= 0.10 else 'MISSED'}"
+    )
     return ok and k / b <= 0.10
 
 
@@ -138,7 +146,9 @@ def prune_bench(args, real_uv, shim_uv, env, tmp) -> bool:
             f" (bare {brss:.0f} MiB)   target x1.5, 200 MiB {'ok' if good else 'MISSED'}"
         )
     # --max-size: the same cache, a budget of half its size, against a plain prune through the shim
-    budget = str(int(sum(f.stat().st_size for f in Path(caches["shim"]).rglob("*") if f.is_file() and not f.is_symlink()) / 2))
+    budget = str(
+        int(sum(f.stat().st_size for f in Path(caches["shim"]).rglob("*") if f.is_file() and not f.is_symlink()) / 2)
+    )
     plain, sized, dry = [], [], []
     for i in range(max(3, args.rounds // 4)):
         info = generate(tmp / f"gen-size-{i}", real_uv, args.archives, args.envs, seed=7)
@@ -152,14 +162,22 @@ def prune_bench(args, real_uv, shim_uv, env, tmp) -> bool:
     srss = max(r for _, r in sized)
     good = s / p <= 2.0
     ok &= good
-    print(f"{'prune --max-size (half)':<30} plain {p * 1000:7.1f} ms   sized {s * 1000:8.1f} ms   x{s / p:.2f} of a plain prune through the shim, peak {srss:.0f} MiB   target x2 {'ok' if good else 'MISSED'}")
-    print(f"{'  deciding only (--dry-run)':<30} {d * 1000:8.1f} ms (x{d / p:.2f}); the rest is uv deleting half the archives")
+    print(
+        f"{'prune --max-size (half)':<30} plain {p * 1000:7.1f} ms   sized {s * 1000:8.1f} ms   x{s / p:.2f} of a plain prune through the shim, peak {srss:.0f} MiB   target x2 {'ok' if good else 'MISSED'}"
+    )
+    print(
+        f"{'  deciding only (--dry-run)':<30} {d * 1000:8.1f} ms (x{d / p:.2f}); the rest is uv deleting half the archives"
+    )
     return ok
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--uv", default=shutil.which("uv", path=os.environ.get("UV_SHIM_BENCH_PATH")), help="the real uv (absolute path)")
+    ap.add_argument(
+        "--uv",
+        default=shutil.which("uv", path=os.environ.get("UV_SHIM_BENCH_PATH")),
+        help="the real uv (absolute path)",
+    )
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--files", type=int, default=40, help="modules per wheel in the second install benchmark")
     ap.add_argument("--archives", type=int, default=10000, help="archives in the synthetic prune cache")
@@ -181,7 +199,13 @@ def main() -> int:
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_NO_PROGRESS": "1",
         }
-        subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(home / "bin")], check=True, env={**os.environ, **env}, capture_output=True, cwd=REPO)
+        subprocess.run(
+            [sys.executable, "-m", "shim", "install", "--bin-dir", str(home / "bin")],
+            check=True,
+            env={**os.environ, **env},
+            capture_output=True,
+            cwd=REPO,
+        )
         shim_uv = str(home / "bin" / "uv")
         env["PATH"] = f"{home / 'bin'}:{env['PATH']}"
         wheels = tmp / "wheels"
@@ -190,7 +214,9 @@ def main() -> int:
             make_wheel(wheels, n, "1.0")
         python = getattr(sys, "_base_executable", sys.executable)
         version = subprocess.run([real_uv, "--version"], capture_output=True, text=True).stdout.strip()
-        print(f"uv-shim benchmark: {version} at {real_uv}; {os.cpu_count()} cpus; python {sys.version.split()[0]}; {args.rounds} rounds, medians")
+        print(
+            f"uv-shim benchmark: {version} at {real_uv}; {os.cpu_count()} cpus; python {sys.version.split()[0]}; {args.rounds} rounds, medians"
+        )
 
         ok = True
         if args.only == "prune":
@@ -201,7 +227,11 @@ def main() -> int:
         venv = tmp / "venv100"
         subprocess.run([real_uv, "venv", "-q", "--python", python, str(venv)], check=True, env=env)
         find = ["--no-index", "--find-links", str(wheels)]
-        subprocess.run([shim_uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, *names], check=True, env=env)
+        subprocess.run(
+            [shim_uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, *names],
+            check=True,
+            env=env,
+        )
         noop = ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, "pkg000"]
         bare, shim = pair(args.rounds, [real_uv, *noop], [shim_uv, *noop], env, tmp)
         ok &= report("no-op install", bare, shim, target_ms=25)

@@ -33,7 +33,12 @@ from conftest import make_wheel  # noqa: E402
 
 from shim.report import human_size  # noqa: E402
 
-LIVE = {"sym_a": ("alpha", "alpha-1.0"), "sym_b": ("alpha", "alpha-1.0"), "hard": ("beta", "beta-1.0"), "copy": ("alpha", "alpha-2.0")}
+LIVE = {
+    "sym_a": ("alpha", "alpha-1.0"),
+    "sym_b": ("alpha", "alpha-1.0"),
+    "hard": ("beta", "beta-1.0"),
+    "copy": ("alpha", "alpha-2.0"),
+}
 
 
 def run(cmd, env, check=True, **kw):
@@ -67,7 +72,22 @@ def scenario(root: Path, uv: str, env: dict, python: str) -> None:
         run([uv, "venv", "-q", "--python", python, v], env)
 
     def install(v, *specs, mode="symlink", extra=()):
-        run([uv, "pip", "install", "-q", "--python", v / "bin" / "python", "--no-index", "--find-links", wheels, *extra, *specs], {**env, "UV_LINK_MODE": mode})
+        run(
+            [
+                uv,
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                v / "bin" / "python",
+                "--no-index",
+                "--find-links",
+                wheels,
+                *extra,
+                *specs,
+            ],
+            {**env, "UV_LINK_MODE": mode},
+        )
 
     install(venvs["sym_a"], "alpha==1.0")
     whl = wheels / "alpha-1.0-py3-none-any.whl"
@@ -96,7 +116,23 @@ def tools(tmp: Path, uv: str, env: dict) -> dict:
     run([uv, "venv", "-q", "--python", sys.executable, venv], env)
     run([uv, "pip", "install", "-q", "--python", venv / "bin" / "python", "uv-cache-warden"], env)
     dl = tmp / "uv-prune-dl"
-    run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--platform", "musllinux_1_2_x86_64", "--only-binary=:all:", "-d", dl, "uv-prune"], env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--platform",
+            "musllinux_1_2_x86_64",
+            "--only-binary=:all:",
+            "-d",
+            dl,
+            "uv-prune",
+        ],
+        env,
+    )
     import zipfile
 
     (whl,) = dl.glob("*.whl")
@@ -116,17 +152,38 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="uv-shim-compare-"))
     try:
         home = tmp / "shim"
-        base = {"PATH": f"{Path(uv).parent}:/usr/bin:/bin", "HOME": str(tmp / "home"), "UV_PYTHON_DOWNLOADS": "never", "UV_SHIM_HOME": str(home)}
+        base = {
+            "PATH": f"{Path(uv).parent}:/usr/bin:/bin",
+            "HOME": str(tmp / "home"),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_SHIM_HOME": str(home),
+        }
         run([sys.executable, "-m", "shim", "install", "--bin-dir", home / "bin"], {**os.environ, **base}, cwd=REPO)
         shim_uv = str(home / "bin" / "uv")
         bins = tools(tmp, uv, {**os.environ, **base})
-        print(f"uv {run([uv, '--version'], base).stdout.split()[1]}; the mixed scenario of issue 4; live: {', '.join(LIVE)}")
+        print(
+            f"uv {run([uv, '--version'], base).stdout.split()[1]}; the mixed scenario of issue 4; live: {', '.join(LIVE)}"
+        )
         results = []
         # uv-shim first: its final cache size is the budget uv-cache-warden gets
         order = [
             ("uv-shim", shim_uv, lambda c, e: [shim_uv, "cache", "prune", "--unused"]),
             ("uv-prune", uv, lambda c, e: [bins["uv-prune"], "--cache-dir", c, "--no-timing"]),
-            ("uv-cache-warden", uv, lambda c, e: [bins["uvcw"], "gc", "--cache-dir", c, "--uv", uv, "--max-size", str(e["budget"]), "--no-color"]),
+            (
+                "uv-cache-warden",
+                uv,
+                lambda c, e: [
+                    bins["uvcw"],
+                    "gc",
+                    "--cache-dir",
+                    c,
+                    "--uv",
+                    uv,
+                    "--max-size",
+                    str(e["budget"]),
+                    "--no-color",
+                ],
+            ),
         ]
         budget = 0
         for name, installer, command in order:
@@ -142,9 +199,13 @@ def main() -> int:
                 budget = cache_after
             bad = broken(root, env)
             results.append((name, bad, before - after, cache_before, cache_after, out.returncode))
-        print(f"{'tool':<16} {'broken environments':<28} {'freed on disk':>14} {'cache before':>13} {'cache after':>12}  exit")
+        print(
+            f"{'tool':<16} {'broken environments':<28} {'freed on disk':>14} {'cache before':>13} {'cache after':>12}  exit"
+        )
         for name, bad, freed, cb, ca, code in results:
-            print(f"{name:<16} {(', '.join(bad) or 'none'):<28} {human_size(freed):>14} {human_size(cb):>13} {human_size(ca):>12}  {code}")
+            print(
+                f"{name:<16} {(', '.join(bad) or 'none'):<28} {human_size(freed):>14} {human_size(cb):>13} {human_size(ca):>12}  {code}"
+            )
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -28,7 +28,15 @@ def archive_id(rng: random.Random, n: int = 16) -> str:
     return "".join(rng.choice(ALPHABET) for _ in range(n))
 
 
-def generate(root: Path, real_uv: str, archives: int = 10000, envs: int = 1000, seed: int = 1, per_env: int = 20, record: bool = True) -> dict:
+def generate(
+    root: Path,
+    real_uv: str,
+    archives: int = 10000,
+    envs: int = 1000,
+    seed: int = 1,
+    per_env: int = 20,
+    record: bool = True,
+) -> dict:
     from shim import realuv
     from shim.bookkeeping import Book, Warnings
     from shim.cache import Cache
@@ -48,7 +56,9 @@ def generate(root: Path, real_uv: str, archives: int = 10000, envs: int = 1000, 
         name, version = f"pkg{i:05d}", f"1.{rng.randrange(10)}"
         a = arch / aid
         (a / f"{name}-{version}.dist-info").mkdir(parents=True)
-        (a / f"{name}-{version}.dist-info" / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (a / f"{name}-{version}.dist-info" / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        )
         (a / name).mkdir()
         body = "X = 1\n" * rng.randrange(1, 200)
         (a / name / "__init__.py").write_text(body)
@@ -103,7 +113,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     info = generate(args.dir, args.uv, args.archives, args.envs, args.seed)
-    print(f"wrote {info['archives']} archives and {info['envs']} environments ({info['dead']} deleted) in {info['cache']}")
+    print(
+        f"wrote {info['archives']} archives and {info['envs']} environments ({info['dead']} deleted) in {info['cache']}"
+    )
     return 0
 
 

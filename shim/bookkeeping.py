@@ -18,7 +18,8 @@ from shim.manifest import Record, RecordError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Mapping, NoReturn, Optional, Tuple
+    from collections.abc import Mapping
+    from typing import NoReturn, Optional
 
 TOUCH_EVERY = 3600.0  # seconds: last_used is rewritten at most this often on no-op paths
 
@@ -44,11 +45,11 @@ class Book:
         self.warn = warn
         self.host, self.host_id = hostid.identity()
 
-    def key(self, env_path: str) -> Tuple[str, str]:
+    def key(self, env_path: str) -> tuple[str, str]:
         real = os.path.realpath(env_path)
         return real, manifest.entry_key(self.host_id, real)
 
-    def _load(self, entry: Dir, key: str, real: str, kind: str) -> Tuple[Record, bool]:
+    def _load(self, entry: Dir, key: str, real: str, kind: str) -> tuple[Record, bool]:
         """The current record (or a fresh one) and whether it must be written."""
         try:
             return manifest.load(entry), False
@@ -138,6 +139,7 @@ class Book:
 # Which roots a command touches
 # ---------------------------------------------------------------------------------------------
 
+
 def _tool_name(spec: str) -> str:
     """``black[d]>=24`` -> ``black``: the folder ``uv tool install`` uses."""
     out = ""
@@ -148,7 +150,7 @@ def _tool_name(spec: str) -> str:
     return out
 
 
-def _tool_envs(tools: str, inv: uvargs.Invocation) -> List[Tuple[str, str]]:
+def _tool_envs(tools: str, inv: uvargs.Invocation) -> list[tuple[str, str]]:
     out = []
     try:
         names = sorted(os.listdir(tools))
@@ -165,10 +167,10 @@ def _tool_envs(tools: str, inv: uvargs.Invocation) -> List[Tuple[str, str]]:
     return out
 
 
-def cached_envs(cache: Cache) -> List[Tuple[str, str]]:
+def cached_envs(cache: Cache) -> list[tuple[str, str]]:
     """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts): archives
     with a ``pyvenv.cfg`` that a link in the environments bucket (one or two levels down) names."""
-    out: List[Tuple[str, str]] = []
+    out: list[tuple[str, str]] = []
     stack = [(cache.environments, 0)]
     while stack:
         folder, depth = stack.pop()
@@ -202,7 +204,9 @@ def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: str, env: Mapp
     if inv.has("--system"):
         args.append("--system")
     try:
-        out = subprocess.run(args, cwd=cwd, env=realuv.child_env(env, exec_=False), capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            args, cwd=cwd, env=realuv.child_env(env, exec_=False), capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0 or not out.stdout.strip():
@@ -211,8 +215,10 @@ def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: str, env: Mapp
     return os.path.dirname(os.path.dirname(python))
 
 
-def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: str, env: Mapping[str, str]) -> List[Tuple[str, str]]:
-    out: List[Tuple[str, str]] = []
+def roots_for(
+    inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: str, env: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for t in uvargs.targets(inv, cwd, env):
         if t.kind == "tools":
             out.extend(_tool_envs(t.path, inv))
@@ -232,12 +238,12 @@ def roots_for(inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: st
 # ---------------------------------------------------------------------------------------------
 
 
-def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
     t_start = time.perf_counter()
     env = os.environ
     warn = Warnings()
     book: Optional[Book] = None
-    roots: List[Tuple[str, str]] = []
+    roots: list[tuple[str, str]] = []
     lock: Optional[SharedLock] = None
     try:
         cwd = os.getcwd()  # FileNotFoundError in a deleted working directory: uv decides then
@@ -256,7 +262,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
                     book.register(path, kind)
                 except RecordError as e:
                     warn(str(e))
-    except Exception as e:  # noqa: BLE001 - bookkeeping never stops the user's command
+    except Exception as e:
         warn(_describe(e, "cannot record environments; running uv without protection"))
         book = None
 
@@ -286,13 +292,13 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], 
     realuv.mirror_exit(code)
 
 
-def _update_all(book: Book, roots: List[Tuple[str, str]], warn: Warnings, what: str) -> None:
+def _update_all(book: Book, roots: list[tuple[str, str]], warn: Warnings, what: str) -> None:
     for path, kind in roots:
         try:
             book.update(path, kind)
         except RecordError as e:
             warn(str(e))
-        except Exception as e:  # noqa: BLE001 - bookkeeping never changes the user's result
+        except Exception as e:
             warn(_describe(e, what))
 
 

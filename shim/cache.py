@@ -15,7 +15,8 @@ from shim.realuv import RealUv, UvBuild, child_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+    from collections.abc import Iterator, Mapping
+    from typing import Optional
 
 ARCHIVE_BUCKET = "archive-v0"
 _ARCHIVE_MARKER = os.sep + ARCHIVE_BUCKET + os.sep
@@ -115,9 +116,9 @@ def _config_candidates(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Ma
     yield "/etc/uv/uv.toml"
 
 
-def _cache_globals(inv: uvargs.Invocation) -> List[str]:
+def _cache_globals(inv: uvargs.Invocation) -> list[str]:
     """The user's global options that decide the cache, to hand to ``uv cache dir``."""
-    args: List[str] = []
+    args: list[str] = []
     for opt in ("--cache-dir", "--config-file", "--directory", "--project"):
         if opt in inv.globals:
             args.append(f"{opt}={inv.globals[opt]}")
@@ -134,7 +135,13 @@ def ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str
     args = [real.path, *_cache_globals(inv), "cache", "dir"]
     try:
         out = subprocess.run(
-            args, cwd=cwd, env=child_env(env, exec_=False), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+            args,
+            cwd=cwd,
+            env=child_env(env, exec_=False),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         raise CacheDirError("`uv cache dir` did not answer within 60s", 2) from None
@@ -171,7 +178,11 @@ def find_cache_dir(
             return os.path.abspath(os.path.join(wd, value))
         no_config = inv.has("--no-config") or uvargs.env_true(env, "UV_NO_CONFIG")
         home_known = bool(env.get("HOME")) or os.path.isabs(env.get("XDG_CACHE_HOME") or "")
-        if value is None and home_known and (no_config or not any(_mentions_cache_dir(p) for p in _config_candidates(build, inv, cwd, env))):
+        if (
+            value is None
+            and home_known
+            and (no_config or not any(_mentions_cache_dir(p) for p in _config_candidates(build, inv, cwd, env)))
+        ):
             return default_cache_dir(env)
     return os.path.abspath(os.path.join(wd, ask_uv(real, inv, cwd, env)))
 
@@ -220,8 +231,8 @@ class Cache:
         self.wheels = j(root, build.buckets["wheels"])
         self.environments = j(root, build.buckets.get("environments", "environments-v2"))
         self.manifest = j(self.sdists, SHIM_DIR)  # for messages and reads; writes go through area()
-        self._same_root: Dict[str, Optional[bool]] = {}
-        self._indexes: Optional[List[str]] = None
+        self._same_root: dict[str, Optional[bool]] = {}
+        self._indexes: Optional[list[str]] = None
         self._dir: Optional[confined.Dir] = None
         self._area: Optional[confined.Dir] = None
 
@@ -260,7 +271,7 @@ class Cache:
             raise ValueError(f"not an archive id: {aid!r}")
         return os.path.join(self.archives, aid)
 
-    def index_dirs(self) -> List[str]:
+    def index_dirs(self) -> list[str]:
         """Folders in the wheels bucket that hold one folder per package: ``pypi`` directly,
         ``index|path|url/<hash>`` one level down. Listed once per run."""
         if self._indexes is None:
@@ -280,13 +291,13 @@ class Cache:
                     continue
         return self._indexes
 
-    def wheel_links(self, name: str) -> Iterator[Tuple[str, str]]:
+    def wheel_links(self, name: str) -> Iterator[tuple[str, str]]:
         """(link, archive id) for every wheels-bucket entry of a package, under any index."""
         for index in self.index_dirs():
             yield from self.wheel_links_in(os.path.join(index, name))
 
     @staticmethod
-    def wheel_links_in(pkg: str) -> Iterator[Tuple[str, str]]:
+    def wheel_links_in(pkg: str) -> Iterator[tuple[str, str]]:
         """(link, archive id) for the entries of one package folder of the wheels bucket."""
         try:
             entries = os.listdir(pkg)
@@ -438,7 +449,7 @@ class SharedLock:
             self.fd = None
 
 
-def lock_holders(path: str) -> List[Tuple[int, str]]:
+def lock_holders(path: str) -> list[tuple[int, str]]:
     """(pid, command line) of the processes holding a flock on ``path`` (from /proc/locks)."""
     try:
         st = os.stat(path)
@@ -463,7 +474,7 @@ def lock_holders(path: str) -> List[Tuple[int, str]]:
             import psutil
 
             cmd = " ".join(psutil.Process(pid).cmdline()) or "?"
-        except Exception:  # noqa: BLE001 - the process may be gone or hidden
+        except Exception:
             cmd = "?"
         out.append((pid, cmd))
     return out

@@ -10,7 +10,7 @@ from shim.realuv import ShimError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, NoReturn, Optional
+    from typing import NoReturn, Optional
 
 _TRUE = ("1", "true", "yes")
 
@@ -21,7 +21,7 @@ def _error(message: str, code: int = 2) -> NoReturn:
     os._exit(code)
 
 
-def launch(name: str, self_path: str, args: List[str]) -> NoReturn:
+def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
     """Run as ``uv`` or ``uvx``: pass through, or intercept and keep the manifest."""
     env = os.environ
     try:
@@ -62,11 +62,11 @@ def _refresh_launchers(self_path: str) -> None:
         from shim import launcher
 
         launcher.install(os.path.dirname(self_path))
-    except Exception as e:  # noqa: BLE001 - the user's command runs regardless
+    except Exception as e:
         sys.stderr.write(f"uv-shim: warning: cannot refresh the launchers in {os.path.dirname(self_path)}: {e}\n")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     import argparse
     from pathlib import Path
 
@@ -78,11 +78,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_which = sub.add_parser("which", help="print the real uv uv-shim runs, and why")
     p_which.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
     p_install = sub.add_parser("install", help="write uv and uvx launchers and print how to put them first on PATH")
-    p_install.add_argument("--bin-dir", type=Path, default=None, help=f"where to write them (default: {launcher.default_bin_dir()})")
+    p_install.add_argument(
+        "--bin-dir", type=Path, default=None, help=f"where to write them (default: {launcher.default_bin_dir()})"
+    )
     p_shell = sub.add_parser("shell-init", help="print the snippet that puts uv-shim in front of uv in a shell")
     p_shell.add_argument("shell", choices=["bash", "zsh", "fish"])
     p_shell.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
     p_shell.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
+
     def common(p, json_: bool = True):
         p.add_argument("--cache-dir", help="the uv cache (default: the one uv uses here)")
         if json_:
@@ -94,14 +97,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     common(sub.add_parser("status", help="cache size, archives by state, what prune would free, environments"))
     common(sub.add_parser("envs", help="one row per recorded environment"))
     p_why = common(sub.add_parser("why", help="which environments keep an archive or package"))
-    p_why.add_argument("target", metavar="ARCHIVE-ID|PACKAGE[==VERSION]", help="an id that starts with '-' goes after `--`")
-    p_doctor = common(sub.add_parser("doctor", help="find environments with dangling links into the cache; --fix reinstalls"))
-    p_doctor.add_argument("paths", nargs="*", metavar="PATH", help="environments to check (default: every recorded one)")
-    p_doctor.add_argument("--fix", action="store_true", help="reinstall the broken distributions (same versions, symlink mode)")
+    p_why.add_argument(
+        "target", metavar="ARCHIVE-ID|PACKAGE[==VERSION]", help="an id that starts with '-' goes after `--`"
+    )
+    p_doctor = common(
+        sub.add_parser("doctor", help="find environments with dangling links into the cache; --fix reinstalls")
+    )
+    p_doctor.add_argument(
+        "paths", nargs="*", metavar="PATH", help="environments to check (default: every recorded one)"
+    )
+    p_doctor.add_argument(
+        "--fix", action="store_true", help="reinstall the broken distributions (same versions, symlink mode)"
+    )
     p_adopt = common(sub.add_parser("adopt", help="record existing environments"))
     p_adopt.add_argument("paths", nargs="*", metavar="PATH")
     p_adopt.add_argument("--discover", metavar="DIR", help="find environments (pyvenv.cfg) under DIR")
-    sub.add_parser("gc", help="`uv cache prune` through the shim: --unused, --max-age 30d, --max-size 10GiB, --keep-recent 1h, --dry-run, ...")
+    sub.add_parser(
+        "gc",
+        help="`uv cache prune` through the shim: --unused, --max-age 30d, --max-size 10GiB, --keep-recent 1h, --dry-run, ...",
+    )
     p_uninstall = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
     p_uninstall.add_argument("--bin-dir", type=Path, default=None)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -114,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         args = ["cache", "prune", *argv[1:]]
         prune.run(real, "uv", real.path, args, uvargs.parse(args))
-    uv_args: List[str] = []
+    uv_args: list[str] = []
     if argv[:1] == ["doctor"] and "--" in argv:  # `uv-shim doctor --fix -- --index-url ...`: arguments for uv
         i = argv.index("--")
         argv, uv_args = argv[:i], argv[i + 1 :]
@@ -161,12 +175,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
             if not os.path.isfile(os.path.join(bin_dir, "uv")):
                 launcher.install(bin_dir)  # out of the box: the snippet needs launchers to point at
-            sys.stdout.write(shells.snippet(ns.shell, alias=ns.alias, bin_dir=os.path.abspath(ns.bin_dir) if ns.bin_dir else ""))
+            sys.stdout.write(
+                shells.snippet(ns.shell, alias=ns.alias, bin_dir=os.path.abspath(ns.bin_dir) if ns.bin_dir else "")
+            )
             return 0
         if ns.command == "uninstall":
             bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
             removed = launcher.uninstall(bin_dir)
-            sys.stderr.write(f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n")
+            sys.stderr.write(
+                f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n"
+            )
             return 0
     except ShimError as e:
         _error(str(e))
@@ -176,7 +194,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
 
 
-def _path_without(bin_dir: str) -> Dict[str, str]:
+def _path_without(bin_dir: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p or ".") != bin_dir)
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p or ".") != bin_dir
+    )
     return env

@@ -23,7 +23,8 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, List, Optional, Sequence
+    from collections.abc import Iterator, Sequence
+    from typing import Callable, Optional
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # openat on a symlink with O_NOFOLLOW | O_DIRECTORY: ELOOP (Linux), ENOTDIR (some BSDs, and for
@@ -69,7 +70,7 @@ class Dir:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def root(cls, path: str) -> "Dir":
+    def root(cls, path: str) -> Dir:
         """The cache root: the user's path resolved once (symlinks included, as uv does), then
         opened without following a symlink, so it cannot be swapped after it was resolved."""
         real = os.path.realpath(path)
@@ -80,7 +81,7 @@ class Dir:
                 raise Unsafe(real) from None
             raise
 
-    def sub(self, name: str, create: bool = False, ours: bool = False) -> "Dir":
+    def sub(self, name: str, create: bool = False, ours: bool = False) -> Dir:
         """The folder ``name`` in this one, opened without following a symlink.
 
         ``create`` makes it if missing. ``ours`` (only for uv-shim's own folders): a symlink or
@@ -106,7 +107,7 @@ class Dir:
                 self.unlink(name)
         raise Unsafe(self.path + os.sep + name)
 
-    def walk_to(self, names: Sequence[str], create: bool = False) -> "Dir":
+    def walk_to(self, names: Sequence[str], create: bool = False) -> Dir:
         """A folder some names below this one (each step as ``sub``); the caller closes it."""
         d = self
         for name in names:
@@ -121,7 +122,7 @@ class Dir:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "Dir":
+    def __enter__(self) -> Dir:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,7 +130,7 @@ class Dir:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def listdir(self) -> List[str]:
+    def listdir(self) -> list[str]:
         return os.listdir(self.fd)
 
     def scandir(self) -> Iterator[os.DirEntry]:
@@ -207,7 +208,7 @@ class Dir:
         _change()
         os.symlink(target, _name(name), dir_fd=self.fd)
 
-    def replace(self, src: str, dst: str, dst_dir: Optional["Dir"] = None) -> None:
+    def replace(self, src: str, dst: str, dst_dir: Optional[Dir] = None) -> None:
         """Rename ``src`` here to ``dst`` here (or in ``dst_dir``), replacing a file or link there."""
         _change()
         os.replace(_name(src), _name(dst), src_dir_fd=self.fd, dst_dir_fd=(dst_dir or self).fd)

@@ -13,7 +13,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List
+    pass
 
 SYMLINK = "symlink"
 HARDLINK = "hardlink"
@@ -52,11 +52,11 @@ def normalize(name: str) -> str:
     return name.replace("_", "-").replace(".", "-").lower()
 
 
-def site_dirs(root: str, kind: str) -> List[str]:
+def site_dirs(root: str, kind: str) -> list[str]:
     """The folders holding ``*.dist-info`` for an environment root (a few stats, no realpath)."""
     if kind == "target":
         return [root]
-    out: List[str] = []
+    out: list[str] = []
     seen = set()
     sep = os.sep
     for lib in ("lib", "lib64", "Lib"):
@@ -137,12 +137,12 @@ def _hardlink_archive(cache: Cache, name: str, distinfo: str, st: os.stat_result
     return ""
 
 
-def scan(root: str, kind: str, cache: Cache) -> Dict[str, Dist]:
+def scan(root: str, kind: str, cache: Cache) -> dict[str, Dist]:
     """Every distribution installed from this cache into the environment, keyed ``name==version``.
 
     Raises OSError when the environment cannot be read (the caller keeps what it had recorded).
     """
-    found: Dict[str, Dist] = {}
+    found: dict[str, Dist] = {}
     for site in site_dirs(root, kind):
         for entry in os.listdir(site):
             if not entry.endswith(".dist-info"):

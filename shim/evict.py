@@ -26,11 +26,26 @@ else:  # pragma: no cover
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+    from collections.abc import Mapping, Sequence
+    from typing import Optional
 
 LAST_USE = ".archive-last-use"  # in our manifest folder: archive id -> last use (epoch seconds)
 POINTERS = (".http", ".rev")  # beside a wheels-bucket link: they name the archive too
-_UNITS = {"b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3, "t": 1024**4, "tb": 1000**4, "tib": 1024**4}
+_UNITS = {
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
 
 
 class PolicyError(Exception):
@@ -41,7 +56,7 @@ def parse_size(text: str) -> int:
     """``10GiB``, ``500MB``, ``2g``, ``123`` (bytes)."""
     t = text.strip().lower().replace(" ", "")
     digits = t.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = t[len(digits):] or "b"
+    unit = t[len(digits) :] or "b"
     if unit not in _UNITS or not digits:
         raise ValueError(text)
     number = float(digits) * _UNITS[unit]
@@ -52,7 +67,12 @@ def parse_size(text: str) -> int:
 
 class Policy:
     FLAGS = {"--unused": "unused", "--max-age": "max_age", "--max-size": "max_size", "--keep-recent": "keep_recent"}
-    ENV = {"UV_SHIM_UNUSED": "unused", "UV_SHIM_MAX_AGE": "max_age", "UV_SHIM_MAX_SIZE": "max_size", "UV_SHIM_KEEP_RECENT": "keep_recent"}
+    ENV = {
+        "UV_SHIM_UNUSED": "unused",
+        "UV_SHIM_MAX_AGE": "max_age",
+        "UV_SHIM_MAX_SIZE": "max_size",
+        "UV_SHIM_KEEP_RECENT": "keep_recent",
+    }
     CONFIG_KEYS = {"unused": "unused", "max-age": "max_age", "max-size": "max_size", "keep-recent": "keep_recent"}
 
     def __init__(self) -> None:
@@ -86,7 +106,7 @@ def config_path(env: Mapping[str, str]) -> str:
     return os.path.join(base, "uv-shim", "config.toml")
 
 
-def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> Tuple[Policy, List[str]]:
+def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> tuple[Policy, list[str]]:
     """The policy (config file < UV_SHIM_* variables < options) and the args left for uv.
 
     A bad option raises PolicyError; a bad config file or variable is reported through ``warn``
@@ -113,7 +133,7 @@ def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> Tuple
         except PolicyError as e:
             if warn:
                 warn(f"ignoring {e}")
-    rest: List[str] = []
+    rest: list[str] = []
     it = iter(args)
     for arg in it:
         name, eq, value = arg.partition("=")
@@ -146,10 +166,10 @@ class Survey:
         from shim.sizes import ArchiveSizes
 
         self.total = 0
-        self.freeable: Dict[str, int] = {}
-        self.hardlinked: Set[str] = set()
-        self.refs: Dict[str, List[str]] = {}
-        seen: Set[Tuple[int, int]] = set()
+        self.freeable: dict[str, int] = {}
+        self.hardlinked: set[str] = set()
+        self.refs: dict[str, list[str]] = {}
+        seen: set[tuple[int, int]] = set()
         buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
         manifest = cache.manifest + os.sep
         for e in report.walk(cache.root, descend=lambda e: e.path != cache.archives):
@@ -204,8 +224,8 @@ def _hardlinked(archive: str) -> bool:
 # -- last use ------------------------------------------------------------------------------
 
 
-def _read_memo(cache: Cache) -> Dict[str, float]:
-    memo: Dict[str, float] = {}
+def _read_memo(cache: Cache) -> dict[str, float]:
+    memo: dict[str, float] = {}
     area = cache.area()
     if area is None:
         return memo
@@ -218,7 +238,7 @@ def _read_memo(cache: Cache) -> Dict[str, float]:
     return memo
 
 
-def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) -> Dict[str, float]:
+def remember_last_use(cache: Cache, roots: list[gc.Root], write: bool = True) -> dict[str, float]:
     """Merge what the roots say (each archive: the newest ``last_used`` of the roots that name it)
     into ``<manifest>/.archive-last-use``, so it outlives roots that are dropped. Every prune
     through the shim does this, with or without a policy."""
@@ -251,7 +271,7 @@ def remember_last_use(cache: Cache, roots: List[gc.Root], write: bool = True) ->
     return memo
 
 
-def last_use(cache: Cache, memo: Dict[str, float], archives: Sequence[str]) -> Dict[str, float]:
+def last_use(cache: Cache, memo: dict[str, float], archives: Sequence[str]) -> dict[str, float]:
     """When each archive was last linked or used through the shim; never seen: its creation time."""
     out = {}
     for aid in archives:
@@ -270,15 +290,17 @@ def last_use(cache: Cache, memo: Dict[str, float], archives: Sequence[str]) -> D
 
 class Eviction:
     def __init__(self) -> None:
-        self.chosen: List[str] = []
-        self.hardlinked: List[str] = []  # would have been chosen: frees nothing, skipped
-        self.recent: List[str] = []  # would have been chosen: used within --keep-recent
+        self.chosen: list[str] = []
+        self.hardlinked: list[str] = []  # would have been chosen: frees nothing, skipped
+        self.recent: list[str] = []  # would have been chosen: used within --keep-recent
         self.freed = 0
         self.size_before = 0
-        self.refs: Dict[str, List[str]] = {}
+        self.refs: dict[str, list[str]] = {}
 
 
-def choose(cache: Cache, roots: List[gc.Root], policy: Policy, now: Optional[float] = None, write: bool = True) -> Eviction:
+def choose(
+    cache: Cache, roots: list[gc.Root], policy: Policy, now: Optional[float] = None, write: bool = True
+) -> Eviction:
     now = time.time() if now is None else now
     survey = Survey(cache, write)
     ev = Eviction()
@@ -306,7 +328,7 @@ def choose(cache: Cache, roots: List[gc.Root], policy: Policy, now: Optional[flo
             return False
         return True
 
-    chosen: Set[str] = set()
+    chosen: set[str] = set()
     for aid in candidates:
         if policy.unused or (policy.max_age is not None and now - used.get(aid, 0) > policy.max_age):
             if eligible(aid):
@@ -363,7 +385,7 @@ def apply(cache: Cache, ev: Eviction) -> Held:
     assert area is not None
     name = f"{HOLD_PREFIX}{os.getpid()}"
     area.remove_tree(name)  # a leftover of an earlier process with our pid
-    plan: List[Tuple[List[str], List[str]]] = []  # (folder parts, names in it)
+    plan: list[tuple[list[str], list[str]]] = []  # (folder parts, names in it)
     for aid in ev.chosen:
         for link in ev.refs.get(aid, []):
             parts = os.path.relpath(link, cache.root).split(os.sep)
@@ -442,4 +464,3 @@ def recover(cache: Cache) -> int:
         if name.startswith(HOLD_PREFIX) and pid.isdigit() and (int(pid) == os.getpid() or not manifest.alive(int(pid))):
             restored += _restore(cache, name)
     return restored
-

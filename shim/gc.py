@@ -18,7 +18,7 @@ from shim.manifest import Record, RecordError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Set
+    from typing import Optional
 
 DEFAULT_LEASE = 30 * 86400.0
 
@@ -32,7 +32,7 @@ UNVERIFIABLE = "unverifiable"  # cannot read the record or the environment: pins
 class Root:
     """One root as the prune sees it."""
 
-    def __init__(self, key: str, state: str, record: Optional[Record], archives: Set[str], reason: str = "") -> None:
+    def __init__(self, key: str, state: str, record: Optional[Record], archives: set[str], reason: str = "") -> None:
         self.key = key
         self.state = state
         self.record = record
@@ -43,7 +43,7 @@ class Root:
     def path(self) -> str:
         return self.record.path if self.record else f"<record {self.key}>"
 
-    def distributions(self, cache: Cache) -> Dict[str, envscan.Dist]:
+    def distributions(self, cache: Cache) -> dict[str, envscan.Dist]:
         """The root's distributions; read from the full record when the prune only needed its
         header (reports by package name)."""
         if self.record is None:
@@ -81,10 +81,10 @@ class Entry:
         return os.path.join(self.area.path, self.key)
 
 
-def entries_by_key(cache: Cache) -> Dict[str, List[Entry]]:
+def entries_by_key(cache: Cache) -> dict[str, list[Entry]]:
     """Every entry folder of every uv version's bucket, current bucket first. A name that is not
     a real folder (a symlink planted there) is no entry: it is never followed."""
-    out: Dict[str, List[Entry]] = {}
+    out: dict[str, list[Entry]] = {}
     current = cache.area()
     for area in ([current] if current is not None else []) + list(cache.other_areas()):
         try:
@@ -98,7 +98,7 @@ def entries_by_key(cache: Cache) -> Dict[str, List[Entry]]:
     return out
 
 
-def _first_record(entries: List[Entry]) -> tuple:
+def _first_record(entries: list[Entry]) -> tuple:
     """(newest readable copy of the record or None, first error). Copies exist when several
     uv versions share the cache; the one seen most recently wins."""
     error = ""
@@ -122,8 +122,8 @@ def _first_record(entries: List[Entry]) -> tuple:
     return None, error or "no record beside its pins"
 
 
-def _pinned_anywhere(entries: List[Entry]) -> Set[str]:
-    out: Set[str] = set()
+def _pinned_anywhere(entries: list[Entry]) -> set[str]:
+    out: set[str] = set()
     for entry in entries:
         try:
             with entry.open() as d:
@@ -150,9 +150,9 @@ class _Store:
     def __init__(self, cache: Cache, write: bool) -> None:
         self.cache = cache
         self.write = write
-        self.dropped: List[Entry] = []
+        self.dropped: list[Entry] = []
 
-    def drop(self, entries: List[Entry]) -> None:
+    def drop(self, entries: list[Entry]) -> None:
         if self.write:
             self.dropped.extend(entries)
 
@@ -166,7 +166,9 @@ class _Store:
                 manifest.remove(entry.area, entry.key)
         self.dropped = []
 
-    def keep(self, key: str, record: Optional[Record], archives: Set[str], exact: bool = False, rewrite: bool = False) -> None:
+    def keep(
+        self, key: str, record: Optional[Record], archives: set[str], exact: bool = False, rewrite: bool = False
+    ) -> None:
         """Pin ``archives`` in the pruning uv's bucket (only them, if ``exact``) and make sure the
         record is there too (rewritten if ``rewrite``)."""
         if not self.write:
@@ -181,13 +183,15 @@ class _Store:
                     unpin(current, aid)
 
 
-def verify(cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None, dry_run: bool = False) -> List[Root]:
+def verify(
+    cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None, dry_run: bool = False
+) -> list[Root]:
     """Bring every root up to date in ``cache``'s buckets; return what was decided for each.
 
     ``dry_run`` decides the same without writing anything (``uv cache prune --dry-run``)."""
     now = time.time() if now is None else now
     store = _Store(cache, write=not dry_run)
-    roots: List[Root] = []
+    roots: list[Root] = []
     area = cache.area()
     if not dry_run and area is not None:
         manifest.clean_leftovers(area)  # memo files a killed prune was writing
@@ -261,7 +265,7 @@ def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
     return Root(key, LIVE, head, want)
 
 
-def _verify_own_full(store: _Store, key: str, entries: List[Entry], record: Record) -> Root:
+def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Record) -> Root:
     cache = store.cache
     try:
         os.stat(record.path)
@@ -276,7 +280,9 @@ def _verify_own_full(store: _Store, key: str, entries: List[Entry], record: Reco
         return Root(key, UNVERIFIABLE, record, kept, f"{e.strerror or e}")
     if not exists or not dists:
         store.drop(entries)
-        return Root(key, DEAD, record, set(), "environment no longer exists" if not exists else "links nothing from the cache")
+        return Root(
+            key, DEAD, record, set(), "environment no longer exists" if not exists else "links nothing from the cache"
+        )
     changed = record.distributions != dists or not record.scanned or record.site_stamp != stamp
     if changed:
         record.set_dists(dists)
@@ -286,11 +292,10 @@ def _verify_own_full(store: _Store, key: str, entries: List[Entry], record: Reco
     return Root(key, LIVE, record, kept)
 
 
-def protected(roots: List[Root]) -> Dict[str, List[Root]]:
+def protected(roots: list[Root]) -> dict[str, list[Root]]:
     """Archive id -> the roots that keep it."""
-    out: Dict[str, List[Root]] = {}
+    out: dict[str, list[Root]] = {}
     for root in roots:
         for aid in root.archives:
             out.setdefault(aid, []).append(root)
     return out
-

@@ -11,11 +11,11 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional, Tuple
+    from typing import Optional
 
 _MARKERS = ("docker", "containers", "libpod", "crio", "cri-containerd")
 _HEX = frozenset("0123456789abcdef")
-_identity: Optional[Tuple[str, str]] = None
+_identity: Optional[tuple[str, str]] = None
 
 
 def _read(path: str, limit: int = 65536) -> str:
@@ -50,7 +50,7 @@ def container_id() -> str:
     return ""
 
 
-def identity() -> Tuple[str, str]:
+def identity() -> tuple[str, str]:
     """(hostname, host id)."""
     global _identity
     if _identity is None:

@@ -26,7 +26,7 @@ from shim.envscan import Dist
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
-    from typing import Any, Dict, List, Optional, Tuple, Union
+    from typing import Any, Optional, Union
 
 try:  # the bare C hash: hashlib pulls in OpenSSL, several milliseconds at startup
     from _sha2 import sha256 as _sha256  # Python >= 3.12
@@ -59,12 +59,12 @@ def entry_key(host_id: str, env_path: str) -> str:
     return _sha256(f"{host_id}\0{env_path}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
-def fingerprint(dists: Dict[str, Dist]) -> str:
+def fingerprint(dists: dict[str, Dist]) -> str:
     lines = "\n".join(f"{k} {d.mode} {d.archive}" for k, d in sorted(dists.items()))
     return _sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def quick_state(entry: Optional[Dir]) -> Tuple[Optional[str], float]:
+def quick_state(entry: Optional[Dir]) -> tuple[Optional[str], float]:
     """(fingerprint, mtime) of a record without parsing it; (None, 0) if absent or unreadable."""
     if entry is None:
         return None, 0.0
@@ -98,11 +98,11 @@ class Record:
         kind: str = "venv",
         python: str = "",
         uv_version: str = "",
-        link_modes: Optional[List[str]] = None,
+        link_modes: Optional[list[str]] = None,
         registered: Optional[datetime] = None,
         last_used: Optional[datetime] = None,
         scanned: bool = False,
-        distributions: Optional[Dict[str, Dist]] = None,
+        distributions: Optional[dict[str, Dist]] = None,
         site_stamp: str = "",
     ) -> None:
         self.path = path
@@ -118,18 +118,18 @@ class Record:
         self.distributions = distributions or {}
         self.site_stamp = site_stamp  # mtimes of the site-packages folders at the last scan
 
-    def set_dists(self, dists: Dict[str, Dist]) -> None:
+    def set_dists(self, dists: dict[str, Dist]) -> None:
         self.distributions = dict(sorted(dists.items()))
         self.link_modes = sorted({d.mode for d in dists.values()})
         self.scanned = True
 
     @property
-    def pinned(self) -> List[str]:
+    def pinned(self) -> list[str]:
         """Archives this environment links by symlink: the ones that need a pin."""
         return sorted({d.archive for d in self.distributions.values() if d.mode == "symlink" and d.archive})
 
 
-def _record(values: Dict[str, Any], **extra: Any) -> Record:
+def _record(values: dict[str, Any], **extra: Any) -> Record:
     """A Record from the top-level keys of a parsed record (full TOML or header only)."""
     return Record(
         path=str(values["path"]),
@@ -164,7 +164,9 @@ def parse(data: bytes) -> Record:
     if not isinstance(schema, int):
         raise RecordError("no schema version")
     if schema > SCHEMA:
-        raise RecordError(f"schema {schema} is newer than this uv-shim understands ({SCHEMA}); upgrade uv-shim", future=True)
+        raise RecordError(
+            f"schema {schema} is newer than this uv-shim understands ({SCHEMA}); upgrade uv-shim", future=True
+        )
     try:
         dists = {}
         for key, d in (doc.get("distributions") or {}).items():
@@ -184,10 +186,22 @@ def parse(data: bytes) -> Record:
         raise RecordError(f"missing or malformed field: {e}") from None
 
 
-_HEADER_KEYS = ("schema", "path", "host", "host_id", "kind", "python", "uv_version", "last_used", "registered", "fingerprint", "site_stamp")
+_HEADER_KEYS = (
+    "schema",
+    "path",
+    "host",
+    "host_id",
+    "kind",
+    "python",
+    "uv_version",
+    "last_used",
+    "registered",
+    "fingerprint",
+    "site_stamp",
+)
 
 
-def load_header(entry: Union[Dir, str]) -> Tuple[Record, str]:
+def load_header(entry: Union[Dir, str]) -> tuple[Record, str]:
     """(record without its distributions, fingerprint) from the top-level keys only.
 
     What a prune needs for each of thousands of roots, without a TOML parse: the keys above are
@@ -198,7 +212,7 @@ def load_header(entry: Union[Dir, str]) -> Tuple[Record, str]:
     from datetime import datetime, timezone
 
     data = _read(entry)
-    values: Dict[str, Any] = {}
+    values: dict[str, Any] = {}
     lines = iter(data.decode("utf-8", "replace").splitlines())
     for line in lines:
         if line.startswith("["):
@@ -225,14 +239,20 @@ def load_header(entry: Union[Dir, str]) -> Tuple[Record, str]:
             raise RecordError(f"unreadable {key}: {e}") from None
     if values.get("schema") != SCHEMA or not all(k in values for k in ("path", "host_id", "fingerprint", "last_used")):
         raise RecordError("not a header this uv-shim writes")
-    rec = _record(values, registered=values.get("registered"), last_used=values["last_used"], scanned=True, link_modes=values.get("link_modes"))
+    rec = _record(
+        values,
+        registered=values.get("registered"),
+        last_used=values["last_used"],
+        scanned=True,
+        link_modes=values.get("link_modes"),
+    )
     return rec, str(values["fingerprint"])
 
 
 def dump(record: Record) -> bytes:
     import tomli_w
 
-    doc: Dict[str, Any] = {
+    doc: dict[str, Any] = {
         "schema": SCHEMA,
         "path": record.path,
         "host": record.host,
@@ -292,7 +312,7 @@ class EntryLock:
         self.timeout = timeout
         self.fd = -1
 
-    def __enter__(self) -> "EntryLock":
+    def __enter__(self) -> EntryLock:
         import fcntl
         import time
 

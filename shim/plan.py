@@ -15,7 +15,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Set, Tuple
+    from typing import Optional
 
 ROOT_MARKERS = ("CACHEDIR.TAG", ".gitignore", ".git")
 _SKIP_EXT = ("lock", "whl", "http", "rev", "msgpack")
@@ -23,16 +23,16 @@ _SKIP_EXT = ("lock", "whl", "http", "rev", "msgpack")
 
 class Plan:
     def __init__(self) -> None:
-        self.stale: List[str] = []  # top-level entries that are not buckets of this uv
-        self.environments: List[str] = []  # cached environments
-        self.ci: List[str] = []  # --ci: unzipped wheels and built-wheel leftovers
-        self.archives: List[str] = []  # archive ids that no reference keeps
-        self.kept_by_uv: Set[str] = set()  # archive ids uv's own index references
+        self.stale: list[str] = []  # top-level entries that are not buckets of this uv
+        self.environments: list[str] = []  # cached environments
+        self.ci: list[str] = []  # --ci: unzipped wheels and built-wheel leftovers
+        self.archives: list[str] = []  # archive ids that no reference keeps
+        self.kept_by_uv: set[str] = set()  # archive ids uv's own index references
         self.freed = 0  # bytes really freed: inodes whose every link goes
         self.files = 0
 
     @property
-    def paths(self) -> List[str]:
+    def paths(self) -> list[str]:
         return self.stale + self.environments + self.ci
 
 
@@ -53,7 +53,11 @@ def is_wheel_stem(stem: str) -> bool:
     name, version = parts[0], parts[1]
     if not name or not name[0].isalnum() or not name[-1].isalnum() or not _NAME_CHARS.issuperset(name):
         return False
-    if not version or not (version[0].isdigit() or version[0] in "vV") or not all(c.isalnum() or c in ".!+_" for c in version):
+    if (
+        not version
+        or not (version[0].isdigit() or version[0] in "vV")
+        or not all(c.isalnum() or c in ".!+_" for c in version)
+    ):
         return False
     if len(parts) == 6 and not parts[2][:1].isdigit():
         return False
@@ -96,10 +100,10 @@ class _Resolver:
         return os.path.realpath(path)
 
 
-def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str], evicted: Set[str] = frozenset()) -> Set[str]:
+def _references(cache: Cache, version: tuple[int, ...], skip: set[str], evicted: set[str] = frozenset()) -> set[str]:
     """Canonical paths that some link in uv's buckets resolves to (uv's find_archive_references).
     Our own folder is left out: the caller adds the pins the prune will find there."""
-    refs: Set[str] = set()
+    refs: set[str] = set()
     _canonical = _Resolver(cache)
     skip = skip | {cache.manifest}
     if version >= uvfeatures.REFS_FILTERED:
@@ -141,7 +145,7 @@ def _references(cache: Cache, version: Tuple[int, ...], skip: Set[str], evicted:
     return refs
 
 
-def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[str] = frozenset()) -> Plan:
+def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: set[str] = frozenset()) -> Plan:
     """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
     shim has made the pins in its bucket exactly ``pinned`` (archive ids) and removed uv's own
     references to ``evicted``."""
@@ -149,7 +153,7 @@ def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[st
     plan = Plan()
     buckets = set(cache.build.all_buckets)
     markers = ROOT_MARKERS + ((".lock",) if version >= uvfeatures.LOCKS_CACHE else ())
-    gone: Set[str] = set()  # paths that earlier steps remove
+    gone: set[str] = set()  # paths that earlier steps remove
     _canonical = _Resolver(cache)
     for name in sorted(os.listdir(cache.root)):
         path = os.path.join(cache.root, name)
@@ -160,7 +164,7 @@ def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[st
         plan.stale.append(path)
         gone.add(path)
     envs_bucket = cache.environments
-    env_targets: Set[str] = set()
+    env_targets: set[str] = set()
     if envs_bucket not in gone and os.path.isdir(envs_bucket):
         for e in sorted(os.listdir(envs_bucket)):
             path = os.path.join(envs_bucket, e)
@@ -212,9 +216,9 @@ def plan_prune(cache: Cache, pinned: Set[str], ci: bool = False, evicted: Set[st
     return plan
 
 
-def _measure(plan: Plan, paths: List[str]) -> None:
+def _measure(plan: Plan, paths: list[str]) -> None:
     """Files and bytes freed: an inode counts only when every one of its links goes."""
-    links: Dict[Tuple[int, int], List[int]] = {}
+    links: dict[tuple[int, int], list[int]] = {}
 
     def count(st: os.stat_result) -> None:
         plan.files += 1

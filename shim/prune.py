@@ -16,7 +16,7 @@ from shim.cache import Cache, CacheDirError, ExclusiveLock, find_cache_dir, refu
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, NoReturn, Optional, Set
+    from typing import NoReturn, Optional
 
 
 def lease_seconds(env) -> float:
@@ -47,7 +47,7 @@ class KeptSize:
     """Bytes of the kept archives, measured in a thread while uv prunes (kept archives are
     pinned, so uv leaves them alone), from the size memo where it can."""
 
-    def __init__(self, cache: Cache, roots: List[gc.Root]) -> None:
+    def __init__(self, cache: Cache, roots: list[gc.Root]) -> None:
         import threading
 
         self.archives = sorted(gc.protected(roots))
@@ -72,7 +72,7 @@ class KeptSize:
         return self.size
 
 
-def summarize(out: report.Out, roots: List[gc.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
+def summarize(out: report.Out, roots: list[gc.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
     """What was kept and why, in uv's style, after uv's own lines."""
     if out.quiet:
         return
@@ -95,17 +95,23 @@ def summarize(out: report.Out, roots: List[gc.Root], cache: Cache, sizes: Option
             out.detail(f"Kept for {root.path}: {what}")
         elif root.state == gc.FOREIGN:
             host = root.record.host if root.record else "?"
-            out.fact(f"Kept {report.plural(len(root.archives), 'archive')} of {root.path} on host {host} ({root.reason})")
+            out.fact(
+                f"Kept {report.plural(len(root.archives), 'archive')} of {root.path} on host {host} ({root.reason})"
+            )
         elif root.state == gc.EXPIRED:
             host = root.record.host if root.record else "?"
             out.fact(f"Released {root.path} on host {host}: lease ended ({root.reason})")
         elif root.state == gc.DEAD:
             out.detail(f"Released {root.path}: {root.reason}")
         elif root.state == gc.UNVERIFIABLE:
-            out.warn(f"cannot verify {root.path} ({root.reason}); keeping its {report.plural(len(root.archives), 'archive')}")
+            out.warn(
+                f"cannot verify {root.path} ({root.reason}); keeping its {report.plural(len(root.archives), 'archive')}"
+            )
     dead = [r for r in roots if r.state == gc.DEAD]
     if dead:
-        out.fact(f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''} or use this cache")
+        out.fact(
+            f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''} or use this cache"
+        )
 
 
 def _locked_verify(cache: Cache, inv: uvargs.Invocation, out: report.Out, env) -> tuple:
@@ -125,7 +131,7 @@ def _locked_verify(cache: Cache, inv: uvargs.Invocation, out: report.Out, env) -
             _error(f"cannot lock the cache at {cache.root}: {e.strerror}")
     try:
         roots = gc.verify(cache, hostid.identity()[1], lease)
-    except Exception as e:  # noqa: BLE001 - fail closed: never delete what we could not check
+    except Exception as e:
         _error(f"could not verify the environments that use {cache.root} ({e}); nothing was removed")
     return lock, roots
 
@@ -144,7 +150,7 @@ def _run_locked(lock: Optional[ExclusiveLock], force_since, version, exec_path, 
     return code
 
 
-def validate(exec_path: str, argv0: str, args: List[str]) -> None:
+def validate(exec_path: str, argv0: str, args: list[str]) -> None:
     """Let the real uv parse the arguments before anything changes: the same command, pointed at
     a cache that does not exist (so it can change nothing). If uv rejects them, that is the
     answer: its own message and exit code, and nothing in the cache has changed."""
@@ -156,8 +162,13 @@ def validate(exec_path: str, argv0: str, args: List[str]) -> None:
         env = realuv.child_env({**os.environ, "UV_CACHE_DIR": empty}, exec_=False)
         try:
             proc = subprocess.run(
-                [argv0, *_with_cache_dir(args, empty)], executable=exec_path, env=env,
-                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                [argv0, *_with_cache_dir(args, empty)],
+                executable=exec_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
             )
         except (OSError, subprocess.TimeoutExpired) as e:
             _error(f"cannot run {exec_path} to check the arguments: {e}")
@@ -166,9 +177,9 @@ def validate(exec_path: str, argv0: str, args: List[str]) -> None:
         realuv.mirror_exit(proc.returncode)
 
 
-def _with_cache_dir(args: List[str], path: str) -> List[str]:
+def _with_cache_dir(args: list[str], path: str) -> list[str]:
     """``args`` with every ``--cache-dir`` value replaced by ``path`` (options end at ``--``)."""
-    out: List[str] = []
+    out: list[str] = []
     it = iter(args)
     for arg in it:
         if arg == "--":
@@ -184,7 +195,7 @@ def _with_cache_dir(args: List[str], path: str) -> List[str]:
     return out
 
 
-def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: str, args: List[str]) -> tuple:
+def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: str, args: list[str]) -> tuple:
     """The cache the real uv will work on (uv's own answer), refused if it is no uv cache."""
     env = os.environ
     out = report.Out(quiet=inv.has("-q", "--quiet"), verbose=inv.has("-v", "--verbose"))
@@ -244,10 +255,19 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
                 "freed_bytes": p.freed,
             },
             "keep": {
-                "pinned": [{"id": a, "what": planner.archive_label(cache, a), "environments": sorted({r.path for r in kept[a]})} for a in present],
+                "pinned": [
+                    {
+                        "id": a,
+                        "what": planner.archive_label(cache, a),
+                        "environments": sorted({r.path for r in kept[a]}),
+                    }
+                    for a in present
+                ],
                 "referenced_by_uv": len(p.kept_by_uv),
             },
-            "environments": [{"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in roots],
+            "environments": [
+                {"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in roots
+            ],
         }
         if ev is not None:
             doc["evict"] = {
@@ -283,11 +303,13 @@ def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool
         report_eviction(out, cache, ev, would=True)
     if present:
         holders = {r.key for aid in present for r in kept[aid]}
-        out.fact(f"Would keep {report.plural(len(present), 'archive')} used by {report.plural(len(holders), 'environment')}")
+        out.fact(
+            f"Would keep {report.plural(len(present), 'archive')} used by {report.plural(len(holders), 'environment')}"
+        )
     realuv.mirror_exit(0)
 
 
-def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
     """``uv cache prune [--ci] [--force] [--unused] [--max-age D] [--max-size S] [--keep-recent D]
     [--dry-run [--json]]``."""
     from shim import evict
@@ -326,7 +348,9 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: u
         if code == 0:
             held.finish()
         elif held.restore():
-            out.warn(f"uv's prune failed; put back uv's references to the {report.plural(len(ev.chosen), 'archive')} chosen for eviction")  # type: ignore[union-attr]
+            out.warn(
+                f"uv's prune failed; put back uv's references to the {report.plural(len(ev.chosen), 'archive')} chosen for eviction"
+            )  # type: ignore[union-attr]
     if code == 0:
         _stamp_last_prune(cache)
         if ev is not None:
@@ -340,7 +364,9 @@ def report_eviction(out: report.Out, cache: Cache, ev, would: bool) -> None:
     what = report.plural(len(ev.chosen), "unused archive")
     out.fact(f"Would remove {what} (would free {size})" if would else f"Removed {what} ({size} freed)")
     if ev.hardlinked:
-        out.fact(f"Skipped {report.plural(len(ev.hardlinked), 'archive')} hardlinked into environments: removing them frees nothing while those live")
+        out.fact(
+            f"Skipped {report.plural(len(ev.hardlinked), 'archive')} hardlinked into environments: removing them frees nothing while those live"
+        )
     if ev.recent:
         out.fact(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
 
@@ -356,7 +382,7 @@ def _stamp_last_prune(cache: Cache) -> None:
         pass
 
 
-def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv: uvargs.Invocation) -> NoReturn:
+def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
     """``uv cache clean [PACKAGE...] [--force] [--all]``.
 
     With packages: uv's own clean, whose reference check counts our pins, so in-use archives of
@@ -375,7 +401,9 @@ def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv:
     if break_all:
         for root in roots:
             if root.archives and root.state != gc.DEAD:
-                out.fact(f"Breaking {root.path}: {report.plural(len(root.archives), 'archive')} it links will be removed")
+                out.fact(
+                    f"Breaking {root.path}: {report.plural(len(root.archives), 'archive')} it links will be removed"
+                )
         code = _run_locked(lock, uvfeatures.CLEAN_FORCE, cache.build.version_tuple, exec_path, argv0, uv_args)
         realuv.mirror_exit(code)
     if packages or (not kept and cache.area() is None):
@@ -394,18 +422,24 @@ def clean(real: realuv.RealUv, argv0: str, exec_path: str, args: List[str], inv:
         _error(f"cannot clear {e.filename or cache.root}: {e.strerror}")
     if lock is not None:
         lock.release()
-    out.fact(f"Removed {report.plural(removed, 'file')} ({report.human_size(size)})" if removed else "No cache entries found")
+    out.fact(
+        f"Removed {report.plural(removed, 'file')} ({report.human_size(size)})" if removed else "No cache entries found"
+    )
     summarize(out, roots, cache)
     realuv.mirror_exit(0)
 
 
-def _report_packages(out: report.Out, roots: List[gc.Root], cache: Cache, packages: Set[str]) -> None:
+def _report_packages(out: report.Out, roots: list[gc.Root], cache: Cache, packages: set[str]) -> None:
     lines = []
     for root in roots:
         if not root.record:
             continue
         for d in root.distributions(cache).values():
-            if d.name in packages and d.archive in root.archives and os.path.isdir(os.path.join(cache.archives, d.archive)):
+            if (
+                d.name in packages
+                and d.archive in root.archives
+                and os.path.isdir(os.path.join(cache.archives, d.archive))
+            ):
                 lines.append(f"Kept {d.key} ({d.archive}): used by {root.path}")
     out.facts(sorted(set(lines)))
 
@@ -413,7 +447,7 @@ def _report_packages(out: report.Out, roots: List[gc.Root], cache: Cache, packag
 KEEP_AT_ROOT = frozenset({"CACHEDIR.TAG", ".gitignore", ".git", ".lock"})
 
 
-def clear_except(cache: Cache, archives: Set[str]) -> tuple:
+def clear_except(cache: Cache, archives: set[str]) -> tuple:
     """Remove everything in the cache but ``archives`` and our record areas: (files, bytes).
 
     Every removal walks from the cache's folder descriptor and never follows a symlink (see
@@ -424,7 +458,7 @@ def clear_except(cache: Cache, archives: Set[str]) -> tuple:
     from shim.cache import ARCHIVE_BUCKET, SDISTS_PREFIX, SHIM_DIR
     from shim.confined import Unsafe
 
-    seen: Set = set()
+    seen: set = set()
     counts = [0, 0]
 
     def count(st: os.stat_result) -> None:

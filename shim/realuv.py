@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover
 
 TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
 if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn, Optional
 
 GUARD_VAR = "UV_SHIM_PID"
 PARENT_VAR = "UV_SHIM_PPID"
@@ -121,7 +122,7 @@ def check_guard(env: Mapping[str, str]) -> None:
         )
 
 
-def child_env(env: Mapping[str, str], exec_: bool = True) -> Dict[str, str]:
+def child_env(env: Mapping[str, str], exec_: bool = True) -> dict[str, str]:
     """The user's environment plus the recursion guard for the program we start.
 
     For ``exec`` the guard is our pid (exec keeps it); for a child it is our pid as its parent.
@@ -196,23 +197,23 @@ MEMO_FILE = "uv-builds-v3.tsv"
 class UvBuild:
     __slots__ = ("version", "buckets", "env_vars")
 
-    def __init__(self, version: str, buckets: Dict[str, str], env_vars: Sequence[str] = ()) -> None:
+    def __init__(self, version: str, buckets: dict[str, str], env_vars: Sequence[str] = ()) -> None:
         self.version = version
         self.buckets = buckets  # {"sdists": "sdists-v11", "wheels": "wheels-v8", ..., "all": "a|b"}
         self.env_vars = frozenset(env_vars)  # the ENV_VARS this uv reads
 
     @property
-    def all_buckets(self) -> List[str]:
+    def all_buckets(self) -> list[str]:
         """Every top-level bucket this uv keeps (a prune removes anything else)."""
         return [b for b in self.buckets.get("all", "").split("|") if b]
 
     @property
-    def version_tuple(self) -> Tuple[int, ...]:
+    def version_tuple(self) -> tuple[int, ...]:
         return version_tuple(self.version)
 
 
-def version_tuple(version: str) -> Tuple[int, ...]:
-    out: List[int] = []
+def version_tuple(version: str) -> tuple[int, ...]:
+    out: list[int] = []
     for part in version.split("."):
         digits = ""
         for ch in part:
@@ -225,7 +226,7 @@ def version_tuple(version: str) -> Tuple[int, ...]:
     return tuple(out)
 
 
-def _scan_binary(path: str) -> Dict[str, str]:
+def _scan_binary(path: str) -> dict[str, str]:
     """The bucket names compiled into the uv binary.
 
     uv keeps them as one run of string literals (``wheels-v8sdists-v11flat-index-v7...``):
@@ -236,7 +237,7 @@ def _scan_binary(path: str) -> Dict[str, str]:
     import re
 
     token = re.compile(rb"(" + b"|".join(k.encode() for k in _BUCKET_KINDS) + rb")-v(\d+)")
-    found: Dict[str, List[str]] = {}
+    found: dict[str, list[str]] = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         env_vars = "|".join(v for v in ENV_VARS if m.find(v.encode()) >= 0)
         start = 0
@@ -261,7 +262,7 @@ def _scan_binary(path: str) -> Dict[str, str]:
     return out
 
 
-def _bucket_run(run: bytes, first: str, anchor: int) -> List[str]:
+def _bucket_run(run: bytes, first: str, anchor: int) -> list[str]:
     """Every bucket name in the table of literals around ``archive-v0``: the maximal run of
     ``name-vN`` tokens, trimmed to start at a known bucket (text before it is another literal)."""
     import re
@@ -270,7 +271,7 @@ def _bucket_run(run: bytes, first: str, anchor: int) -> List[str]:
     for mt in tokens.finditer(run):
         if mt.start() <= anchor < mt.end():
             text = mt.group().decode()
-            text = text[text.find(first):] if first in text else text
+            text = text[text.find(first) :] if first in text else text
             return re.findall(r"[a-z]+(?:-[a-z]+)*-v\d+", text)
     return []
 
@@ -296,14 +297,16 @@ def build_of(real: RealUv) -> UvBuild:
         lines = []
     for line in lines:
         if line.startswith(key):
-            version, _, spec = line[len(key):].partition("\t")
+            version, _, spec = line[len(key) :].partition("\t")
             buckets = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
             if "sdists" in buckets and "wheels" in buckets and "all" in buckets and "env" in buckets:
                 return _build(version, buckets)
     version = _ask_version(real.path)
     buckets = _scan_binary(resolved)
     if "sdists" not in buckets or "wheels" not in buckets:
-        raise ShimError(f"cannot read the cache layout of {real.path} (uv {version}); report this uv version to uv-shim")
+        raise ShimError(
+            f"cannot read the cache layout of {real.path} (uv {version}); report this uv version to uv-shim"
+        )
     if "\n" not in resolved and "\t" not in resolved:
         keep = [ln for ln in lines if not ln.startswith(resolved + "\t")]
         keep.append(key + version + "\t" + ",".join(f"{k}={v}" for k, v in sorted(buckets.items())))
@@ -314,6 +317,6 @@ def build_of(real: RealUv) -> UvBuild:
     return _build(version, buckets)
 
 
-def _build(version: str, spec: Dict[str, str]) -> UvBuild:
+def _build(version: str, spec: dict[str, str]) -> UvBuild:
     env_vars = [v for v in spec.pop("env", "").split("|") if v]
     return UvBuild(version, spec, env_vars)

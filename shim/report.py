@@ -7,7 +7,8 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable, Optional, Set, Tuple
+    from collections.abc import Iterable
+    from typing import Optional
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 _DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -69,7 +70,7 @@ def walk(top: str, descend=None):
                     stack.append(e.path)
 
 
-def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
+def tree_size(path: str, seen: set[tuple[int, int]]) -> int:
     """Bytes of the regular files under ``path``, each inode counted once; never follows links."""
     total = 0
     for e in walk(path):
@@ -85,7 +86,7 @@ def tree_size(path: str, seen: Set[Tuple[int, int]]) -> int:
     return total
 
 
-def archive_size(path: str, seen: Set[Tuple[int, int]]) -> int:
+def archive_size(path: str, seen: set[tuple[int, int]]) -> int:
     """Bytes of an unpacked wheel: the sizes its ``*.dist-info/RECORD`` lists plus RECORD itself
     (one read instead of a stat per file), else a walk of the folder."""
     try:

@@ -12,7 +12,7 @@ import shlex
 
 SHELLS = ("bash", "zsh", "fish")
 
-_POSIX_DEFAULT = '_uv_shim_bin=${UV_SHIM_HOME:+$UV_SHIM_HOME/bin}\n_uv_shim_bin=${_uv_shim_bin:-${XDG_DATA_HOME:-$HOME/.local/share}/uv-shim/bin}\n'
+_POSIX_DEFAULT = "_uv_shim_bin=${UV_SHIM_HOME:+$UV_SHIM_HOME/bin}\n_uv_shim_bin=${_uv_shim_bin:-${XDG_DATA_HOME:-$HOME/.local/share}/uv-shim/bin}\n"
 
 
 def snippet(shell: str, alias: bool = False, bin_dir: str = "") -> str:

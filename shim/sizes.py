@@ -13,7 +13,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, Set
+    from collections.abc import Iterable
 
 MEMO = ".archive-sizes"
 
@@ -21,7 +21,7 @@ MEMO = ".archive-sizes"
 class ArchiveSizes:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.memo: Dict[str, int] = {}
+        self.memo: dict[str, int] = {}
         self.fresh = False
         area = cache.area()
         try:
@@ -33,7 +33,7 @@ class ArchiveSizes:
                     self.memo[aid] = int(size)
         except OSError:
             pass
-        self._seen: Set = set()
+        self._seen: set = set()
 
     def get(self, aid: str) -> int:
         size = self.memo.get(aid)

@@ -11,11 +11,12 @@ import os
 
 TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
 if TYPE_CHECKING:
-    from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+    from collections.abc import Mapping, Sequence
+    from typing import Optional
 
 # Global options that take a value and may appear anywhere in argv (before or after the
 # subcommand). ``--opt=value`` is accepted for all of them.
-GLOBAL_VALUE_OPTIONS: FrozenSet[str] = frozenset(
+GLOBAL_VALUE_OPTIONS: frozenset[str] = frozenset(
     {
         "--cache-dir",
         "--config-file",
@@ -32,7 +33,7 @@ GLOBAL_VALUE_OPTIONS: FrozenSet[str] = frozenset(
 
 # Commands that may change an environment, as (word, second word or None for "any").
 # Everything else is passed straight through.
-INTERCEPTED: Dict[str, Optional[FrozenSet[str]]] = {
+INTERCEPTED: dict[str, Optional[frozenset[str]]] = {
     "pip": frozenset({"install", "sync", "uninstall"}),
     "sync": None,
     "add": None,
@@ -46,24 +47,86 @@ INTERCEPTED: Dict[str, Optional[FrozenSet[str]]] = {
 # Subcommand options that take a value, per command family. Only needed to find positional
 # arguments (``uv venv PATH``, ``uv tool install NAME``, ``uv run CMD``) and the options we read.
 _COMMON_VALUE = {
-    "--index", "--default-index", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
-    "--index-strategy", "--keyring-provider", "--exclude-newer", "--exclude-newer-package",
-    "--link-mode", "--python", "-p", "--config-setting", "-C", "--config-settings-package",
-    "--resolution", "--prerelease", "--fork-strategy", "--refresh-package", "--reinstall-package",
-    "--upgrade-package", "-P", "--no-build-isolation-package", "--no-binary-package",
-    "--only-binary-package", "--no-build-package", "--no-binary", "--only-binary",
-    "--python-platform", "--python-version", "--torch-backend", "--no-sources-package",
-    "--build-constraints", "-b", "--build-constraint", "--overrides",
-    "--override", "--constraints", "-c", "--constraint", "--requirements", "-r",
-    "--requirement", "--editable", "-e", "--with", "-w", "--with-editable",
-    "--with-requirements", "--from", "--extra", "--group", "--no-group", "--only-group",
-    "--package", "--prompt", "--env-file", "--target", "--prefix", "--script", "--dev",
-    "--optional", "--tag", "--branch", "--rev", "--bounds", "--marker", "-m", "--relocatable",
-    "--all-packages", "--exclude", "--excludes", "--output-format", "--emit-index-annotation",
+    "--index",
+    "--default-index",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--index-strategy",
+    "--keyring-provider",
+    "--exclude-newer",
+    "--exclude-newer-package",
+    "--link-mode",
+    "--python",
+    "-p",
+    "--config-setting",
+    "-C",
+    "--config-settings-package",
+    "--resolution",
+    "--prerelease",
+    "--fork-strategy",
+    "--refresh-package",
+    "--reinstall-package",
+    "--upgrade-package",
+    "-P",
+    "--no-build-isolation-package",
+    "--no-binary-package",
+    "--only-binary-package",
+    "--no-build-package",
+    "--no-binary",
+    "--only-binary",
+    "--python-platform",
+    "--python-version",
+    "--torch-backend",
+    "--no-sources-package",
+    "--build-constraints",
+    "-b",
+    "--build-constraint",
+    "--overrides",
+    "--override",
+    "--constraints",
+    "-c",
+    "--constraint",
+    "--requirements",
+    "-r",
+    "--requirement",
+    "--editable",
+    "-e",
+    "--with",
+    "-w",
+    "--with-editable",
+    "--with-requirements",
+    "--from",
+    "--extra",
+    "--group",
+    "--no-group",
+    "--only-group",
+    "--package",
+    "--prompt",
+    "--env-file",
+    "--target",
+    "--prefix",
+    "--script",
+    "--dev",
+    "--optional",
+    "--tag",
+    "--branch",
+    "--rev",
+    "--bounds",
+    "--marker",
+    "-m",
+    "--relocatable",
+    "--all-packages",
+    "--exclude",
+    "--excludes",
+    "--output-format",
+    "--emit-index-annotation",
 }
 # Flags in _COMMON_VALUE by mistake would make us skip a positional; keep flags out of it.
 _FLAGS_NOT_VALUES = {"--dev", "--relocatable", "--all-packages", "--script", "-m"}
-SUB_VALUE_OPTIONS: FrozenSet[str] = frozenset(_COMMON_VALUE - _FLAGS_NOT_VALUES)
+SUB_VALUE_OPTIONS: frozenset[str] = frozenset(_COMMON_VALUE - _FLAGS_NOT_VALUES)
 # ``uv run --script`` / ``uv add --script`` take a value, ``uv run -m`` does not: special cases.
 _SCRIPT_VALUE_IN = {"add", "remove", "sync"}
 
@@ -73,11 +136,11 @@ class Invocation:
 
     def __init__(self, argv: Sequence[str]) -> None:
         self.argv = list(argv)
-        self.words: Tuple[str, ...] = ()  # subcommand words, e.g. ("pip", "install")
-        self.globals: Dict[str, str] = {}  # global options with values
-        self.flags: FrozenSet[str] = frozenset()  # every option seen, without values
-        self.options: Dict[str, List[str]] = {}  # every value option seen
-        self.positionals: List[str] = []  # after the subcommand words
+        self.words: tuple[str, ...] = ()  # subcommand words, e.g. ("pip", "install")
+        self.globals: dict[str, str] = {}  # global options with values
+        self.flags: frozenset[str] = frozenset()  # every option seen, without values
+        self.options: dict[str, list[str]] = {}  # every value option seen
+        self.positionals: list[str] = []  # after the subcommand words
         self.help = False
 
     @property
@@ -104,7 +167,7 @@ class Invocation:
         return any(n in self.flags for n in names)
 
 
-def _takes_value(opt: str, words: Tuple[str, ...]) -> bool:
+def _takes_value(opt: str, words: tuple[str, ...]) -> bool:
     if opt in GLOBAL_VALUE_OPTIONS:
         return True
     if opt == "--script":
@@ -114,7 +177,7 @@ def _takes_value(opt: str, words: Tuple[str, ...]) -> bool:
     return opt in SUB_VALUE_OPTIONS
 
 
-def _depth(words: Tuple[str, ...]) -> int:
+def _depth(words: tuple[str, ...]) -> int:
     """How many subcommand words the command has (``pip install`` has two, ``sync`` one)."""
     if not words:
         return 2
@@ -129,7 +192,7 @@ def parse(argv: Sequence[str]) -> Invocation:
     follows belongs to the child.
     """
     inv = Invocation(argv)
-    words: Tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
     flags = set()
     i = 0
     n = len(argv)
@@ -296,7 +359,7 @@ def pip_env(inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[Targe
     return None
 
 
-def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> List[Target]:
+def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> list[Target]:
     """The environments the command may change (empty when there is nothing to record)."""
     words = inv.words
     if not words:
@@ -321,9 +384,13 @@ def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> List[Target]:
         return [Target(tools_dir(env), "tools")]
     return []
 
+
 def uses_cached_env(inv: Invocation) -> bool:
     """Commands that run in an environment uv keeps inside the cache (``uvx``, ``run --with``)."""
-    return inv.words[:2] == ("tool", "run") or (inv.words[:1] == ("run",) and bool(inv.opt("--with", "-w", "--with-requirements", "--with-editable") or inv.has("--script")))
+    return inv.words[:2] == ("tool", "run") or (
+        inv.words[:1] == ("run",)
+        and bool(inv.opt("--with", "-w", "--with-requirements", "--with-editable") or inv.has("--script"))
+    )
 
 
 def runs_child(inv: Invocation) -> bool:

@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 from shim import envscan, gc, hostid, manifest, realuv, report, uvargs
 from shim.bookkeeping import Book, Warnings
@@ -23,7 +24,7 @@ class UserError(Exception):
     """A one-line message for the user, exit 1."""
 
 
-def open_cache(cache_dir: Optional[str]) -> Tuple[realuv.RealUv, Cache]:
+def open_cache(cache_dir: Optional[str]) -> tuple[realuv.RealUv, Cache]:
     """The cache the real uv uses here (its own answer to ``uv cache dir``)."""
     real = realuv.find(os.environ)
     build = realuv.build_of(real)
@@ -37,7 +38,7 @@ def open_cache(cache_dir: Optional[str]) -> Tuple[realuv.RealUv, Cache]:
     return real, Cache(root, build)
 
 
-def _roots(cache: Cache) -> List[gc.Root]:
+def _roots(cache: Cache) -> list[gc.Root]:
     from shim.prune import lease_seconds
 
     return gc.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
@@ -47,7 +48,7 @@ def _age(ts: float) -> str:
     return report.human_age(time.time() - ts) + " ago"
 
 
-def _table(rows: List[List[str]], header: List[str]) -> str:
+def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     for r in rows:
@@ -62,7 +63,7 @@ def _emit(doc, text: str, as_json: bool, out: report.Out) -> None:
 # -- envs -------------------------------------------------------------------------------------
 
 
-def env_rows(cache: Cache, roots: List[gc.Root]) -> List[Dict[str, object]]:
+def env_rows(cache: Cache, roots: list[gc.Root]) -> list[dict[str, object]]:
     this = hostid.identity()[1]
     rows = []
     for r in roots:
@@ -87,10 +88,24 @@ def env_rows(cache: Cache, roots: List[gc.Root]) -> List[Dict[str, object]]:
 
 def cmd_envs(cache: Cache, out: report.Out, as_json: bool) -> int:
     rows = env_rows(cache, _roots(cache))
-    table = _table(
-        [[r["path"], r["host"], ",".join(r["link_modes"]) or "-", r["distributions"], r["last_used_age"], r["state"] + (f" ({r['reason']})" if r["reason"] else "")] for r in rows],
-        ["PATH", "HOST", "LINK", "DISTS", "LAST USED", "STATE"],
-    ) if rows else ""
+    table = (
+        _table(
+            [
+                [
+                    r["path"],
+                    r["host"],
+                    ",".join(r["link_modes"]) or "-",
+                    r["distributions"],
+                    r["last_used_age"],
+                    r["state"] + (f" ({r['reason']})" if r["reason"] else ""),
+                ]
+                for r in rows
+            ],
+            ["PATH", "HOST", "LINK", "DISTS", "LAST USED", "STATE"],
+        )
+        if rows
+        else ""
+    )
     _emit({"cache": cache.root, "environments": rows}, table, as_json, out)
     if not rows:
         out.fact(f"No environments recorded in {cache.root}")
@@ -105,14 +120,14 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
 
     roots = _roots(cache)
     kept = gc.protected(roots)
-    seen: Set = set()
+    seen: set = set()
     total = report.tree_size(cache.root, set())
     try:
         ids = sorted(os.listdir(cache.archives))
     except OSError:
         ids = []
-    states: Dict[str, List[str]] = {"symlinked": [], "hardlinked": [], "only_cached": []}
-    sizes: Dict[str, int] = {k: 0 for k in states}
+    states: dict[str, list[str]] = {"symlinked": [], "hardlinked": [], "only_cached": []}
+    sizes: dict[str, int] = {k: 0 for k in states}
     for aid in ids:
         path = os.path.join(cache.archives, aid)
         state = "symlinked" if aid in kept else ("hardlinked" if _hardlinked(path) else "only_cached")
@@ -122,7 +137,7 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
     for name, ci in (("uv cache prune", False), ("uv cache prune --ci", True)):
         p = planner.plan_prune(cache, set(kept), ci=ci)
         policies[name] = {"archives": len(p.archives), "files": p.files, "freed_bytes": p.freed}
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for r in roots:
         counts[r.state] = counts.get(r.state, 0) + 1
     leases = sorted(r.record.last_used.timestamp() for r in roots if r.state == gc.FOREIGN and r.record)
@@ -141,19 +156,43 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
         "size_bytes": total,
         "archives": {k: {"count": len(v), "bytes": sizes[k]} for k, v in states.items()},
         "policies": policies,
-        "environments": {"live": counts.get(gc.LIVE, 0), "dead": counts.get(gc.DEAD, 0), "other_hosts": counts.get(gc.FOREIGN, 0), "expired": counts.get(gc.EXPIRED, 0), "unverifiable": counts.get(gc.UNVERIFIABLE, 0)},
+        "environments": {
+            "live": counts.get(gc.LIVE, 0),
+            "dead": counts.get(gc.DEAD, 0),
+            "other_hosts": counts.get(gc.FOREIGN, 0),
+            "expired": counts.get(gc.EXPIRED, 0),
+            "unverifiable": counts.get(gc.UNVERIFIABLE, 0),
+        },
         "next_lease_end_seconds": next_lease,
         "last_prune": last,
     }
     env = doc["environments"]
-    other = f", {env['other_hosts']} on other hosts" + (f" (next lease ends in {report.human_age(next_lease)})" if next_lease is not None else "") if env["other_hosts"] else ""
+    other = (
+        f", {env['other_hosts']} on other hosts"
+        + (f" (next lease ends in {report.human_age(next_lease)})" if next_lease is not None else "")
+        if env["other_hosts"]
+        else ""
+    )
     rows = [
         ("Cache", f"{cache.root} (uv {cache.build.version}), {report.human_size(total)}"),
-        ("Archives", f"{len(ids)}: {len(states['symlinked'])} linked by symlink ({report.human_size(sizes['symlinked'])}), "
-         f"{len(states['hardlinked'])} by hardlink ({report.human_size(sizes['hardlinked'])}), "
-         f"{len(states['only_cached'])} only cached ({report.human_size(sizes['only_cached'])})"),
-        *[(f"`{name}`", f"would free {report.human_size(p['freed_bytes'])} ({report.plural(p['archives'], 'archive')}, {report.plural(p['files'], 'file')})") for name, p in policies.items()],
-        ("Environments", f"{env['live']} live, {env['dead']} dead{other}" + (f", {env['unverifiable']} unverifiable" if env["unverifiable"] else "")),
+        (
+            "Archives",
+            f"{len(ids)}: {len(states['symlinked'])} linked by symlink ({report.human_size(sizes['symlinked'])}), "
+            f"{len(states['hardlinked'])} by hardlink ({report.human_size(sizes['hardlinked'])}), "
+            f"{len(states['only_cached'])} only cached ({report.human_size(sizes['only_cached'])})",
+        ),
+        *[
+            (
+                f"`{name}`",
+                f"would free {report.human_size(p['freed_bytes'])} ({report.plural(p['archives'], 'archive')}, {report.plural(p['files'], 'file')})",
+            )
+            for name, p in policies.items()
+        ],
+        (
+            "Environments",
+            f"{env['live']} live, {env['dead']} dead{other}"
+            + (f", {env['unverifiable']} unverifiable" if env["unverifiable"] else ""),
+        ),
         ("Last prune", _age(last) if last else "never through uv-shim"),
     ]
     width = max(len(k) for k, _ in rows) + 2
@@ -201,7 +240,17 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
         removal = None
         if not keepers:
             removal = f"uv cache clean {label.partition('==')[0]}" if aid in uv_refs else "uv cache prune"
-        answers.append({"id": aid, "what": label, "environments": keepers, "hardlinked": hard, "referenced_by_uv": aid in uv_refs, "verdict": verdict, "removed_by": removal})
+        answers.append(
+            {
+                "id": aid,
+                "what": label,
+                "environments": keepers,
+                "hardlinked": hard,
+                "referenced_by_uv": aid in uv_refs,
+                "verdict": verdict,
+                "removed_by": removal,
+            }
+        )
     lines = []
     for a in answers:
         lines.append(f"{a['what']} ({a['id']}): {a['verdict']}")
@@ -228,7 +277,7 @@ def _all_wheel_links(cache: Cache):
 # -- doctor and adopt -------------------------------------------------------------------------
 
 
-def broken_dists(env_path: str) -> List[Tuple[str, str, str]]:
+def broken_dists(env_path: str) -> list[tuple[str, str, str]]:
     """(name, version, archive path) for each distribution whose METADATA symlink into a uv cache
     no longer resolves (its archive was deleted, by any prune, with or without uv-shim)."""
     out = []
@@ -243,11 +292,19 @@ def broken_dists(env_path: str) -> List[Tuple[str, str, str]]:
                 continue
             if "/archive-v0/" in target and not os.path.exists(meta):
                 name, _, version = entry[: -len(".dist-info")].partition("-")
-                out.append((envscan.normalize(name), version, target.split("/archive-v0/")[0] + "/archive-v0/" + target.split("/archive-v0/")[1].split("/")[0]))
+                out.append(
+                    (
+                        envscan.normalize(name),
+                        version,
+                        target.split("/archive-v0/")[0]
+                        + "/archive-v0/"
+                        + target.split("/archive-v0/")[1].split("/")[0],
+                    )
+                )
     return out
 
 
-def _env_paths(cache: Cache, paths: Sequence[str]) -> List[str]:
+def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
     if paths:
         for p in paths:
             if not envscan.is_environment(os.path.abspath(p)):
@@ -257,17 +314,35 @@ def _env_paths(cache: Cache, paths: Sequence[str]) -> List[str]:
     return sorted(r.path for r in _roots(cache) if r.record and r.record.host_id == this and os.path.isdir(r.path))
 
 
-def cmd_doctor(real: realuv.RealUv, cache: Cache, paths: Sequence[str], fix: bool, uv_args: Sequence[str], out: report.Out, as_json: bool) -> int:
+def cmd_doctor(
+    real: realuv.RealUv,
+    cache: Cache,
+    paths: Sequence[str],
+    fix: bool,
+    uv_args: Sequence[str],
+    out: report.Out,
+    as_json: bool,
+) -> int:
     found = {}
     for env in _env_paths(cache, paths):
         broken = broken_dists(env)
         if broken:
             found[env] = broken
-    fixed: Dict[str, bool] = {}
+    fixed: dict[str, bool] = {}
     if fix:
         for env, broken in found.items():
             fixed[env] = _reinstall(real, cache, env, broken, uv_args, out)
-    doc = {"cache": cache.root, "broken": [{"path": env, "distributions": [{"name": n, "version": v, "archive": a} for n, v, a in b], "fixed": fixed.get(env)} for env, b in found.items()]}
+    doc = {
+        "cache": cache.root,
+        "broken": [
+            {
+                "path": env,
+                "distributions": [{"name": n, "version": v, "archive": a} for n, v, a in b],
+                "fixed": fixed.get(env),
+            }
+            for env, b in found.items()
+        ],
+    }
     lines = []
     for env, broken in found.items():
         status = "" if not fix else (" (fixed)" if fixed[env] else " (NOT fixed)")
@@ -296,7 +371,18 @@ def _reinstall(real: realuv.RealUv, cache: Cache, env: str, broken, uv_args: Seq
 
     specs = [f"{n}=={v}" for n, v, _a in broken]
     names = [n for n, _v, _a in broken]
-    args = [real.path, "pip", "install", "--python", _python_of(env), "--link-mode", "symlink", "--no-deps", "--cache-dir", cache.root]
+    args = [
+        real.path,
+        "pip",
+        "install",
+        "--python",
+        _python_of(env),
+        "--link-mode",
+        "symlink",
+        "--no-deps",
+        "--cache-dir",
+        cache.root,
+    ]
     for n in names:
         args += ["--reinstall-package", n, "--refresh-package", n]
     args += [*uv_args, *specs]
@@ -308,10 +394,26 @@ def _reinstall(real: realuv.RealUv, cache: Cache, env: str, broken, uv_args: Seq
     return not broken_dists(env)
 
 
-SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "proc", "sys", "dev"})
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "proc",
+        "sys",
+        "dev",
+    }
+)
 
 
-def discover(top: str, cache: Cache) -> List[str]:
+def discover(top: str, cache: Cache) -> list[str]:
     """Folders under ``top`` holding a ``pyvenv.cfg``; never descends into the cache, into an
     environment it found, or into version-control and tool folders."""
     found = []
@@ -321,7 +423,13 @@ def discover(top: str, cache: Cache) -> List[str]:
             found.append(dirpath)
             dirnames[:] = []
             continue
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and os.path.realpath(os.path.join(dirpath, d)) != cache_real and not os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if d not in SKIP_DIRS
+            and os.path.realpath(os.path.join(dirpath, d)) != cache_real
+            and not os.path.islink(os.path.join(dirpath, d))
+        ]
     return sorted(found)
 
 
@@ -342,13 +450,35 @@ def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], ou
         key = manifest.entry_key(book.host_id, real_path)
         try:
             rec = manifest.load(cache.entry_dir(key))  # a read: by path is fine
-            rows.append({"path": real_path, "recorded": True, "distributions": len(rec.distributions), "pinned_archives": len(rec.pinned), "link_modes": rec.link_modes})
+            rows.append(
+                {
+                    "path": real_path,
+                    "recorded": True,
+                    "distributions": len(rec.distributions),
+                    "pinned_archives": len(rec.pinned),
+                    "link_modes": rec.link_modes,
+                }
+            )
         except (OSError, manifest.RecordError):
-            rows.append({"path": real_path, "recorded": False, "distributions": 0, "pinned_archives": 0, "link_modes": []})
-    text = _table(
-        [[r["path"], "yes" if r["recorded"] else "no (links nothing from this cache)", r["distributions"], r["pinned_archives"]] for r in rows],
-        ["PATH", "RECORDED", "DISTS", "PINNED"],
-    ) if rows else ""
+            rows.append(
+                {"path": real_path, "recorded": False, "distributions": 0, "pinned_archives": 0, "link_modes": []}
+            )
+    text = (
+        _table(
+            [
+                [
+                    r["path"],
+                    "yes" if r["recorded"] else "no (links nothing from this cache)",
+                    r["distributions"],
+                    r["pinned_archives"],
+                ]
+                for r in rows
+            ],
+            ["PATH", "RECORDED", "DISTS", "PINNED"],
+        )
+        if rows
+        else ""
+    )
     _emit({"cache": cache.root, "environments": rows}, text, as_json, out)
     out.fact(f"Adopted {report.plural(sum(1 for r in rows if r['recorded']), 'environment')}")
     return 0

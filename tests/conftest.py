@@ -12,14 +12,15 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Optional
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 UV_ROOT = Path(os.environ.get("UV_SHIM_TEST_UV_ROOT") or REPO / ".test-env" / "uv")
-VERSIONS: List[str] = (os.environ.get("UV_SHIM_TEST_UV_VERSIONS") or "0.7.0 0.9.5 0.13.9").split()
+VERSIONS: list[str] = (os.environ.get("UV_SHIM_TEST_UV_VERSIONS") or "0.7.0 0.9.5 0.13.9").split()
 
 
 def _vt(v: str):
@@ -56,11 +57,11 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def make_wheel(folder: Path, name: str, version: str, extra: Optional[Dict[str, str]] = None) -> Path:
+def make_wheel(folder: Path, name: str, version: str, extra: Optional[dict[str, str]] = None) -> Path:
     """Write ``name-version-py3-none-any.whl`` with a module ``name`` whose VALUE names the build."""
     mod = name.replace("-", "_")
     dist = f"{mod}-{version}.dist-info"
-    files: Dict[str, bytes] = {
+    files: dict[str, bytes] = {
         f"{mod}/__init__.py": f"VALUE = {f'{name}-{version}'!r}\n".encode(),
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
         f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: uv-shim-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
@@ -132,7 +133,7 @@ class World:
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
 
-    def env(self, **extra: str) -> Dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -152,9 +153,25 @@ class World:
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
-    def uv(self, *args: str, shim: bool = True, check: bool = True, cwd: Optional[Path] = None, input: Optional[str] = None, **env: str) -> subprocess.CompletedProcess:
+    def uv(
+        self,
+        *args: str,
+        shim: bool = True,
+        check: bool = True,
+        cwd: Optional[Path] = None,
+        input: Optional[str] = None,
+        **env: str,
+    ) -> subprocess.CompletedProcess:
         exe = str(self.shim_uv if shim else self.real_uv)
-        proc = subprocess.run([exe, *args], cwd=cwd or self.root, env=self.env(**env), capture_output=True, text=True, input=input, timeout=600)
+        proc = subprocess.run(
+            [exe, *args],
+            cwd=cwd or self.root,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=600,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -164,7 +181,17 @@ class World:
         self.uv("venv", "-q", "--python", BASE_PYTHON, str(path), shim=False)
         return path
 
-    def install(self, venv: Path, *specs: str, mode: str = "symlink", shim: bool = True, find_links: Optional[Path] = None, extra: Iterable[str] = (), check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    def install(
+        self,
+        venv: Path,
+        *specs: str,
+        mode: str = "symlink",
+        shim: bool = True,
+        find_links: Optional[Path] = None,
+        extra: Iterable[str] = (),
+        check: bool = True,
+        **env: str,
+    ) -> subprocess.CompletedProcess:
         args = ["pip", "install", "-q", "--python", str(venv / "bin" / "python")]
         if find_links is not None:
             args += ["--no-index", "--find-links", str(find_links)]
@@ -174,14 +201,16 @@ class World:
         return self.uv("cache", "prune", *extra, shim=shim)
 
     def python(self, venv: Path, code: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, env=self.env())
+        return subprocess.run(
+            [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, env=self.env()
+        )
 
     def value(self, venv: Path, module: str) -> Optional[str]:
         """``module.VALUE`` as the environment sees it, or None if the import is broken."""
         out = self.python(venv, f"import {module}; print({module}.VALUE)")
         return out.stdout.strip() if out.returncode == 0 else None
 
-    def broken(self, venv: Path) -> List[str]:
+    def broken(self, venv: Path) -> list[str]:
         """What is broken in an environment ("works" is an empty list): files its distributions'
         RECORDs list that are missing, top-level packages that do not import or import only as
         an empty namespace package."""
@@ -200,7 +229,7 @@ class World:
         build = realuv.build_of(realuv.RealUv(str(self.real_uv), "test"))
         return self.cache / build.buckets["sdists"] / SHIM_DIR
 
-    def records(self) -> Dict[str, "object"]:
+    def records(self) -> dict[str, object]:
         """Environment path -> parsed record, for every record in the running uv's bucket."""
         from shim import manifest
 
@@ -213,17 +242,17 @@ class World:
                     out[rec.path] = rec
         return out
 
-    def pins(self) -> List[Path]:
+    def pins(self) -> list[Path]:
         d = self.manifest_dir()
         return sorted(p for p in d.glob("*/pin_*_0-0-py3-none-any")) if d.is_dir() else []
 
-    def pinned(self) -> List[str]:
+    def pinned(self) -> list[str]:
         """Archive ids pinned by any environment."""
         from shim.cache import pin_id
 
         return sorted({pin_id(p.name) for p in self.pins()})
 
-    def archives(self) -> List[str]:
+    def archives(self) -> list[str]:
         d = self.cache / "archive-v0"
         return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 

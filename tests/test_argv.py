@@ -104,7 +104,9 @@ def test_project_targets(tmp_path):
     assert _t(["sync"], member) == [(str(ws / ".venv"), "venv")]
     assert _t(["run", "python"], member, {"UV_PROJECT_ENVIRONMENT": "envs/x"}) == [(str(ws / "envs" / "x"), "venv")]
     assert _t(["add", "rich"], tmp_path, {"UV_PROJECT_ENVIRONMENT": "/abs/env"}) == []  # no project here
-    assert _t(["--project", str(member), "sync"], tmp_path, {"UV_PROJECT_ENVIRONMENT": "/abs/env"}) == [("/abs/env", "venv")]
+    assert _t(["--project", str(member), "sync"], tmp_path, {"UV_PROJECT_ENVIRONMENT": "/abs/env"}) == [
+        ("/abs/env", "venv")
+    ]
     assert _t(["--directory", str(member), "remove", "x"], tmp_path) == [(str(ws / ".venv"), "venv")]
     assert _t(["run", "--no-project", "python"], member) == []
     lone = tmp_path / "lone"
@@ -116,9 +118,13 @@ def test_project_targets(tmp_path):
 def test_venv_and_tool_targets(tmp_path):
     assert _t(["venv"], tmp_path) == [(str(tmp_path / ".venv"), "venv")]
     assert _t(["venv", "--python", "3.12", "my env"], tmp_path) == [(str(tmp_path / "my env"), "venv")]
-    assert _t(["tool", "install", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "tools")}) == [(str(tmp_path / "tools"), "tools")]
+    assert _t(["tool", "install", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "tools")}) == [
+        (str(tmp_path / "tools"), "tools")
+    ]
     home = {"HOME": str(tmp_path)}
-    assert _t(["tool", "upgrade", "--all"], tmp_path, home) == [(os.path.join(str(tmp_path), ".local", "share", "uv", "tools"), "tools")]
+    assert _t(["tool", "upgrade", "--all"], tmp_path, home) == [
+        (os.path.join(str(tmp_path), ".local", "share", "uv", "tools"), "tools")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +146,11 @@ def test_help_and_where_options_end(argv, help_, positionals):
 
 def test_what_uses_a_cached_environment():
     cached = lambda *a: uvargs.uses_cached_env(uvargs.parse(list(a)))  # noqa: E731
-    assert cached("tool", "run", "black") and cached("run", "--with", "rich", "python") and cached("run", "--script", "s.py")
+    assert (
+        cached("tool", "run", "black")
+        and cached("run", "--with", "rich", "python")
+        and cached("run", "--script", "s.py")
+    )
     assert cached("run", "-w", "rich", "python") and cached("run", "--with-requirements", "r.txt", "python")
     assert not cached("run", "python") and not cached("tool", "install", "black") and not cached("sync")
     assert not uvargs.runs_child(uvargs.parse(["sync"])) and uvargs.runs_child(uvargs.parse(["run", "x"]))
@@ -161,8 +171,12 @@ def test_more_targets(tmp_path):
     proj = tmp_path / "proj"
     assert _t(["sync", "--active"], proj, {"VIRTUAL_ENV": str(a)}) == [(str(a), "venv")]
     assert _t(["sync"], proj, {"VIRTUAL_ENV": str(a)}) == [(str(proj / ".venv"), "venv")]
-    assert _t(["run", "--isolated", "python"], proj) == [] and _t(["sync", "--isolated"], proj) == [(str(proj / ".venv"), "venv")]
+    assert _t(["run", "--isolated", "python"], proj) == [] and _t(["sync", "--isolated"], proj) == [
+        (str(proj / ".venv"), "venv")
+    ]
     assert _t(["run", "--script", "s.py"], proj) == [] and _t(["add", "--script", "s.py", "x"], proj) == []
     assert _t(["add", "x"], proj) == [(str(proj / ".venv"), "venv")]
     assert _t(["venv"], tmp_path, {"UV_PROJECT_ENVIRONMENT": "envs/p"}) == [(str(tmp_path / "envs" / "p"), "venv")]
-    assert _t(["tool", "upgrade", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "t")}) == [(str(tmp_path / "t"), "tools")]
+    assert _t(["tool", "upgrade", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "t")}) == [
+        (str(tmp_path / "t"), "tools")
+    ]

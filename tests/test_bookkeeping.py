@@ -6,7 +6,6 @@ import os
 import subprocess
 from pathlib import Path
 
-
 from conftest import NEWEST, OLDEST, World
 
 
@@ -73,7 +72,13 @@ def test_uvx_cached_environment_is_recorded(world: World, wheels):
     world.prune("--ci")
     assert gamma in world.archives()
     control = World(world.root / "control", world.shim_home, world.version)
-    bare = subprocess.run([str(control.real_uv.parent / "uvx"), *args], env=control.env(UV_LINK_MODE="symlink"), capture_output=True, text=True, cwd=control.root)
+    bare = subprocess.run(
+        [str(control.real_uv.parent / "uvx"), *args],
+        env=control.env(UV_LINK_MODE="symlink"),
+        capture_output=True,
+        text=True,
+        cwd=control.root,
+    )
     assert bare.returncode == 0, bare.stderr
     control.prune("--ci")
     assert not [a for a in control.archives() if list((control.cache / "archive-v0" / a).glob("gamma-1.0.dist-info"))]
@@ -94,7 +99,17 @@ def test_venv_reached_through_a_symlink_is_one_root(world: World, wheels):
     link = world.root / "link"
     link.symlink_to(real)
     world.install(link, "alpha==1.0", find_links=wheels)
-    world.uv("pip", "install", "-q", "--no-index", "--find-links", str(wheels), "beta==1.0", VIRTUAL_ENV=str(link), UV_LINK_MODE="symlink")
+    world.uv(
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "beta==1.0",
+        VIRTUAL_ENV=str(link),
+        UV_LINK_MODE="symlink",
+    )
     assert list(world.records()) == [str(real.resolve())]
     world.prune()
     assert world.value(link, "alpha") == "alpha-1.0"

@@ -13,17 +13,16 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 import pytest
-
 from conftest import BASE_PYTHON, NEWEST, OLDEST, _vt, uv_path
 
 # (id, global args, environment, working directory relative to the world, files to write)
 # In values, {root} is the world folder and {home} its HOME.
-Row = Tuple[str, List[str], Dict[str, str], str, Dict[str, str]]
+Row = tuple[str, list[str], dict[str, str], str, dict[str, str]]
 CFG = 'cache-dir = "{value}"\n'
-ROWS: List[Row] = [
+ROWS: list[Row] = [
     ("default", [], {}, ".", {}),
     ("xdg-absolute", [], {"XDG_CACHE_HOME": "{root}/xdg"}, ".", {}),
     ("xdg-relative-ignored", [], {"XDG_CACHE_HOME": "relxdg"}, ".", {}),
@@ -48,16 +47,40 @@ ROWS: List[Row] = [
     ("uv-toml-here", [], {}, ".", {"uv.toml": CFG.format(value="{root}/cfg")}),
     ("uv-toml-relative", [], {}, ".", {"uv.toml": CFG.format(value="cfgrel")}),
     ("uv-toml-in-parent", [], {}, "sub", {"uv.toml": CFG.format(value="{root}/cfg")}),
-    ("pyproject-tool-uv", [], {}, ".", {"pyproject.toml": '[project]\nname = "p"\nversion = "0"\n[tool.uv]\n' + CFG.format(value="{root}/cfg")}),
+    (
+        "pyproject-tool-uv",
+        [],
+        {},
+        ".",
+        {"pyproject.toml": '[project]\nname = "p"\nversion = "0"\n[tool.uv]\n' + CFG.format(value="{root}/cfg")},
+    ),
     ("pyproject-without-cache-dir", [], {}, ".", {"pyproject.toml": '[project]\nname = "p"\nversion = "0"\n'}),
     ("uv-toml-tilde", [], {}, ".", {"uv.toml": CFG.format(value="~/cfgtilde")}),
     ("config-in-directory", ["--directory", "sub"], {}, ".", {"sub/uv.toml": CFG.format(value="cfgrel")}),
     ("config-in-project", ["--project", "sub"], {}, ".", {"sub/uv.toml": CFG.format(value="{root}/cfg")}),
-    ("config-file-option", ["--config-file", "conf/my.toml"], {}, ".", {"conf/my.toml": CFG.format(value="{root}/cfg")}),
-    ("config-file-env", [], {"UV_CONFIG_FILE": "{root}/conf/my.toml"}, ".", {"conf/my.toml": CFG.format(value="{root}/cfg")}),
+    (
+        "config-file-option",
+        ["--config-file", "conf/my.toml"],
+        {},
+        ".",
+        {"conf/my.toml": CFG.format(value="{root}/cfg")},
+    ),
+    (
+        "config-file-env",
+        [],
+        {"UV_CONFIG_FILE": "{root}/conf/my.toml"},
+        ".",
+        {"conf/my.toml": CFG.format(value="{root}/cfg")},
+    ),
     ("no-config-flag", ["--no-config"], {}, ".", {"uv.toml": CFG.format(value="{root}/cfg")}),
     ("no-config-env", [], {"UV_NO_CONFIG": "1"}, ".", {"uv.toml": CFG.format(value="{root}/cfg")}),
-    ("user-config-xdg", [], {"XDG_CONFIG_HOME": "{root}/xdgconf"}, ".", {"xdgconf/uv/uv.toml": CFG.format(value="{root}/cfg")}),
+    (
+        "user-config-xdg",
+        [],
+        {"XDG_CONFIG_HOME": "{root}/xdgconf"},
+        ".",
+        {"xdgconf/uv/uv.toml": CFG.format(value="{root}/cfg")},
+    ),
     ("user-config-home", [], {}, ".", {"home/.config/uv/uv.toml": CFG.format(value="{root}/cfg")}),
     ("env-beats-config", [], {"UV_CACHE_DIR": "{root}/env"}, ".", {"uv.toml": CFG.format(value="{root}/cfg")}),
     ("cache-is-a-symlink", [], {"UV_CACHE_DIR": "{root}/link"}, ".", {}),
@@ -101,7 +124,13 @@ def test_the_shim_uses_the_cache_uv_uses(tmp_path, version, row):
     hot = find_cache_dir(real, build, inv, cwd, env)
     asked = find_cache_dir(real, build, inv, cwd, env, ask=True)
     before = _tags(root)
-    proc = subprocess.run([uv, *args, "venv", "-q", "--python", BASE_PYTHON, str(tmp_path / "venv")], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [uv, *args, "venv", "-q", "--python", BASE_PYTHON, str(tmp_path / "venv")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     made = _tags(root) - before
     truth: Optional[str] = made.pop() if made else None

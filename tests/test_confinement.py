@@ -17,16 +17,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable
 
 import pytest
-
 from conftest import BASE_PYTHON, NEWEST, REPO, World
 
 NOBODY = 65534
 
 
-def snapshot(d: Path) -> List[Tuple[str, str, str, int]]:
+def snapshot(d: Path) -> list[tuple[str, str, str, int]]:
     """Every entry under ``d``: (path, kind, content or link target, mode); links never followed."""
     out = []
     for dirpath, dirnames, filenames in os.walk(d):
@@ -42,7 +41,7 @@ def snapshot(d: Path) -> List[Tuple[str, str, str, int]]:
     return sorted(out)
 
 
-def intact(before: List[Tuple[str, str, str, int]], after: List[Tuple[str, str, str, int]], exact: bool = True) -> bool:
+def intact(before: list[tuple[str, str, str, int]], after: list[tuple[str, str, str, int]], exact: bool = True) -> bool:
     """Nothing removed or changed; with ``exact``, nothing added either."""
     return after == before if exact else set(before) <= set(after)
 
@@ -51,7 +50,16 @@ def make_victim(base: Path) -> Path:
     """Files named like what uv-shim keeps in a record folder, and some that are not."""
     v = base / "victim"
     (v / "sub").mkdir(parents=True)
-    for name in ("root.toml", ".lock", ".archive-last-use", ".archive-sizes", ".last-prune", "thesis.tex", "pin_AAAAAAAAAAAAAAAAAAAAA_0-0-py3-none-any", "root.toml.123.tmp"):
+    for name in (
+        "root.toml",
+        ".lock",
+        ".archive-last-use",
+        ".archive-sizes",
+        ".last-prune",
+        "thesis.tex",
+        "pin_AAAAAAAAAAAAAAAAAAAAA_0-0-py3-none-any",
+        "root.toml.123.tmp",
+    ):
         (v / name).write_text(f"precious {name}\n")
     (v / "sub" / "also.txt").write_text("keep\n")
     for name in ("abcdef0123456789abcdef01", "alpha"):
@@ -117,7 +125,7 @@ def plant_index(w: World, victim: Path, live: Path, gone: Path) -> None:
     os.symlink(victim, index)
 
 
-PLANTS: Dict[str, Callable] = {
+PLANTS: dict[str, Callable] = {
     "dead-entry": plant_dead_entry,
     "live-entry": plant_live_entry,
     "area": plant_area,
@@ -136,7 +144,7 @@ COMMANDS = {
 }
 
 
-def _world_with_envs(w: World, wheels: Path) -> Tuple[Path, Path]:
+def _world_with_envs(w: World, wheels: Path) -> tuple[Path, Path]:
     live, gone = w.venv("live"), w.venv("gone")
     w.install(live, "alpha==1.0", find_links=wheels)
     w.install(gone, "beta==1.0", find_links=wheels)
@@ -145,7 +153,9 @@ def _world_with_envs(w: World, wheels: Path) -> Tuple[Path, Path]:
     return live, gone
 
 
-def _run(w: World, command: str, live: Path, gone: Path, wheels: Path, prefix: List[str] = ()) -> subprocess.CompletedProcess:
+def _run(
+    w: World, command: str, live: Path, gone: Path, wheels: Path, prefix: list[str] = ()
+) -> subprocess.CompletedProcess:
     python = getattr(w, "PYTHON", BASE_PYTHON)
     args = [a.format(live=live, gone=gone, wheels=wheels, python=python) for a in COMMANDS[command]]
     env = w.env(UV_LINK_MODE="symlink", VIRTUAL_ENV=str(gone))
@@ -181,11 +191,25 @@ def user_world(shim_home, wheels, monkeypatch):
     for p in [base, *base.rglob("*")]:
         os.lchown(p, NOBODY, NOBODY)
     env = {**os.environ, "UV_SHIM_HOME": str(home), "HOME": str(base), "PYTHONPATH": UserWorld.pythonpath()}
-    probe = subprocess.run([*prefix, "sh", "-c", 'exec "$0" -c "import shim, psutil, tomli_w"', UserWorld.PYTHON], capture_output=True, text=True, cwd=base, env=env)
+    probe = subprocess.run(
+        [*prefix, "sh", "-c", 'exec "$0" -c "import shim, psutil, tomli_w"', UserWorld.PYTHON],
+        capture_output=True,
+        text=True,
+        cwd=base,
+        env=env,
+    )
     if probe.returncode != 0:
         shutil.rmtree(base)
-        pytest.skip(f"an unprivileged user cannot run uv-shim on {UserWorld.PYTHON} here: {probe.stderr.strip()[-200:]}")
-    subprocess.run([*prefix, UserWorld.PYTHON, "-m", "shim", "install", "--bin-dir", str(home / "bin")], check=True, capture_output=True, env=env, cwd=base)
+        pytest.skip(
+            f"an unprivileged user cannot run uv-shim on {UserWorld.PYTHON} here: {probe.stderr.strip()[-200:]}"
+        )
+    subprocess.run(
+        [*prefix, UserWorld.PYTHON, "-m", "shim", "install", "--bin-dir", str(home / "bin")],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=base,
+    )
     monkeypatch.setenv("UV_SHIM_HOME", str(home))
     w = UserWorld(base / "w", home, NEWEST, prefix)
     for p in [w.root, *w.root.rglob("*")]:
@@ -200,7 +224,7 @@ class UserWorld(World):
 
     PYTHON = "/usr/bin/python3"
 
-    def __init__(self, root: Path, shim_home: Path, version: str, prefix: List[str]) -> None:
+    def __init__(self, root: Path, shim_home: Path, version: str, prefix: list[str]) -> None:
         super().__init__(root, shim_home, version)
         self.prefix = prefix
         self.shim_cmd = [self.PYTHON, "-m", "shim"]
@@ -211,9 +235,17 @@ class UserWorld(World):
         import psutil
         import tomli_w
 
-        return os.pathsep.join(dict.fromkeys([str(REPO), os.path.dirname(os.path.dirname(psutil.__file__)), os.path.dirname(os.path.dirname(tomli_w.__file__))]))
+        return os.pathsep.join(
+            dict.fromkeys(
+                [
+                    str(REPO),
+                    os.path.dirname(os.path.dirname(psutil.__file__)),
+                    os.path.dirname(os.path.dirname(tomli_w.__file__)),
+                ]
+            )
+        )
 
-    def env(self, **extra: str) -> Dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         return {**super().env(**extra), "PYTHONPATH": self.pythonpath()}
 
     def venv(self, name: str) -> Path:
@@ -221,15 +253,27 @@ class UserWorld(World):
         self.uv("venv", "-q", "--python", self.PYTHON, str(path), shim=False)
         return path
 
-    def uv(self, *args: str, shim: bool = True, check: bool = True, cwd=None, input=None, **env: str) -> subprocess.CompletedProcess:
+    def uv(
+        self, *args: str, shim: bool = True, check: bool = True, cwd=None, input=None, **env: str
+    ) -> subprocess.CompletedProcess:
         exe = str(self.shim_uv if shim else self.real_uv)
-        proc = subprocess.run([*self.prefix, exe, *args], cwd=cwd or self.root, env=self.env(**env), capture_output=True, text=True, input=input, timeout=600)
+        proc = subprocess.run(
+            [*self.prefix, exe, *args],
+            cwd=cwd or self.root,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=600,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
 
-@pytest.mark.parametrize("command", ["prune", "prune-unused-ci", "clean", "venv-over-gone", "install-into-missing", "adopt"])
+@pytest.mark.parametrize(
+    "command", ["prune", "prune-unused-ci", "clean", "venv-over-gone", "install-into-missing", "adopt"]
+)
 @pytest.mark.parametrize("plant", ["dead-entry", "area", "files"])
 def test_planted_symlinks_as_an_unprivileged_user(user_world, plant, command):
     w, wheels = user_world
@@ -302,7 +346,9 @@ def test_a_record_folder_swapped_for_a_symlink_while_prunes_run(world: World, wh
 # -- the cache folder itself ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [("cache", "clean"), ("cache", "prune"), ("cache", "prune", "--ci"), ("cache", "clean", "--all")])
+@pytest.mark.parametrize(
+    "command", [("cache", "clean"), ("cache", "prune"), ("cache", "prune", "--ci"), ("cache", "clean", "--all")]
+)
 def test_a_folder_that_is_not_a_uv_cache_is_never_emptied(world: World, command):
     """The cache path is a symlink to a folder that is not a uv cache: the shim refuses, naming
     it; the bare uv (the control) empties it."""
@@ -310,15 +356,21 @@ def test_a_folder_that_is_not_a_uv_cache_is_never_emptied(world: World, command)
     before = snapshot(victim)
     os.symlink(victim, world.root / "cache-link")
     out = world.uv(*command, check=False, UV_CACHE_DIR=str(world.root / "cache-link"))
-    assert out.returncode == 2 and "is not a uv cache" in out.stderr and str(world.root / "cache-link") in out.stderr, out.stderr
+    assert out.returncode == 2 and "is not a uv cache" in out.stderr and str(world.root / "cache-link") in out.stderr, (
+        out.stderr
+    )
     assert len([line for line in out.stderr.splitlines() if line.strip()]) == 1
     assert snapshot(victim) == before
-    bare = world.uv(*[a for a in command if a != "--all"], shim=False, check=False, UV_CACHE_DIR=str(world.root / "cache-link"))
+    bare = world.uv(
+        *[a for a in command if a != "--all"], shim=False, check=False, UV_CACHE_DIR=str(world.root / "cache-link")
+    )
     assert bare.returncode == 0 and snapshot(victim) != before  # the control: uv itself would empty it
 
 
 def test_the_home_folder_is_never_emptied(world: World):
-    (world.home / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")  # even one that claims to be a cache
+    (world.home / "CACHEDIR.TAG").write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+    )  # even one that claims to be a cache
     (world.home / "notes.txt").write_text("mine")
     out = world.uv("cache", "clean", check=False, UV_CACHE_DIR=str(world.home))
     assert out.returncode == 2 and "is the home folder" in out.stderr
@@ -343,7 +395,7 @@ def test_root_and_home_are_refused_whatever_they_hold():
 # -- arguments: validated before anything changes ------------------------------------------------
 
 
-def listing(cache: Path) -> List[Tuple[str, str, int]]:
+def listing(cache: Path) -> list[tuple[str, str, int]]:
     out = []
     for dirpath, dirnames, filenames in os.walk(cache):
         for name in dirnames + filenames:
@@ -403,7 +455,12 @@ def test_a_failed_prune_puts_back_what_eviction_set_aside(world: World, wheels):
     junk.mkdir(parents=True)
     (junk / "f").write_text("x")
     os.chmod(junk, 0o555)  # uv's prune removes stale entries first: without DAC override it fails here
-    out = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", str(world.shim_uv), "cache", "prune", "--unused"], env=world.env(), capture_output=True, text=True)
+    out = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", str(world.shim_uv), "cache", "prune", "--unused"],
+        env=world.env(),
+        capture_output=True,
+        text=True,
+    )
     os.chmod(junk, 0o755)
     assert out.returncode == 2, out.stderr
     assert "put back uv's references" in out.stderr

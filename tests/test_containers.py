@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, World
 
 ENTRYPOINT = REPO / "hooks" / "docker-entrypoint.sh"
@@ -25,7 +24,12 @@ def _container_env(world: World, **extra: str):
 
 def test_entrypoint_puts_the_shim_in_front_and_execs(world: World):
     env = _container_env(world)
-    out = subprocess.run(["sh", str(ENTRYPOINT), "sh", "-c", "command -v uv; uv --version; echo $$"], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        ["sh", str(ENTRYPOINT), "sh", "-c", "command -v uv; uv --version; echo $$"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == str(world.root / "container-home" / ".local" / "share" / "uv-shim" / "bin" / "uv")
@@ -123,8 +127,24 @@ def test_the_real_host_identity_tells_hosts_apart(world: World, wheels):
     args = ["pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
     env = world.env(UV_LINK_MODE="symlink")
     assert "UV_SHIM_HOST_ID" not in env
-    other = subprocess.run(["unshare", "--uts", "sh", "-c", 'hostname other-host && exec "$@"', "sh", str(world.shim_uv), *args, "--python", str(elsewhere / "bin" / "python"), "alpha==1.0"],
-                           env=env, capture_output=True, text=True)
+    other = subprocess.run(
+        [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            'hostname other-host && exec "$@"',
+            "sh",
+            str(world.shim_uv),
+            *args,
+            "--python",
+            str(elsewhere / "bin" / "python"),
+            "alpha==1.0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if other.returncode != 0 and "unshare" in other.stderr:
         pytest.skip(f"cannot make a UTS namespace here: {other.stderr.strip()}")
     assert other.returncode == 0, other.stderr

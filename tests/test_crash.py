@@ -17,8 +17,8 @@ import time
 
 import psutil
 import pytest
-
 from conftest import World
+
 from shim import manifest
 
 SPECS = ["alpha==1.0", "alpha==2.0", "beta==1.0", "gamma==1.0"]
@@ -26,7 +26,9 @@ SPECS = ["alpha==1.0", "alpha==2.0", "beta==1.0", "gamma==1.0"]
 
 def _kill_at(world: World, args, delay: float, env) -> None:
     """Start the shim, SIGKILL it (only it) after ``delay``, then let its uv child finish."""
-    proc = subprocess.Popen([str(world.shim_uv), *args], env=env, cwd=world.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(world.shim_uv), *args], env=env, cwd=world.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     time.sleep(delay)
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -62,7 +64,11 @@ def _intact(v, info: str) -> bool:
     record = site / info / "RECORD"
     if not record.is_file():
         return False
-    return all(os.path.exists(os.path.normpath(site / line.rsplit(",", 2)[0])) for line in record.read_text().splitlines() if line.strip())
+    return all(
+        os.path.exists(os.path.normpath(site / line.rsplit(",", 2)[0]))
+        for line in record.read_text().splitlines()
+        if line.strip()
+    )
 
 
 def _records_claim_only_pinned_archives(world: World) -> None:
@@ -76,7 +82,9 @@ def _records_claim_only_pinned_archives(world: World) -> None:
             continue
         rec = manifest.load(str(d))
         pinned = {pin_id(p.name) for p in d.iterdir()} - {None}
-        assert set(rec.pinned) <= pinned, f"{rec.path}: the record names {sorted(set(rec.pinned) - pinned)} without their pins"
+        assert set(rec.pinned) <= pinned, (
+            f"{rec.path}: the record names {sorted(set(rec.pinned) - pinned)} without their pins"
+        )
 
 
 def _bare_prune_first(world: World, venvs, protected: dict, wheels) -> None:
@@ -121,7 +129,17 @@ def test_kill_during_installs(world: World, wheels, seed):
         specs = rng.sample(SPECS, 2)
         if "alpha==1.0" in specs and "alpha==2.0" in specs:
             specs = ["alpha==1.0", "beta==1.0"]
-        args = ["pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), *specs]
+        args = [
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(v / "bin" / "python"),
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            *specs,
+        ]
         if rng.random() < 0.2:
             args = ["pip", "uninstall", "-q", "--python", str(v / "bin" / "python"), specs[0].split("==")[0]]
         _kill_at(world, args, rng.uniform(0, 0.25), env)
@@ -161,7 +179,13 @@ def _kill_before_each_change(world: World, args, setup, venvs, wheels, env, sett
         if settle:
             world.uv("cache", "prune", "-q")  # the starting point: everything installed is protected
         protected = {v: _pinned_dists(world, v) for v in venvs}
-        out = subprocess.run([str(world.shim_uv), *args], env={**env, "UV_SHIM_TEST_KILL_AT": str(n)}, cwd=world.root, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(world.shim_uv), *args],
+            env={**env, "UV_SHIM_TEST_KILL_AT": str(n)},
+            cwd=world.root,
+            capture_output=True,
+            text=True,
+        )
         _bare_prune_first(world, venvs, protected, wheels)
         if out.returncode != -signal.SIGKILL:
             assert out.returncode == 0, out.stderr
@@ -177,7 +201,18 @@ def test_kill_before_every_change_of_an_upgrade(world: World, wheels):
     def setup() -> None:
         world.install(v, "alpha==1.0", "beta==1.0", find_links=wheels)
 
-    args = ["pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), "alpha==2.0", "gamma==1.0"]
+    args = [
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        str(v / "bin" / "python"),
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "alpha==2.0",
+        "gamma==1.0",
+    ]
     changes = _kill_before_each_change(world, args, setup, [v], wheels, env)
     assert changes >= 4, changes  # pins, record, unpin: the points were really visited
     _check(world, [v])

@@ -12,7 +12,6 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
@@ -24,7 +23,12 @@ pytestmark = pytest.mark.fast
 
 BUILD = realuv.UvBuild(
     "0.13.9",
-    {"sdists": "sdists-v11", "wheels": "wheels-v8", "environments": "environments-v2", "all": "wheels-v8|sdists-v11|environments-v2|archive-v0"},
+    {
+        "sdists": "sdists-v11",
+        "wheels": "wheels-v8",
+        "environments": "environments-v2",
+        "all": "wheels-v8|sdists-v11|environments-v2|archive-v0",
+    },
     ["UV_WORKING_DIR"],
 )
 ME = "this-host"
@@ -66,7 +70,7 @@ class Lab:
             (pkg / f"{key}.http").write_text("pointer")
         return aid
 
-    def env(self, path: Path, dists: List[Tuple[str, str, str, str]]) -> Path:
+    def env(self, path: Path, dists: list[tuple[str, str, str, str]]) -> Path:
         """A venv whose dist-info METADATA is linked from the archive (symlink / hardlink / copy)."""
         site = path / "lib" / "python3.11" / "site-packages"
         site.mkdir(parents=True)
@@ -87,7 +91,7 @@ class Lab:
     def record(self, env: Path) -> None:
         bookkeeping.Book(self.cache, bookkeeping.Warnings()).update(str(env), "venv")
 
-    def roots(self, **kw) -> List[gc.Root]:
+    def roots(self, **kw) -> list[gc.Root]:
         return gc.verify(self.cache, ME, **kw)
 
     def pinned(self) -> set:
@@ -110,14 +114,19 @@ def lab(tmp_path) -> Lab:
 
 def test_mixed_link_modes_pin_only_the_symlinked(lab: Lab):
     a, b, c = lab.archive("alpha"), lab.archive("beta"), lab.archive("gamma")
-    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink"), ("beta", "1.0", b, "hardlink"), ("gamma", "1.0", c, "copy")])
+    v = lab.env(
+        lab.root / "v", [("alpha", "1.0", a, "symlink"), ("beta", "1.0", b, "hardlink"), ("gamma", "1.0", c, "copy")]
+    )
     lab.record(v)
     assert lab.pinned() == {a}
     (root,) = lab.roots()
     assert root.state == gc.LIVE and root.archives == {a}
     dists = root.distributions(lab.cache)
     assert {k: (d.mode, d.archive) for k, d in dists.items()} == {
-        "alpha==1.0": ("symlink", a), "beta==1.0": ("hardlink", b), "gamma==1.0": ("copy", "")}
+        "alpha==1.0": ("symlink", a),
+        "beta==1.0": ("hardlink", b),
+        "gamma==1.0": ("copy", ""),
+    }
 
 
 @pytest.mark.parametrize("how", ["reached-through-a-symlinked-parent", "the-path-itself-is-a-symlink"])
@@ -178,14 +187,22 @@ def test_an_unreadable_record_keeps_its_pins(lab: Lab):
 
 def _foreign(lab: Lab, aid: str, registered_days: float, last_used_days: float) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    rec = manifest.Record(path="/elsewhere/v", host="other", host_id="other-host",
-                          registered=now - timedelta(days=registered_days), last_used=now - timedelta(days=last_used_days))
+    rec = manifest.Record(
+        path="/elsewhere/v",
+        host="other",
+        host_id="other-host",
+        registered=now - timedelta(days=registered_days),
+        last_used=now - timedelta(days=last_used_days),
+    )
     rec.set_dists({"alpha==1.0": manifest.Dist("alpha", "1.0", "symlink", aid)})
     with lab.cache.entry("f" * 24, create=True) as entry:
         manifest.save(entry, rec)
 
 
-@pytest.mark.parametrize("registered, last_used, state", [(40, 1, gc.FOREIGN), (40, 29, gc.FOREIGN), (40, 31, gc.EXPIRED), (2, 31, gc.EXPIRED)])
+@pytest.mark.parametrize(
+    "registered, last_used, state",
+    [(40, 1, gc.FOREIGN), (40, 29, gc.FOREIGN), (40, 31, gc.EXPIRED), (2, 31, gc.EXPIRED)],
+)
 def test_a_foreign_lease_runs_from_last_use(lab: Lab, registered, last_used, state):
     a = lab.archive("alpha")
     _foreign(lab, a, registered, last_used)
@@ -277,7 +294,7 @@ def test_option_beats_variable_beats_config_file(tmp_path):
 def test_a_bad_variable_or_file_value_is_one_warning_and_is_ignored(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text('[prune]\nmax-size = "lots"\nmax-age = "3d"\n')
-    warnings: List[str] = []
+    warnings: list[str] = []
     p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg), "UV_SHIM_KEEP_RECENT": "soon"}, warn=warnings.append)
     assert p.max_size is None and p.max_age == 3 * DAY and p.keep_recent is None
     assert len(warnings) == 2 and "prune.max-size" in warnings[0] and "UV_SHIM_KEEP_RECENT" in warnings[1]
@@ -291,17 +308,24 @@ def test_a_bad_variable_or_file_value_is_one_warning_and_is_ignored(tmp_path):
         evict.policy_from(["--max-age"], {})
 
 
-@pytest.mark.parametrize("text, n", [("10GiB", 10 * 1024**3), ("500MB", 500 * 1000**2), ("2g", 2 * 1024**3), ("123", 123), ("1.5KiB", 1536), ("0", 0)])
+@pytest.mark.parametrize(
+    "text, n",
+    [("10GiB", 10 * 1024**3), ("500MB", 500 * 1000**2), ("2g", 2 * 1024**3), ("123", 123), ("1.5KiB", 1536), ("0", 0)],
+)
 def test_sizes(text, n):
     assert evict.parse_size(text) == n
 
 
-@pytest.mark.parametrize("text, s", [("30d", 30 * DAY), ("12h", 43200), ("90m", 5400), ("45s", 45), ("2w", 14 * DAY), ("3600", 3600)])
+@pytest.mark.parametrize(
+    "text, s", [("30d", 30 * DAY), ("12h", 43200), ("90m", 5400), ("45s", 45), ("2w", 14 * DAY), ("3600", 3600)]
+)
 def test_durations(text, s):
     assert report.parse_duration(text) == s
 
 
-@pytest.mark.parametrize("n, text", [(0, "0B"), (512, "512B"), (1536, "1.5KiB"), (41.2 * 1024**2, "41.2MiB"), (3 * 1024**4, "3.0TiB")])
+@pytest.mark.parametrize(
+    "n, text", [(0, "0B"), (512, "512B"), (1536, "1.5KiB"), (41.2 * 1024**2, "41.2MiB"), (3 * 1024**4, "3.0TiB")]
+)
 def test_human_sizes(n, text):
     assert report.human_size(n) == text
 
@@ -371,7 +395,7 @@ def test_confined_folders_never_follow_a_symlink(tmp_path):
 def test_pin_names_round_trip():
     from shim.cache import pin_name
 
-    for aid in ("abcdefghijklmnopqrstu", "abc-def_ghi-jklmnop-", "0123456789abcdef", "a_b-c"*4):
+    for aid in ("abcdefghijklmnopqrstu", "abc-def_ghi-jklmnop-", "0123456789abcdef", "a_b-c" * 4):
         assert pin_id(pin_name(aid)) == aid
     assert pin_id("pin_../../etc_0-0-py3-none-any") is None
 
@@ -387,7 +411,7 @@ def test_non_finite_sizes_and_durations_are_refused(text):
 # -- killing the mutants that matter (scripts/mutate) --------------------------------------------
 
 
-def _aged(lab: Lab, ages_days) -> List[str]:
+def _aged(lab: Lab, ages_days) -> list[str]:
     """Archives created newest first (so their ids sort against their age), aged by mtime."""
     ids = [lab.archive(f"p{i}", size=100) for i in range(len(ages_days))]
     now = time.time()
@@ -437,10 +461,14 @@ def test_last_use_outlives_the_root(lab: Lab):
     assert evict.choose(lab.cache, lab.roots(), p, now=time.time() + 31 * DAY, write=False).chosen == [a]
 
 
-def _refs(lab: Lab) -> List[str]:
+def _refs(lab: Lab) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(lab.cache.wheels):
-        out += [os.path.relpath(os.path.join(dirpath, n), lab.cache.root) for n in dirnames + filenames if os.path.islink(os.path.join(dirpath, n)) or n.endswith(".http")]
+        out += [
+            os.path.relpath(os.path.join(dirpath, n), lab.cache.root)
+            for n in dirnames + filenames
+            if os.path.islink(os.path.join(dirpath, n)) or n.endswith(".http")
+        ]
     return sorted(out)
 
 
@@ -476,7 +504,7 @@ def test_a_held_reference_whose_archive_went_is_not_put_back(lab: Lab):
     package folder again, which a --ci prune had removed); the gone one's would only dangle."""
     import shutil
 
-    a, b = lab.archive("alpha"), lab.archive("beta")
+    a, _b = lab.archive("alpha"), lab.archive("beta")
     p = evict.Policy()
     p.unused = True
     held = evict.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
@@ -562,7 +590,9 @@ def test_leftovers_go_in_a_prune_and_stay_in_a_dry_run(lab: Lab):
     lab.roots(dry_run=True)
     assert half.exists()
     lab.roots()
-    assert not (area / ".archive-sizes.999999999.ab.tmp").exists() and not (entry / ".root.toml.999999999.cd.tmp").exists()
+    assert (
+        not (area / ".archive-sizes.999999999.ab.tmp").exists() and not (entry / ".root.toml.999999999.cd.tmp").exists()
+    )
     assert not half.exists()
 
 

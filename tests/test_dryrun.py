@@ -14,7 +14,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import VERSIONS, World, make_wheel
 
 
@@ -46,14 +45,26 @@ def _random_cache(w: World, wheels, rng: random.Random):
         if "alpha==1.0" in specs and "alpha==2.0" in specs:
             specs.remove("alpha==2.0")
         mode = rng.choice(["symlink", "symlink", "hardlink", "copy"])
-        w.install(v, *specs, find_links=local, mode=mode, shim=rng.random() < 0.8, extra=["--refresh"] if rng.random() < 0.3 else [])
+        w.install(
+            v,
+            *specs,
+            find_links=local,
+            mode=mode,
+            shim=rng.random() < 0.8,
+            extra=["--refresh"] if rng.random() < 0.3 else [],
+        )
         if rng.random() < 0.3:  # the wheel file changes: the next install unpacks a new archive
             whl = local / "beta-1.0-py3-none-any.whl"
             st = whl.stat()
             os.utime(whl, ns=(st.st_atime_ns, st.st_mtime_ns + rng.randint(1, 9) * 10**9))
     if rng.random() < 0.9:
         uvx = w.shim_uv.parent / "uvx"
-        subprocess.run([str(uvx), "-q", "--no-index", "--find-links", str(local), "--from", "gamma==1.0", "gamma"], env=w.env(UV_LINK_MODE="symlink"), check=True, capture_output=True)
+        subprocess.run(
+            [str(uvx), "-q", "--no-index", "--find-links", str(local), "--from", "gamma==1.0", "gamma"],
+            env=w.env(UV_LINK_MODE="symlink"),
+            check=True,
+            capture_output=True,
+        )
     for v in venvs:
         if rng.random() < 0.35:
             shutil.rmtree(v)
@@ -78,12 +89,16 @@ def test_dry_run_predicts_the_prune(tmp_path, shim_home, wheels, monkeypatch, ve
     files_before = _files(w)
     out = w.uv("cache", "prune", "--dry-run", "--json", *extra)
     plan = json.loads(out.stdout)
-    assert _snapshot(w) == (top_before, archives_before) and w.records().keys() == records_before.keys()  # nothing changed
+    assert (
+        _snapshot(w) == (top_before, archives_before) and w.records().keys() == records_before.keys()
+    )  # nothing changed
     w.uv("cache", "prune", *extra)
     top_after, archives_after = _snapshot(w)
     predicted = {a["id"] for a in plan["remove"]["archives"]}
     removed = archives_before - archives_after
-    old_env_archives = {os.path.basename(p) for p in plan["remove"]["environments"] if os.path.dirname(p) == str(w.cache / "archive-v0")}
+    old_env_archives = {
+        os.path.basename(p) for p in plan["remove"]["environments"] if os.path.dirname(p) == str(w.cache / "archive-v0")
+    }
     assert removed == predicted | old_env_archives, (sorted(removed), plan)
     assert top_before - top_after == {os.path.basename(p) for p in plan["remove"]["stale"]}
     assert files_before - _files(w) == plan["remove"]["files"]

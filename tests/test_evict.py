@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import World
 from test_protection import _refresh_scenario
 
@@ -73,7 +72,12 @@ def test_mixed_scenario_breaks_nothing(world: World, wheels):
     out = gc(world, "--unused")
     assert set(world.archives()) == live_links
     assert before - live_links == {x["id"] for x in dry["remove"]["archives"]}  # the dry run said so
-    for venv, mod, value in ((a, "alpha", "alpha-1.0"), (b, "alpha", "alpha-1.0"), (hard, "beta", "beta-1.0"), (copy, "alpha", "alpha-2.0")):
+    for venv, mod, value in (
+        (a, "alpha", "alpha-1.0"),
+        (b, "alpha", "alpha-1.0"),
+        (hard, "beta", "beta-1.0"),
+        (copy, "alpha", "alpha-2.0"),
+    ):
         assert world.value(venv, mod) == value
     assert "Skipped 1 archive hardlinked into environments" in out.stderr
 
@@ -85,7 +89,11 @@ def test_freed_bytes_are_honest(world: World, wheels):
     shutil.rmtree(a)
     dry = json.loads(gc(world, "--unused", "--dry-run", "--json").stdout)
     (gone,) = dry["evict"]["archives"]
-    expected = sum(f.stat().st_size for f in (world.cache / "archive-v0" / gone["id"]).rglob("*") if f.is_file() and f.stat().st_nlink == 1)
+    expected = sum(
+        f.stat().st_size
+        for f in (world.cache / "archive-v0" / gone["id"]).rglob("*")
+        if f.is_file() and f.stat().st_nlink == 1
+    )
     assert dry["evict"]["freed_bytes"] == expected > 0
     assert dry["evict"]["skipped_hardlinked"] == [_archive_of(world, h, "beta")]
     out = gc(world, "--unused")
@@ -114,7 +122,9 @@ def _sdist(folder: Path) -> Path:
     src = folder / "src" / "sdpkg-1.0"
     (src / "sdpkg").mkdir(parents=True)
     (src / "sdpkg" / "__init__.py").write_text("VALUE = 'built-from-sdist'\n")
-    (src / "pyproject.toml").write_text('[project]\nname = "sdpkg"\nversion = "1.0"\n[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (src / "pyproject.toml").write_text(
+        '[project]\nname = "sdpkg"\nversion = "1.0"\n[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
     (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: sdpkg\nVersion: 1.0\n")
     (src / "backend.py").write_text(
         "import base64, hashlib, os, zipfile\n"
@@ -201,5 +211,7 @@ def test_uv_shim_gc_is_the_same(world: World, wheels):
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
     shutil.rmtree(v)
-    out = subprocess.run([sys.executable, "-m", "shim", "gc", "--unused"], env=world.env(), capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "shim", "gc", "--unused"], env=world.env(), capture_output=True, text=True
+    )
     assert out.returncode == 0 and "Removed 1 unused archive" in out.stderr and world.archives() == []

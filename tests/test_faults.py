@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import World
 
 
@@ -70,7 +69,17 @@ def ro_cache(world: World, wheels):
 
 def test_read_only_cache_is_passthrough_with_one_warning(world: World, wheels, ro_cache):
     v = ro_cache
-    args = ("pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), "beta==1.0")
+    args = (
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        str(v / "bin" / "python"),
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "beta==1.0",
+    )
     shim = world.uv(*args, check=False, UV_LINK_MODE="symlink")
     bare = world.uv(*args, check=False, shim=False, UV_LINK_MODE="symlink")
     assert shim.returncode == bare.returncode
@@ -101,8 +110,15 @@ def test_recursion_is_a_clear_error(world: World):
 
 def test_second_copy_of_the_launchers_on_path_is_skipped(world: World, tmp_path):
     other = tmp_path / "other-bin"
-    subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(other)], check=True, capture_output=True, env=world.env())
-    env = world.env(PATH=os.pathsep.join([str(world.shim_uv.parent), str(other), str(world.real_uv.parent), "/usr/bin:/bin"]))
+    subprocess.run(
+        [sys.executable, "-m", "shim", "install", "--bin-dir", str(other)],
+        check=True,
+        capture_output=True,
+        env=world.env(),
+    )
+    env = world.env(
+        PATH=os.pathsep.join([str(world.shim_uv.parent), str(other), str(world.real_uv.parent), "/usr/bin:/bin"])
+    )
     out = subprocess.run([str(world.shim_uv), "--version"], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("uv ")
     which = subprocess.run([sys.executable, "-m", "shim", "which"], env=env, capture_output=True, text=True)
@@ -114,17 +130,26 @@ def test_install_is_idempotent_and_never_replaces_a_real_uv(world: World, tmp_pa
     bin_dir = tmp_path / "bin"
     env = world.env()
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(bin_dir)], env=env, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "shim", "install", "--bin-dir", str(bin_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 0
         assert out.stdout.strip() == f'export PATH={bin_dir}:"$PATH"'
     assert sorted(p.name for p in bin_dir.iterdir()) == [".uv-shim-bin", "uv", "uv-shim-boot.py", "uvx"]
     real_dir = tmp_path / "real"
     real_dir.mkdir()
     shutil.copy(world.real_uv, real_dir / "uv")
-    out = subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(real_dir)], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "shim", "install", "--bin-dir", str(real_dir)], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 2 and "is not uv-shim" in out.stderr
     assert (real_dir / "uv").read_bytes() == world.real_uv.read_bytes()
-    out = subprocess.run([sys.executable, "-m", "shim", "uninstall", "--bin-dir", str(bin_dir)], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "shim", "uninstall", "--bin-dir", str(bin_dir)], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0 and not bin_dir.exists()
 
 
@@ -144,7 +169,12 @@ def test_bundled_uv_package_is_the_last_resort(world: World, tmp_path):
     world.uv("venv", "-q", "--python", BASE_PYTHON, str(venv), shim=False)
     world.uv("pip", "install", "-q", "--python", str(venv / "bin" / "python"), f"{REPO}[uv]", "uv==0.13.9", shim=False)
     env = world.env(PATH="/usr/bin:/bin", UV_SHIM_HOME=str(tmp_path / "home"))
-    out = subprocess.run([str(venv / "bin" / "uv-shim"), "install", "--bin-dir", str(tmp_path / "bin")], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(venv / "bin" / "uv-shim"), "install", "--bin-dir", str(tmp_path / "bin")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     which = subprocess.run([str(venv / "bin" / "uv-shim"), "which"], env=env, capture_output=True, text=True)
     assert which.stdout.strip() == str(venv / "bin" / "uv")
@@ -156,7 +186,12 @@ def test_bundled_uv_package_is_the_last_resort(world: World, tmp_path):
 def test_launchers_refresh_themselves_after_an_upgrade(world: World, tmp_path):
     """The launcher's fast path embeds the argv rules: when uv-shim is newer, Python rewrites it."""
     bin_dir = tmp_path / "bin"
-    subprocess.run([sys.executable, "-m", "shim", "install", "--bin-dir", str(bin_dir)], check=True, capture_output=True, env=world.env())
+    subprocess.run(
+        [sys.executable, "-m", "shim", "install", "--bin-dir", str(bin_dir)],
+        check=True,
+        capture_output=True,
+        env=world.env(),
+    )
     uv = bin_dir / "uv"
     uv.write_text(uv.read_text().replace("    pip) case", "    nothing) case"))  # an "old" launcher
     os.utime(uv, (1, 1))
@@ -169,7 +204,12 @@ def test_launchers_refresh_themselves_after_an_upgrade(world: World, tmp_path):
 def tiny_cache(world: World):
     """The world's cache on a 4 MiB tmpfs (a full disk on demand)."""
     world.cache.mkdir(parents=True, exist_ok=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(world.cache)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(world.cache)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield world.cache
     subprocess.run(["umount", str(world.cache)], capture_output=True)
@@ -194,7 +234,18 @@ def test_full_disk(world: World, wheels, tiny_cache):
     assert {p: r.distributions for p, r in world.records().items()} == before  # old record intact (fail closed)
     assert not list(world.manifest_dir().rglob("*.tmp"))  # no half-written file left
     filler.unlink()
-    world.uv("pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), "alpha==1.0", UV_LINK_MODE="symlink")
+    world.uv(
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        str(v / "bin" / "python"),
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "alpha==1.0",
+        UV_LINK_MODE="symlink",
+    )
     rec = world.records()[str(v.resolve())]
     assert set(rec.distributions) == {"alpha==1.0"}  # caught up
     world.prune()
@@ -217,8 +268,14 @@ def test_lock_file_replaced_while_waiting(world: World, wheels):
     world.install(v, "alpha==1.0", find_links=wheels)
     lock = world.cache / ".lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(3)", str(lock)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(3)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     prune = subprocess.Popen([str(world.shim_uv), "cache", "prune"], env=world.env(), stderr=subprocess.PIPE, text=True)
@@ -245,10 +302,20 @@ def test_permission_denied_on_an_environment_keeps_its_pins(world: World, wheels
     world.install(v, "alpha==1.0", find_links=wheels)
     os.chmod(v / "lib", 0)
     try:
-        out = subprocess.run(_without_dac([str(world.shim_uv), "cache", "prune", "--ci"]), env=world.env(), capture_output=True, text=True)
+        out = subprocess.run(
+            _without_dac([str(world.shim_uv), "cache", "prune", "--ci"]),
+            env=world.env(),
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 0, out.stderr
         warnings = [line for line in out.stderr.splitlines() if line.startswith("uv-shim:")]
-        assert len(warnings) == 1 and "cannot verify" in warnings[0] and "Permission denied" in warnings[0] and "keeping its 1 archive" in warnings[0]
+        assert (
+            len(warnings) == 1
+            and "cannot verify" in warnings[0]
+            and "Permission denied" in warnings[0]
+            and "keeping its 1 archive" in warnings[0]
+        )
         assert str(v.resolve()) in world.records()  # not dropped as dead
         world.prune("--ci")  # a bare prune as well: the pin still holds
     finally:

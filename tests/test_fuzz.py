@@ -6,16 +6,55 @@ from __future__ import annotations
 import os
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shim import evict, manifest, realuv, uvargs
 from shim.cache import Cache, is_archive_id, pin_id, pin_name
-import pytest
 
 pytestmark = pytest.mark.fast  # in-process: the fast tier
 
-WORDS = ["pip", "install", "sync", "uninstall", "run", "venv", "tool", "cache", "prune", "clean", "add", "remove", "lock", "--", "-q", "-v", "-qq", "--cache-dir", "--cache-dir=x", "-p", "--python", "--target", "--prefix", "--system", "--directory", "--project", "--with", "--script", "--help", "-h", "help", "--no-project", "--active", "x", "", "-", "--=", "-p3.12"]
+WORDS = [
+    "pip",
+    "install",
+    "sync",
+    "uninstall",
+    "run",
+    "venv",
+    "tool",
+    "cache",
+    "prune",
+    "clean",
+    "add",
+    "remove",
+    "lock",
+    "--",
+    "-q",
+    "-v",
+    "-qq",
+    "--cache-dir",
+    "--cache-dir=x",
+    "-p",
+    "--python",
+    "--target",
+    "--prefix",
+    "--system",
+    "--directory",
+    "--project",
+    "--with",
+    "--script",
+    "--help",
+    "-h",
+    "help",
+    "--no-project",
+    "--active",
+    "x",
+    "",
+    "-",
+    "--=",
+    "-p3.12",
+]
 argv_items = st.one_of(st.sampled_from(WORDS), st.text(max_size=12))
 
 
@@ -35,7 +74,9 @@ toml_text = st.one_of(
     st.binary(max_size=400),
     st.text(max_size=400).map(str.encode),
     st.builds(
-        lambda schema, path, extra: f'schema = {schema}\npath = "{path}"\nhost_id = "h"\nregistered = 2026-01-01T00:00:00Z\nlast_used = 2026-01-01T00:00:00Z\n{extra}'.encode(),
+        lambda schema, path, extra: (
+            f'schema = {schema}\npath = "{path}"\nhost_id = "h"\nregistered = 2026-01-01T00:00:00Z\nlast_used = 2026-01-01T00:00:00Z\n{extra}'.encode()
+        ),
         st.integers(-2, 3),
         st.text(alphabet=string.printable, max_size=30),
         st.text(max_size=120),
@@ -101,7 +142,15 @@ def test_hostile_record_contents_never_delete_outside_the_cache(tmp_path_factory
     outside.mkdir()
     (outside / "precious").write_text("keep")
     cache_dir = root / "cache"
-    build = realuv.UvBuild("0.13.9", {"sdists": "sdists-v11", "wheels": "wheels-v8", "environments": "environments-v2", "all": "sdists-v11|wheels-v8|archive-v0"})
+    build = realuv.UvBuild(
+        "0.13.9",
+        {
+            "sdists": "sdists-v11",
+            "wheels": "wheels-v8",
+            "environments": "environments-v2",
+            "all": "sdists-v11|wheels-v8|archive-v0",
+        },
+    )
     cache = Cache(str(cache_dir), build)
     os.makedirs(cache.manifest)
     os.makedirs(cache.archives)
@@ -111,7 +160,9 @@ def test_hostile_record_contents_never_delete_outside_the_cache(tmp_path_factory
         os.symlink(str(outside), os.path.join(entry, "pin_" + name.replace("/", "_") + "_0-0-py3-none-any"))
         os.symlink(str(outside / "precious"), os.path.join(entry, name.replace("/", "_") + ".tmp"))
         with open(os.path.join(entry, manifest.RECORD), "w") as f:
-            f.write(f'schema = 1\npath = "{outside}/{name}"\nhost_id = "me"\nregistered = 2026-01-01T00:00:00Z\nlast_used = 2026-01-01T00:00:00Z\n[distributions."x==1"]\nname = "x"\nversion = "1"\nmode = "symlink"\narchive = "../../{name}"\n')
+            f.write(
+                f'schema = 1\npath = "{outside}/{name}"\nhost_id = "me"\nregistered = 2026-01-01T00:00:00Z\nlast_used = 2026-01-01T00:00:00Z\n[distributions."x==1"]\nname = "x"\nversion = "1"\nmode = "symlink"\narchive = "../../{name}"\n'
+            )
     os.symlink(str(outside), os.path.join(cache.manifest, "k-link"))
     gc.verify(cache, "me", dry_run=True)
     gc.verify(cache, "me")

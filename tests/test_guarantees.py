@@ -6,7 +6,6 @@ import ast
 import re
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.fast
@@ -14,13 +13,17 @@ pytestmark = pytest.mark.fast
 
 def _tests_in(path) -> set:
     tree = ast.parse(path.read_text())
-    return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")}
+    return {
+        n.name
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")
+    }
 
 
 def named_tests():
     """(file, test or None) for every reference in the table's "proved by" column."""
     text = (REPO / "README.md").read_text()
-    table = text[text.index("## Guarantees"):]
+    table = text[text.index("## Guarantees") :]
     table = table[: table.index("\n\n", table.index("| promise |"))]
     refs = []
     for row in table.splitlines():

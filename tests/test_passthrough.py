@@ -8,7 +8,6 @@ import signal
 import subprocess
 
 import pytest
-
 from conftest import World
 
 
@@ -37,7 +36,9 @@ def test_same_output_and_exit_code(any_world: World, args):
 
 
 def test_stdin_reaches_uv(world: World, wheels):
-    shim, bare = both(world, "pip", "compile", "--no-index", "--find-links", str(wheels), "-q", "-", input="alpha\nbeta\n")
+    shim, bare = both(
+        world, "pip", "compile", "--no-index", "--find-links", str(wheels), "-q", "-", input="alpha\nbeta\n"
+    )
     assert shim.returncode == 0 and "alpha==2.0" in shim.stdout
     assert shim.stdout == bare.stdout
 
@@ -45,7 +46,16 @@ def test_stdin_reaches_uv(world: World, wheels):
 def test_uv_run_is_exec(world: World):
     """``uv run`` is registered then exec'd: the child's parent is the process we started."""
     proc = subprocess.Popen(
-        [str(world.shim_uv), "run", "--no-project", "--python", os.path.realpath(world.venv("v") / "bin" / "python"), "python", "-c", "import os; print(os.getppid())"],
+        [
+            str(world.shim_uv),
+            "run",
+            "--no-project",
+            "--python",
+            os.path.realpath(world.venv("v") / "bin" / "python"),
+            "python",
+            "-c",
+            "import os; print(os.getppid())",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=world.env(),
@@ -61,8 +71,16 @@ def _terminated_code(world: World, shim: bool) -> int:
     if not venv.exists():
         world.venv("sig")
     proc = subprocess.Popen(
-        [str(world.shim_uv if shim else world.real_uv), "run", "--no-project", "--python", str(venv / "bin" / "python"),
-         "python", "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+        [
+            str(world.shim_uv if shim else world.real_uv),
+            "run",
+            "--no-project",
+            "--python",
+            str(venv / "bin" / "python"),
+            "python",
+            "-c",
+            "import time; print('ready', flush=True); time.sleep(60)",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=world.env(),
@@ -89,7 +107,14 @@ def test_intercepted_exit_code_is_uvs(world: World, wheels):
 def test_tty_is_uvs(world: World):
     v = world.venv("v")
     cmd = f"{world.shim_uv} run --no-project --python {v}/bin/python python -c 'import sys; print(sys.stdout.isatty())'"
-    out = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, env=world.env(), cwd=world.root, timeout=120)
+    out = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=world.env(),
+        cwd=world.root,
+        timeout=120,
+    )
     assert "True" in out.stdout
 
 
@@ -134,9 +159,17 @@ def test_launcher_fast_path_agrees_with_argv_model(world: World, args, python):
     from shim import uvargs
 
     inv = uvargs.parse(list(args))
-    rule_words = inv.words and inv.words[0] in uvargs.INTERCEPTED and (
-        uvargs.INTERCEPTED[inv.words[0]] is None or inv.words[1:2] and inv.words[1] in uvargs.INTERCEPTED[inv.words[0]]
+    rule_words = (
+        inv.words
+        and inv.words[0] in uvargs.INTERCEPTED
+        and (
+            uvargs.INTERCEPTED[inv.words[0]] is None
+            or inv.words[1:2]
+            and inv.words[1] in uvargs.INTERCEPTED[inv.words[0]]
+        )
     )
     assert bool(rule_words) == python
-    trace = subprocess.run(["sh", "-x", str(world.shim_uv), *args], env=world.env(), capture_output=True, text=True, cwd=world.root)
+    trace = subprocess.run(
+        ["sh", "-x", str(world.shim_uv), *args], env=world.env(), capture_output=True, text=True, cwd=world.root
+    )
     assert ("-S -E" in trace.stderr) == python, trace.stderr[-2000:]

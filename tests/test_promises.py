@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_wheel, pair
 
 EDGE = sorted({OLDEST, NEWEST}, key=_vt)
@@ -82,8 +81,14 @@ def test_an_environment_behind_a_symlink_is_live(tmp_path, shim_home, wheels, ve
 
 def _hold_shared(lock: Path) -> subprocess.Popen:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)", str(lock)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     return holder
@@ -98,7 +103,14 @@ def test_roots_are_verified_after_the_lock_is_taken(tmp_path, shim_home, wheels)
         v = w.venv("v")
         w.install(v, "alpha==1.0", find_links=wheels)  # through the shim in both worlds
         holder = _hold_shared(w.cache / ".lock")
-        prune = subprocess.Popen([str(w.shim_uv if shim else w.real_uv), "cache", "prune", "--ci"], env=w.env(), cwd=w.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        prune = subprocess.Popen(
+            [str(w.shim_uv if shim else w.real_uv), "cache", "prune", "--ci"],
+            env=w.env(),
+            cwd=w.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             time.sleep(1.5)  # the shim checks its arguments with uv, then waits for the lock
             assert prune.poll() is None, "the prune should be waiting for the lock"
@@ -133,8 +145,24 @@ def test_an_install_holds_the_cache_lock_until_its_pins_are_written(world: World
     entry = world.manifest_dir() / manifest.entry_key(hostid.identity()[1], os.path.realpath(v))
     fd = os.open(entry / ".lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    proc = subprocess.Popen([str(world.shim_uv), "pip", "install", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), "beta==1.0"],
-                            env=world.env(UV_LINK_MODE="symlink"), cwd=world.root, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(world.shim_uv),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(v / "bin" / "python"),
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "beta==1.0",
+        ],
+        env=world.env(UV_LINK_MODE="symlink"),
+        cwd=world.root,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not list(v.glob("lib/python*/site-packages/beta-1.0.dist-info")) and time.monotonic() < deadline:
@@ -177,7 +205,9 @@ def test_a_wrapper_that_calls_uv_ends_with_a_clear_error(world: World, wrapper, 
     env = world.env()
     env["PATH"] = os.pathsep.join([str(world.shim_home / "bin"), str(wdir), env["PATH"]])
     argv = [a.format(root=world.root) for a in args]
-    out = subprocess.run([str(world.shim_uv), *argv], env=env, cwd=world.root, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(world.shim_uv), *argv], env=env, cwd=world.root, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "recursion" in out.stderr and "UV_SHIM_REAL_UV" in out.stderr, out.stderr[-2000:]
 
@@ -202,8 +232,22 @@ def _killed(w: World, shim: bool, how: str) -> int:
     v = w.root / "sig"
     if not v.exists():
         w.venv("sig")
-    proc = subprocess.Popen([str(w.shim_uv if shim else w.real_uv), "pip", "install", "--python", str(v / "bin" / "python"), "-r", "/dev/stdin"],
-                            env=w.env(UV_LINK_MODE="symlink"), cwd=w.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(w.shim_uv if shim else w.real_uv),
+            "pip",
+            "install",
+            "--python",
+            str(v / "bin" / "python"),
+            "-r",
+            "/dev/stdin",
+        ],
+        env=w.env(UV_LINK_MODE="symlink"),
+        cwd=w.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     uv = _uv_of(proc.pid, shim)
     if how == "term-to-caller":
         proc.send_signal(signal.SIGTERM)
@@ -255,7 +299,19 @@ def test_uv_pip_sync_is_protected(tmp_path, shim_home, wheels, version):
         shim = w.root.name == "shim"
         v = w.venv("v")
         (w.root / "req.txt").write_text("alpha==1.0\nbeta==1.0\n")
-        w.uv("pip", "sync", "-q", "--python", str(v / "bin" / "python"), "--no-index", "--find-links", str(wheels), str(w.root / "req.txt"), shim=shim, UV_LINK_MODE="symlink")
+        w.uv(
+            "pip",
+            "sync",
+            "-q",
+            "--python",
+            str(v / "bin" / "python"),
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            str(w.root / "req.txt"),
+            shim=shim,
+            UV_LINK_MODE="symlink",
+        )
         w.prune("--ci")
         _assert_protected(w, v)
 
@@ -265,10 +321,26 @@ def test_uv_tool_upgrade_is_protected(tmp_path, shim_home, version):
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
         tw = w.root / "tool-wheels"
-        make_wheel(tw, "gamma", "1.0", {"gamma/cli.py": "def main():\n    print('gamma 1')\n", "gamma-1.0.dist-info/entry_points.txt": "[console_scripts]\ngamma = gamma.cli:main\n"})
+        make_wheel(
+            tw,
+            "gamma",
+            "1.0",
+            {
+                "gamma/cli.py": "def main():\n    print('gamma 1')\n",
+                "gamma-1.0.dist-info/entry_points.txt": "[console_scripts]\ngamma = gamma.cli:main\n",
+            },
+        )
         env = dict(UV_LINK_MODE="symlink", UV_PYTHON=BASE_PYTHON)
         w.uv("tool", "install", "-q", "--no-index", "--find-links", str(tw), "gamma", shim=shim, **env)
-        make_wheel(tw, "gamma", "2.0", {"gamma/cli.py": "def main():\n    print('gamma 2')\n", "gamma-2.0.dist-info/entry_points.txt": "[console_scripts]\ngamma = gamma.cli:main\n"})
+        make_wheel(
+            tw,
+            "gamma",
+            "2.0",
+            {
+                "gamma/cli.py": "def main():\n    print('gamma 2')\n",
+                "gamma-2.0.dist-info/entry_points.txt": "[console_scripts]\ngamma = gamma.cli:main\n",
+            },
+        )
         w.uv("tool", "upgrade", "-q", "gamma", shim=shim, **env)
         tool_env = w.root / "tools" / "gamma"
         assert list(tool_env.glob("lib/python*/site-packages/gamma-2.0.dist-info")), "the upgrade did not happen"
@@ -343,7 +415,20 @@ def test_uv_run_with_pins_what_its_cached_environment_links(tmp_path, shim_home,
     prune --ci keeps it and uv rebuilds the environment from it offline. Control: the bare uv."""
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
-        args = ["run", "--no-project", "--python", BASE_PYTHON, "--no-index", "--find-links", str(wheels), "--with", "alpha==1.0", "python", "-c", "import alpha; print(alpha.VALUE)"]
+        args = [
+            "run",
+            "--no-project",
+            "--python",
+            BASE_PYTHON,
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "--with",
+            "alpha==1.0",
+            "python",
+            "-c",
+            "import alpha; print(alpha.VALUE)",
+        ]
         for _ in range(2):
             out = w.uv(*args, shim=shim, UV_LINK_MODE="symlink")
             assert out.stdout.strip() == "alpha-1.0", out.stderr

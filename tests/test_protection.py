@@ -9,7 +9,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import NEWEST, OLDEST, World
 
 
@@ -107,7 +106,9 @@ def test_refresh_scenario_cowsay_newest(world: World):
         assert out.returncode == 0 and "hi" in out.stdout, out.stderr
 
 
-@pytest.mark.parametrize("aid", ["-leadingDash0000000x", "trailingDash00000000-", "trailingUnder0000000_", "_x-y_z-Q1234567890ab", "a" * 16])
+@pytest.mark.parametrize(
+    "aid", ["-leadingDash0000000x", "trailingDash00000000-", "trailingUnder0000000_", "_x-y_z-Q1234567890ab", "a" * 16]
+)
 def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
     """Each uv version's prune counts our pin whatever the id looks like (0.7.0 parses the pin's
     name as a wheel stem: an id ending in '-' once made an invalid name, and a deleted archive)."""

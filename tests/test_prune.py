@@ -8,7 +8,6 @@ import subprocess
 import threading
 
 import pytest
-
 from conftest import NEWEST, OLDEST, World
 from test_protection import _refresh_scenario
 
@@ -126,7 +125,12 @@ def test_waits_for_the_cache_lock_and_names_the_holder(world: World, wheels):
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
     holder = subprocess.Popen(
-        ["python3", "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)", str(world.cache / ".lock")],
+        [
+            "python3",
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)",
+            str(world.cache / ".lock"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -166,7 +170,10 @@ def test_prunes_while_installs_run(world: World, wheels):
     try:
         for round_ in range(3):
             threads = [
-                threading.Thread(target=_install_or_record, args=(errors, v, "alpha==1.0" if (i + round_) % 2 else "alpha==2.0", "beta==1.0"))
+                threading.Thread(
+                    target=_install_or_record,
+                    args=(errors, v, "alpha==1.0" if (i + round_) % 2 else "alpha==2.0", "beta==1.0"),
+                )
                 for i, v in enumerate(venvs)
             ]
             for th in threads:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import World
 
 
@@ -78,7 +77,9 @@ def test_hostile_environment_paths(world: World, wheels, outside):
     for args in (["cache", "prune", "--unused"], ["cache", "clean"]):
         out = world.uv(*args, check=False)
         assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
-    out = subprocess.run([sys.executable, "-m", "shim", "doctor", "--fix"], env=world.env(), capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "shim", "doctor", "--fix"], env=world.env(), capture_output=True, text=True
+    )
     assert "Traceback" not in out.stderr
     _intact(outside)
 

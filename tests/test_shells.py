@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, World
+
 from shim import shells
 
 SHELL_RUN = {
@@ -32,12 +32,20 @@ def test_shell_init_puts_the_shim_in_front(world: World, shell, alias):
     env.pop("UV_SHIM_HOME")  # the default place: $XDG_DATA_HOME/uv-shim/bin
     env["XDG_DATA_HOME"] = str(world.root / "data")
     flags = ["--alias"] if alias else []
-    init = subprocess.run([sys.executable, "-m", "shim", "shell-init", shell, *flags], env=env, capture_output=True, text=True, check=True)
+    init = subprocess.run(
+        [sys.executable, "-m", "shim", "shell-init", shell, *flags], env=env, capture_output=True, text=True, check=True
+    )
     bin_dir = world.root / "data" / "uv-shim" / "bin"
     assert (bin_dir / "uv").is_file()  # shell-init wrote the launchers it points at
     hook = REPO / "hooks" / (("uv-shim-alias." if alias else "uv-shim.") + shell)
     assert init.stdout == hook.read_text()
-    out = subprocess.run(SHELL_RUN[shell](f"source {hook}", "type uv; uv --version"), env=env, capture_output=True, text=True, cwd=world.root)
+    out = subprocess.run(
+        SHELL_RUN[shell](f"source {hook}", "type uv; uv --version"),
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=world.root,
+    )
     assert out.returncode == 0, out.stderr
     assert str(bin_dir / "uv") in out.stdout
     real = subprocess.run([str(world.real_uv), "--version"], capture_output=True, text=True).stdout
@@ -46,7 +54,15 @@ def test_shell_init_puts_the_shim_in_front(world: World, shell, alias):
 
 def test_shell_init_with_a_bin_dir(world: World, tmp_path):
     bin_dir = tmp_path / "my bin"
-    init = subprocess.run([sys.executable, "-m", "shim", "shell-init", "bash", "--bin-dir", str(bin_dir)], env=world.env(), capture_output=True, text=True, check=True)
-    out = subprocess.run(["bash", "-c", f"{init.stdout}\ncommand -v uv; uv --version"], env=world.env(), capture_output=True, text=True)
+    init = subprocess.run(
+        [sys.executable, "-m", "shim", "shell-init", "bash", "--bin-dir", str(bin_dir)],
+        env=world.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = subprocess.run(
+        ["bash", "-c", f"{init.stdout}\ncommand -v uv; uv --version"], env=world.env(), capture_output=True, text=True
+    )
     assert out.stdout.splitlines()[0] == str(bin_dir / "uv")
     assert out.stdout.splitlines()[1].startswith("uv ")

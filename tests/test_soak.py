@@ -10,6 +10,7 @@ import threading
 import time
 
 from conftest import World
+
 from shim import manifest
 
 SECONDS = float(os.environ.get("UV_SHIM_SOAK_SECONDS", "60"))
@@ -26,8 +27,12 @@ def test_parallel_installs_and_prunes(world: World, wheels):
         rng = random.Random(i)
         while time.monotonic() < stop and not errors:
             v = venvs[i % len(venvs)]
-            specs = rng.choice([["alpha==1.0", "beta==1.0"], ["alpha==2.0"], ["gamma==1.0", "beta==1.0"], ["alpha==1.0"]])
-            out = world.install(v, *specs, find_links=wheels, check=False, extra=["--refresh"] if rng.random() < 0.2 else [])
+            specs = rng.choice(
+                [["alpha==1.0", "beta==1.0"], ["alpha==2.0"], ["gamma==1.0", "beta==1.0"], ["alpha==1.0"]]
+            )
+            out = world.install(
+                v, *specs, find_links=wheels, check=False, extra=["--refresh"] if rng.random() < 0.2 else []
+            )
             if out.returncode != 0:
                 errors.append(f"install {specs} into {v.name} failed ({out.returncode}):\n{out.stderr}")
             with lock:

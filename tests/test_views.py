@@ -8,13 +8,14 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import World
 from test_protection import _refresh_scenario
 
 
 def shim_cmd(w: World, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "shim", *args], env=w.env(**env), capture_output=True, text=True, cwd=w.root)
+    out = subprocess.run(
+        [sys.executable, "-m", "shim", *args], env=w.env(**env), capture_output=True, text=True, cwd=w.root
+    )
     if check and out.returncode != 0:
         raise AssertionError(f"uv-shim {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     return out
@@ -41,7 +42,18 @@ def test_envs_table_and_json(world: World, scene):
     by_path = {e["path"]: e for e in doc["environments"]}
     assert set(doc) == {"cache", "environments"}
     for e in doc["environments"]:
-        assert set(e) == {"path", "host", "host_id", "link_modes", "distributions", "pinned_archives", "last_used", "last_used_age", "state", "reason"}
+        assert set(e) == {
+            "path",
+            "host",
+            "host_id",
+            "link_modes",
+            "distributions",
+            "pinned_archives",
+            "last_used",
+            "last_used_age",
+            "state",
+            "reason",
+        }
     assert by_path[str(scene["live"].resolve())]["state"] == "live"
     assert by_path[str(scene["live"].resolve())]["distributions"] == 2
     assert by_path[str(scene["gone"].resolve())]["state"] == "dead"
@@ -52,7 +64,16 @@ def test_envs_table_and_json(world: World, scene):
 
 def test_status(world: World, scene):
     doc = json.loads(shim_cmd(world, "status", "--json").stdout)
-    assert set(doc) == {"cache", "uv_version", "size_bytes", "archives", "policies", "environments", "next_lease_end_seconds", "last_prune"}
+    assert set(doc) == {
+        "cache",
+        "uv_version",
+        "size_bytes",
+        "archives",
+        "policies",
+        "environments",
+        "next_lease_end_seconds",
+        "last_prune",
+    }
     assert doc["archives"]["symlinked"]["count"] == 2  # alpha 1.0 and beta (live, other host)
     assert doc["archives"]["hardlinked"]["count"] == 1  # gamma
     assert doc["archives"]["only_cached"]["count"] == 1  # alpha 2.0 of the deleted venv
@@ -75,7 +96,9 @@ def test_why(world: World, scene):
     by_id = shim_cmd(world, "why", "--", g["id"]).stdout  # ids may start with "-"
     assert by_id.startswith(f"gamma==1.0 ({g['id']})")
     missing = shim_cmd(world, "why", "no-such-thing", check=False)
-    assert missing.returncode == 1 and missing.stderr.splitlines() == [f"uv-shim: error: no archive or package named `no-such-thing` in {world.cache}"]
+    assert missing.returncode == 1 and missing.stderr.splitlines() == [
+        f"uv-shim: error: no archive or package named `no-such-thing` in {world.cache}"
+    ]
 
 
 def test_doctor_repairs_an_environment_broken_before_the_shim(world: World, wheels):
@@ -93,7 +116,11 @@ def test_doctor_repairs_an_environment_broken_before_the_shim(world: World, whee
     world.prune()
     assert world.value(a, "alpha") == "alpha-1.0"
     notenv = shim_cmd(world, "doctor", str(world.root / "wheels"), check=False)
-    assert notenv.returncode == 1 and notenv.stderr == f"uv-shim: error: {world.root / 'wheels'} is not a Python environment (no pyvenv.cfg or site-packages)\n"
+    assert (
+        notenv.returncode == 1
+        and notenv.stderr
+        == f"uv-shim: error: {world.root / 'wheels'} is not a Python environment (no pyvenv.cfg or site-packages)\n"
+    )
     clean = shim_cmd(world, "doctor", "--json", str(a))
     assert json.loads(clean.stdout)["broken"] == [] and "No broken environments found" in clean.stderr
 
