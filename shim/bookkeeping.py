@@ -131,7 +131,7 @@ class Book:
             manifest.remove(self.cache.area(), key)  # type: ignore[arg-type]
 
     @staticmethod
-    def _pinned(entry: Dir, dists) -> bool:
+    def _pinned(entry: Dir, dists: dict[str, envscan.Dist]) -> bool:
         return all(is_pinned(entry, d.archive) for d in dists.values() if d.mode == envscan.SYMLINK)
 
 

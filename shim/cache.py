@@ -15,7 +15,7 @@ from shim.realuv import RealUv, UvBuild, child_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Optional
 
 ARCHIVE_BUCKET = "archive-v0"
@@ -488,7 +488,7 @@ class ExclusiveLock:
     ``uv cache clean`` delete it) and starts over if not.
     """
 
-    def __init__(self, root: str, timeout: float, say) -> None:
+    def __init__(self, root: str, timeout: float, say: Callable[[str], None]) -> None:
         self.root = root
         self.path = os.path.join(root, ".lock")
         self.timeout = timeout

@@ -86,7 +86,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p_shell.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
     p_shell.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
 
-    def common(p, json_: bool = True):
+    def common(p: argparse.ArgumentParser, json_: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", help="the uv cache (default: the one uv uses here)")
         if json_:
             p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
@@ -155,14 +155,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
             launcher.install(bin_dir)
             try:
-                real: Optional[str] = realuv.find(_path_without(bin_dir)).path
+                found: Optional[str] = realuv.find(_path_without(bin_dir)).path
             except ShimError:
-                real = None
+                found = None
             sys.stderr.write(f"Installed uv-shim launchers in {bin_dir}\n")
-            if real is None:
+            if found is None:
                 sys.stderr.write("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
             else:
-                sys.stderr.write(f"Real uv: {real}\n")
+                sys.stderr.write(f"Real uv: {found}\n")
             if any(os.path.realpath(p) == bin_dir for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
                 sys.stderr.write(f"{bin_dir} is already first on PATH\n")
             else:

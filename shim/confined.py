@@ -23,7 +23,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from typing import Callable, Optional
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -133,10 +133,10 @@ class Dir:
     def listdir(self) -> list[str]:
         return os.listdir(self.fd)
 
-    def scandir(self) -> Iterator[os.DirEntry]:
+    def scandir(self) -> os._ScandirIterator[str]:
         """Entries of this folder; ``entry.is_dir(follow_symlinks=False)`` works, ``entry.path``
         is the bare name."""
-        return os.scandir(self.fd)  # type: ignore[arg-type]
+        return os.scandir(self.fd)
 
     def lstat(self, name: str) -> os.stat_result:
         return os.stat(_name(name), dir_fd=self.fd, follow_symlinks=False)
@@ -167,7 +167,7 @@ class Dir:
         """A regular file's bytes; a symlink in its place raises OSError (ELOOP)."""
         fd = os.open(_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
         try:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:

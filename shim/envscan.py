@@ -31,7 +31,7 @@ class Dist:
         self.mode = mode
         self.archive = archive
 
-    def _t(self):
+    def _t(self) -> tuple[str, str, str, str]:
         return (self.name, self.version, self.mode, self.archive)
 
     def __eq__(self, other: object) -> bool:

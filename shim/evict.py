@@ -26,7 +26,7 @@ else:  # pragma: no cover
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Optional
 
 LAST_USE = ".archive-last-use"  # in our manifest folder: archive id -> last use (epoch seconds)
@@ -106,7 +106,9 @@ def config_path(env: Mapping[str, str]) -> str:
     return os.path.join(base, "uv-shim", "config.toml")
 
 
-def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> tuple[Policy, list[str]]:
+def policy_from(
+    args: Sequence[str], env: Mapping[str, str], warn: Optional[Callable[[str], None]] = None
+) -> tuple[Policy, list[str]]:
     """The policy (config file < UV_SHIM_* variables < options) and the args left for uv.
 
     A bad option raises PolicyError; a bad config file or variable is reported through ``warn``
@@ -137,17 +139,17 @@ def policy_from(args: Sequence[str], env: Mapping[str, str], warn=None) -> tuple
     it = iter(args)
     for arg in it:
         name, eq, value = arg.partition("=")
-        field = Policy.FLAGS.get(name)
-        if field is None:
+        attr: Optional[str] = Policy.FLAGS.get(name)
+        if attr is None:
             rest.append(arg)
-        elif field == "unused":
+        elif attr == "unused":
             policy.unused = True
         else:
             if not eq:
                 value = next(it, None)
                 if value is None:
                     raise PolicyError(f"{name} needs a value")
-            policy.set(field, value, name)
+            policy.set(attr, value, name)
     return policy, rest
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterable
 from typing import Optional
 
 from shim import paths, uvargs
@@ -40,7 +41,7 @@ def _import_roots() -> list[str]:
         mods.append(tomli)
     roots: list[str] = []
     for mod in mods:
-        root = os.path.dirname(os.path.dirname(os.path.realpath(mod.__file__)))  # type: ignore[arg-type]
+        root = os.path.dirname(os.path.dirname(os.path.realpath(str(mod.__file__))))
         if root not in roots:
             roots.append(root)
     return roots
@@ -63,7 +64,7 @@ def bundled_uv() -> Optional[str]:
     return _bundled()
 
 
-def _case(words) -> str:
+def _case(words: Iterable[str]) -> str:
     return "|".join(sorted(words))
 
 

@@ -32,9 +32,9 @@ try:  # the bare C hash: hashlib pulls in OpenSSL, several milliseconds at start
     from _sha2 import sha256 as _sha256  # Python >= 3.12
 except ImportError:  # pragma: no cover - depends on the Python version
     try:
-        from _sha256 import sha256 as _sha256  # type: ignore[no-redef]
+        from _sha256 import sha256 as _sha256
     except ImportError:
-        from hashlib import sha256 as _sha256  # type: ignore[no-redef]
+        from hashlib import sha256 as _sha256
 
 SCHEMA = 1
 RECORD = "root.toml"

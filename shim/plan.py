@@ -15,6 +15,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
     from typing import Optional
 
 ROOT_MARKERS = ("CACHEDIR.TAG", ".gitignore", ".git")
@@ -100,7 +101,9 @@ class _Resolver:
         return os.path.realpath(path)
 
 
-def _references(cache: Cache, version: tuple[int, ...], skip: set[str], evicted: set[str] = frozenset()) -> set[str]:
+def _references(
+    cache: Cache, version: tuple[int, ...], skip: set[str], evicted: AbstractSet[str] = frozenset()
+) -> set[str]:
     """Canonical paths that some link in uv's buckets resolves to (uv's find_archive_references).
     Our own folder is left out: the caller adds the pins the prune will find there."""
     refs: set[str] = set()
@@ -115,7 +118,7 @@ def _references(cache: Cache, version: tuple[int, ...], skip: set[str], evicted:
             continue
         wheels = bucket == cache.wheels
 
-        def descend(e) -> bool:
+        def descend(e: os.DirEntry) -> bool:
             if e.path in skip:
                 return False
             if version >= uvfeatures.REFS_FILTERED:  # uv's filter_entry prunes whole folders
@@ -145,7 +148,7 @@ def _references(cache: Cache, version: tuple[int, ...], skip: set[str], evicted:
     return refs
 
 
-def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: set[str] = frozenset()) -> Plan:
+def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: AbstractSet[str] = frozenset()) -> Plan:
     """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
     shim has made the pins in its bucket exactly ``pinned`` (archive ids) and removed uv's own
     references to ``evicted``."""

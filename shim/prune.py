@@ -16,10 +16,13 @@ from shim.cache import Cache, CacheDirError, ExclusiveLock, find_cache_dir, refu
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import NoReturn, Optional
 
+    from shim import evict
 
-def lease_seconds(env) -> float:
+
+def lease_seconds(env: Mapping[str, str]) -> float:
     value = env.get("UV_SHIM_LEASE")
     if not value:
         return gc.DEFAULT_LEASE
@@ -29,7 +32,7 @@ def lease_seconds(env) -> float:
         raise realuv.ShimError(f"UV_SHIM_LEASE={value} is not a duration (like 30d, 12h, 3600)") from None
 
 
-def lock_timeout(env) -> float:
+def lock_timeout(env: Mapping[str, str]) -> float:
     value = env.get("UV_LOCK_TIMEOUT")
     try:
         return float(int(value)) if value else float(uvfeatures.LOCK_TIMEOUT_DEFAULT)
@@ -114,7 +117,9 @@ def summarize(out: report.Out, roots: list[gc.Root], cache: Cache, sizes: Option
         )
 
 
-def _locked_verify(cache: Cache, inv: uvargs.Invocation, out: report.Out, env) -> tuple:
+def _locked_verify(
+    cache: Cache, inv: uvargs.Invocation, out: report.Out, env: Mapping[str, str]
+) -> tuple[Optional[ExclusiveLock], list[gc.Root]]:
     """Take uv's cache lock (unless --force) and bring every root up to date: (lock, roots)."""
     lock: Optional[ExclusiveLock] = None
     try:
@@ -136,7 +141,14 @@ def _locked_verify(cache: Cache, inv: uvargs.Invocation, out: report.Out, env) -
     return lock, roots
 
 
-def _run_locked(lock: Optional[ExclusiveLock], force_since, version, exec_path, argv0, args) -> int:
+def _run_locked(
+    lock: Optional[ExclusiveLock],
+    force_since: tuple[int, ...],
+    version: tuple[int, ...],
+    exec_path: str,
+    argv0: str,
+    args: list[str],
+) -> int:
     """Run the real uv while we hold its lock: with --force where it has it, else after release."""
     uv_args = list(args)
     if lock is not None:
@@ -218,7 +230,9 @@ def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: s
     return Cache(root, build), out
 
 
-def dry_run(cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool, policy=None) -> NoReturn:
+def dry_run(
+    cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool, policy: Optional[evict.Policy] = None
+) -> NoReturn:
     """``uv cache prune --dry-run [--ci] [--json]``: what the real prune would remove and keep.
 
     Decides exactly as a prune through the shim would (roots verified, without writing), then
@@ -344,13 +358,12 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
         _error(f"cannot evict from {cache.root}: {e.strerror} ({e.filename}); nothing was removed")
     sizes = KeptSize(cache, roots) if not out.quiet else None
     code = _run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
-    if held is not None:
+    if held is not None and ev is not None:
         if code == 0:
             held.finish()
         elif held.restore():
-            out.warn(
-                f"uv's prune failed; put back uv's references to the {report.plural(len(ev.chosen), 'archive')} chosen for eviction"
-            )  # type: ignore[union-attr]
+            what = report.plural(len(ev.chosen), "archive")
+            out.warn(f"uv's prune failed; put back uv's references to the {what} chosen for eviction")
     if code == 0:
         _stamp_last_prune(cache)
         if ev is not None:
@@ -359,7 +372,7 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     realuv.mirror_exit(code)
 
 
-def report_eviction(out: report.Out, cache: Cache, ev, would: bool) -> None:
+def report_eviction(out: report.Out, cache: Cache, ev: evict.Eviction, would: bool) -> None:
     size = report.human_size(ev.freed)
     what = report.plural(len(ev.chosen), "unused archive")
     out.fact(f"Would remove {what} (would free {size})" if would else f"Removed {what} ({size} freed)")

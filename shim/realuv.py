@@ -23,7 +23,7 @@ from shim import paths
 try:  # the C module: ``signal`` itself imports enum, which costs milliseconds per start
     import _signal as signal
 except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
+    import signal
 
 TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def find(env: Mapping[str, str], own: Sequence[str] = ()) -> RealUv:
 
 def _bundled() -> Optional[str]:
     try:
-        import uv as uv_pkg  # type: ignore[import-not-found]
+        import uv as uv_pkg
     except Exception:
         return None
     try:

@@ -7,7 +7,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Optional
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -48,7 +48,7 @@ def plural(n: int, word: str, words: Optional[str] = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
-def walk(top: str, descend=None):
+def walk(top: str, descend: Optional[Callable[[os.DirEntry], bool]] = None) -> Iterator[os.DirEntry]:
     """Every entry under ``top`` (os.DirEntry), depth first, never following a symlink.
     ``descend(entry)`` decides whether to go into a folder (default: always). Unreadable folders
     are skipped."""

@@ -11,7 +11,7 @@ import os
 
 TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from typing import Optional
 
 # Global options that take a value and may appear anywhere in argv (before or after the
@@ -152,7 +152,7 @@ class Invocation:
             return False
         if rule is None:
             return True
-        return len(self.words) > 1 and self.words[1] in rule
+        return len(self.words) > 1 and self.words[1] in rule  # type: ignore[operator]
 
     def opt(self, *names: str) -> Optional[str]:
         """The last value given for any of ``names`` (uv: the last occurrence wins)."""
@@ -264,7 +264,7 @@ def start_dir(inv: Invocation, cwd: str) -> str:
     return os.path.join(cwd, os.path.expanduser(d)) if d else cwd
 
 
-def _parents(start: str):
+def _parents(start: str) -> Iterator[str]:
     d = os.path.abspath(start)
     while True:
         yield d

@@ -7,12 +7,13 @@ and never write. Tables and facts follow uv's conventions: data on stdout, facts
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Optional
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
 
 from shim import envscan, gc, hostid, manifest, realuv, report, uvargs
 from shim.bookkeeping import Book, Warnings
@@ -56,16 +57,16 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _emit(doc, text: str, as_json: bool, out: report.Out) -> None:
+def _emit(doc: Any, text: str, as_json: bool, out: report.Out) -> None:
     out.data(json.dumps(doc, indent=2, default=str) + "\n" if as_json else text)
 
 
 # -- envs -------------------------------------------------------------------------------------
 
 
-def env_rows(cache: Cache, roots: list[gc.Root]) -> list[dict[str, object]]:
+def env_rows(cache: Cache, roots: list[gc.Root]) -> list[dict[str, Any]]:
     this = hostid.identity()[1]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in roots:
         dists = r.distributions(cache)
         rec = r.record
@@ -150,7 +151,7 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
         last = os.path.getmtime(os.path.join(cache.manifest, LAST_PRUNE))
     except OSError:
         last = None
-    doc = {
+    doc: dict[str, Any] = {
         "cache": cache.root,
         "uv_version": cache.build.version,
         "size_bytes": total,
@@ -226,7 +227,7 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
     roots = _roots(cache)
     kept = gc.protected(roots)
     uv_refs = {aid for _link, aid in _all_wheel_links(cache)}
-    answers = []
+    answers: list[dict[str, Any]] = []
     for aid in chosen:
         label = planner.archive_label(cache, aid)
         keepers = sorted({r.path for r in kept.get(aid, [])})
@@ -264,7 +265,7 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
     return 0
 
 
-def _all_wheel_links(cache: Cache):
+def _all_wheel_links(cache: Cache) -> Iterator[tuple[str, str]]:
     for index in cache.index_dirs():
         try:
             names = os.listdir(index)
@@ -332,7 +333,7 @@ def cmd_doctor(
     if fix:
         for env, broken in found.items():
             fixed[env] = _reinstall(real, cache, env, broken, uv_args, out)
-    doc = {
+    doc: dict[str, Any] = {
         "cache": cache.root,
         "broken": [
             {
@@ -366,7 +367,14 @@ def _python_of(env: str) -> str:
     return env
 
 
-def _reinstall(real: realuv.RealUv, cache: Cache, env: str, broken, uv_args: Sequence[str], out: report.Out) -> bool:
+def _reinstall(
+    real: realuv.RealUv,
+    cache: Cache,
+    env: str,
+    broken: list[tuple[str, str, str]],
+    uv_args: Sequence[str],
+    out: report.Out,
+) -> bool:
     import subprocess
 
     specs = [f"{n}=={v}" for n, v, _a in broken]
@@ -443,7 +451,7 @@ def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], ou
             raise UserError(f"{discover_in} is not a folder")
         envs += [e for e in discover(os.path.abspath(discover_in), cache) if e not in envs]
     book = Book(cache, Warnings())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for env in envs:
         book.update(env, "venv")
         real_path = os.path.realpath(env)
@@ -484,7 +492,7 @@ def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], ou
     return 0
 
 
-def run(ns) -> int:
+def run(ns: argparse.Namespace) -> int:
     out = report.Out(quiet=getattr(ns, "quiet", False), verbose=getattr(ns, "verbose", False))
     try:
         real, cache = open_cache(ns.cache_dir)
