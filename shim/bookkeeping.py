@@ -12,9 +12,9 @@ import sys
 import time
 
 from shim import envscan, hostid, manifest, realuv, uvargs
-from shim.cache import Cache, SharedLock, find_cache_dir, is_archive_id, is_pinned, pin, pins, unpin
+from shim.cache import Cache, SharedLock, find_cache_dir
 from shim.confined import Dir
-from shim.manifest import Record, RecordError
+from shim.manifest import Record, RecordError, is_pinned, pin, pins, unpin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -167,32 +167,6 @@ def _tool_envs(tools: str, inv: uvargs.Invocation) -> list[tuple[str, str]]:
     return out
 
 
-def cached_envs(cache: Cache) -> list[tuple[str, str]]:
-    """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts): archives
-    with a ``pyvenv.cfg`` that a link in the environments bucket (one or two levels down) names."""
-    out: list[tuple[str, str]] = []
-    stack = [(cache.environments, 0)]
-    while stack:
-        folder, depth = stack.pop()
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(folder, name)
-            try:
-                target = os.readlink(path)
-            except OSError:
-                if depth == 0 and os.path.isdir(path):
-                    stack.append((path, 1))
-                continue
-            aid = os.path.basename(target.rstrip("/"))
-            env = os.path.join(cache.archives, aid)
-            if is_archive_id(aid) and os.path.isfile(os.path.join(env, "pyvenv.cfg")) and (env, "cached") not in out:
-                out.append((env, "cached"))
-    return out
-
-
 def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
     """For ``--system`` or ``-p 3.12``: ask uv which interpreter it will use."""
     import subprocess
@@ -229,7 +203,7 @@ def roots_for(
         if prefix is not None:
             out.append((prefix, "venv" if os.path.isfile(os.path.join(prefix, "pyvenv.cfg")) else "prefix"))
     if uvargs.uses_cached_env(inv):
-        out.extend(cached_envs(cache))
+        out.extend((env, "cached") for env in cache.cached_envs())
     return out
 
 

@@ -18,18 +18,21 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from typing import Optional
 
-ARCHIVE_BUCKET = "archive-v0"
+# Every name of uv's on-disk layout that uv-shim relies on (bucket names that change between uv
+# versions come from the binary: ``realuv.build_of``).
+ARCHIVE_BUCKET = "archive-v0"  # unpacked wheels and cached environments, one folder per id
 _ARCHIVE_MARKER = os.sep + ARCHIVE_BUCKET + os.sep
-SHIM_DIR = "uv-shim"  # our folder inside the sdists bucket
 SDISTS_PREFIX = "sdists-v"  # every uv version's sdists bucket: sdists-v9, sdists-v11, ...
-# A pin is a symlink uv's prune counts as a reference. uv walks its sdists bucket at any depth;
-# 0.6-0.7 count only names that parse as a wheel stem, newer ones skip names ending in
-# .lock/.whl/.http/.rev/.msgpack. So a pin is named ``pin_<id>_0-0-py3-none-any`` with the id's
-# "-" spelled "." (ids never contain dots, so the name maps back to the id); the ``_0`` keeps the
-# package name ending in a letter or digit, as a valid name must, whatever the id ends with.
-# One flat folder per environment: one symlink per pinned archive, no folder per pin.
-PIN_PREFIX = "pin_"
-PIN_SUFFIX = "_0-0-py3-none-any"
+SHIM_DIR = "uv-shim"  # our record area inside the sdists bucket (its contents: shim.manifest)
+CACHEDIR_TAG = "CACHEDIR.TAG"
+LOCK_FILE = ".lock"  # uv's cache lock (a flock), also beside wheels-bucket entries
+ROOT_MARKERS = (CACHEDIR_TAG, ".gitignore", ".git")  # kept at the root by every prune (and LOCK_FILE since LOCKS_CACHE)
+POINTERS = (".http", ".rev")  # beside a wheels-bucket link: they name its archive too
+REF_SKIP_NAMES = ("src", LOCK_FILE, ".gitignore")  # never a reference (uv's prune, since REFS_FILTERED)
+REF_SKIP_EXT = ("lock", "whl", "http", "rev", "msgpack")  # neither
+SDIST_METADATA = "metadata.msgpack"  # marks an sdist revision folder (what --ci clears around it)
+WHEEL_EXT = ".whl"
+ENV_MARKER = "pyvenv.cfg"  # an archive that holds this is a cached environment (uvx, run --with)
 # Index folders of the wheels bucket that hold package folders directly; the others
 # (``index``, ``path``, ``url``) hold one folder per index or location hash first.
 FLAT_INDEXES = frozenset({"pypi"})
@@ -41,25 +44,27 @@ def is_archive_id(name: str) -> bool:
     return 8 <= len(name) <= 64 and _ID_CHARS.issuperset(name)
 
 
-def pin_name(aid: str) -> str:
-    if not is_archive_id(aid):
-        raise ValueError(f"not an archive id: {aid!r}")
-    return PIN_PREFIX + aid.replace("-", ".") + PIN_SUFFIX
-
-
-def pin_id(name: str) -> Optional[str]:
-    """The archive id a pin's file name stands for, or None if it is not a pin's name."""
-    if not (name.startswith(PIN_PREFIX) and name.endswith(PIN_SUFFIX)):
-        return None
-    aid = name[len(PIN_PREFIX) : -len(PIN_SUFFIX)].replace(".", "-")
+def archive_id_of(target: str) -> Optional[str]:
+    """The archive a link in uv's buckets names (its target's last part), if it is an archive id."""
+    aid = os.path.basename(target.rstrip("/\\"))
     return aid if is_archive_id(aid) else None
+
+
+def split_archive_target(target: str) -> Optional[tuple[str, str]]:
+    """(cache root, archive id) of a path into some cache's archives (``<root>/archive-v0/<id>/...``)."""
+    idx = target.find(_ARCHIVE_MARKER)
+    if idx < 0:
+        return None
+    start = idx + len(_ARCHIVE_MARKER)
+    end = target.find(os.sep, start)
+    aid = target[start:end] if end > 0 else target[start:]
+    return (target[:idx] or os.sep, aid) if is_archive_id(aid) else None
 
 
 # ---------------------------------------------------------------------------------------------
 # Which cache
 # ---------------------------------------------------------------------------------------------
 
-CACHEDIR_TAG = "CACHEDIR.TAG"
 _TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
@@ -240,17 +245,12 @@ class Cache:
 
     def archive_of_link(self, target: str) -> Optional[str]:
         """The archive id a symlink target in an environment points into, if it is this cache."""
-        idx = target.find(_ARCHIVE_MARKER)
-        if idx < 0:
+        split = split_archive_target(target)
+        if split is None:
             return None
-        start = idx + len(_ARCHIVE_MARKER)
-        end = target.find(os.sep, start)
-        aid = target[start:end] if end > 0 else target[start:]
-        if not is_archive_id(aid):
-            return None
-        prefix = target[:idx] or os.sep
+        prefix, aid = split
         same = self._same_root.get(prefix)
-        if same is None:
+        if same is None and prefix not in self._same_root:
             try:
                 same = prefix == self.root or os.path.samefile(prefix, self.root)
             except OSError:
@@ -262,9 +262,36 @@ class Cache:
         # the link another cache's; a path this host cannot see (a container's mount point, an
         # unmounted bind mount whose empty folder remains) fails closed: an archive of that id
         # here may well be the one it means.
-        if same is False and os.path.isdir(target[: idx + len(_ARCHIVE_MARKER)] + aid):
+        if same is False and os.path.isdir(os.path.join(prefix, ARCHIVE_BUCKET, aid)):
             return None
         return aid if os.path.isdir(self.archives + os.sep + aid) else None
+
+    def is_cached_env(self, aid: str) -> bool:
+        return os.path.isfile(os.path.join(self.archives, aid, ENV_MARKER))
+
+    def cached_envs(self) -> list[str]:
+        """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts): archives
+        that are environments, named by a link in the environments bucket (one or two levels down)."""
+        out: list[str] = []
+        stack = [(self.environments, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    aid = archive_id_of(os.readlink(path))
+                except OSError:
+                    if depth == 0 and os.path.isdir(path):
+                        stack.append((path, 1))
+                    continue
+                env = os.path.join(self.archives, aid) if aid else ""
+                if aid and self.is_cached_env(aid) and env not in out:
+                    out.append(env)
+        return out
 
     def archive_path(self, aid: str) -> str:
         if not is_archive_id(aid):
@@ -306,12 +333,21 @@ class Cache:
         for entry in entries:
             link = os.path.join(pkg, entry)
             try:
-                target = os.readlink(link)
+                aid = archive_id_of(os.readlink(link))
             except OSError:
                 continue
-            aid = os.path.basename(target.rstrip("/\\"))
-            if is_archive_id(aid):
+            if aid:
                 yield link, aid
+
+    def all_wheel_links(self) -> Iterator[tuple[str, str]]:
+        """(link, archive id) for every entry of the wheels bucket: uv's own index."""
+        for index in self.index_dirs():
+            try:
+                names = os.listdir(index)
+            except OSError:
+                continue
+            for name in names:
+                yield from self.wheel_links_in(os.path.join(index, name))
 
     # -- our record area: <sdists bucket>/uv-shim, reached only through confined folders ---
 
@@ -368,49 +404,6 @@ class Cache:
         return os.path.join(self.manifest, key)
 
 
-def pin(entry: confined.Dir, aid: str) -> bool:
-    """Make sure a pin for archive ``aid`` exists in ``entry``; True if one was made."""
-    name = pin_name(aid)
-    target = os.path.join("..", "..", "..", ARCHIVE_BUCKET, aid)
-    try:
-        entry.symlink(target, name)  # atomic: the name appears with its target, or not at all
-        return True
-    except FileExistsError:
-        pass
-    try:
-        if entry.readlink(name) == target:
-            return False
-    except OSError:
-        pass
-    tmp = f"{name}.{os.getpid()}.tmp"
-    entry.unlink(tmp)
-    entry.symlink(target, tmp)
-    entry.replace(tmp, name)  # replaces a wrong link (or file) with ours; never follows it
-    return True
-
-
-def unpin(entry: confined.Dir, aid: str) -> None:
-    """Remove one pin: only our own symlink, never what it points to."""
-    entry.unlink(pin_name(aid))
-
-
-def is_pinned(entry: confined.Dir, aid: str) -> bool:
-    return entry.is_symlink(pin_name(aid))
-
-
-def pins(entry: confined.Dir) -> Iterator[str]:
-    """Archive ids pinned in ``entry`` (one directory read, no stat per pin)."""
-    try:
-        it = entry.scandir()
-    except OSError:
-        return
-    with it:
-        for e in it:
-            aid = pin_id(e.name)
-            if aid and e.is_symlink():
-                yield aid
-
-
 # ---------------------------------------------------------------------------------------------
 # uv's cache lock
 # ---------------------------------------------------------------------------------------------
@@ -434,7 +427,7 @@ class SharedLock:
         if not os.path.isdir(self.root):
             return False
         try:
-            fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(os.path.join(self.root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as e:
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return False
@@ -490,7 +483,7 @@ class ExclusiveLock:
 
     def __init__(self, root: str, timeout: float, say: Callable[[str], None]) -> None:
         self.root = root
-        self.path = os.path.join(root, ".lock")
+        self.path = os.path.join(root, LOCK_FILE)
         self.timeout = timeout
         self.say = say
         self.fd: Optional[int] = None

@@ -17,7 +17,8 @@ import sys
 import time
 
 from shim import gc, manifest, report
-from shim.cache import Cache, is_archive_id
+from shim.cache import POINTERS, Cache, archive_id_of
+from shim.manifest import HOLD_PREFIX, LAST_USE, held_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Optional
 
-LAST_USE = ".archive-last-use"  # in our manifest folder: archive id -> last use (epoch seconds)
-POINTERS = (".http", ".rev")  # beside a wheels-bucket link: they name the archive too
 _UNITS = {
     "b": 1,
     "k": 1024,
@@ -179,8 +178,8 @@ class Survey:
                 if e.is_symlink():
                     d = os.path.dirname(e.path) + os.sep
                     if d.startswith(buckets) and not d.startswith(manifest):
-                        aid = os.path.basename(os.readlink(e.path).rstrip("/"))
-                        if is_archive_id(aid):
+                        aid = archive_id_of(os.readlink(e.path))
+                        if aid:
                             self.refs.setdefault(aid, []).append(e.path)
                     continue
                 if e.is_dir():
@@ -242,7 +241,7 @@ def _read_memo(cache: Cache) -> dict[str, float]:
 
 def remember_last_use(cache: Cache, roots: list[gc.Root], write: bool = True) -> dict[str, float]:
     """Merge what the roots say (each archive: the newest ``last_used`` of the roots that name it)
-    into ``<manifest>/.archive-last-use``, so it outlives roots that are dropped. Every prune
+    into the last-use memo (``manifest.LAST_USE``), so it outlives roots that are dropped. Every prune
     through the shim does this, with or without a policy."""
     memo = _read_memo(cache)
     changed = False
@@ -316,7 +315,7 @@ def choose(
     used = last_use(cache, remember_last_use(cache, roots, write), archives)
     candidates = []
     for aid in archives:
-        if aid in protected or os.path.isfile(os.path.join(cache.archives, aid, "pyvenv.cfg")):
+        if aid in protected or cache.is_cached_env(aid):
             continue  # pinned, or a cached environment (uv's prune handles those)
         candidates.append(aid)
     candidates.sort(key=lambda a: (used.get(a, 0), a))  # least recently used first
@@ -352,7 +351,6 @@ def choose(
     return ev
 
 
-HOLD_PREFIX = ".evicting."  # in our area: ``.evicting.<pid>/`` holds references while uv prunes
 _JOURNAL = "journal"
 
 
@@ -360,7 +358,7 @@ class Held:
     """uv's references to the evicted archives, moved aside into our own area while the real
     prune runs: dropped once it succeeded, put back if it failed or was killed (``restore``).
 
-    Held names end in ``.lock``, which no uv version's prune reads as a reference. The journal,
+    Held names (``manifest.held_name``) are names no uv version's prune reads as a reference. The journal,
     written before anything moves, says where each came from, so a prune through the shim that
     finds the hold of a process that died puts it back (``recover``)."""
 
@@ -397,7 +395,7 @@ def apply(cache: Cache, ev: Eviction) -> Held:
             plan.append((parts[:-1], names))
     lines = []
     for i, (folder, names) in enumerate(plan):
-        lines.append("\t".join([f"{i}.{j}.lock={'/'.join(folder + [n])}" for j, n in enumerate(names)]))
+        lines.append("\t".join([f"{held_name(i, j)}={'/'.join(folder + [n])}" for j, n in enumerate(names)]))
     with area.sub(name, create=True, ours=True) as hold:
         hold.write_atomic(_JOURNAL, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         for i, (folder, names) in enumerate(plan):
@@ -410,7 +408,7 @@ def apply(cache: Cache, ev: Eviction) -> Held:
                     continue
                 for j, n in enumerate(names):
                     try:
-                        parent.replace(n, f"{i}.{j}.lock", dst_dir=hold)
+                        parent.replace(n, held_name(i, j), dst_dir=hold)
                     except FileNotFoundError:
                         continue
     return Held(cache, name)
@@ -437,8 +435,8 @@ def _restore(cache: Cache, name: str) -> int:
             items = [item.partition("=")[::2] for item in line.split("\t") if "=" in item]
             if not items or not hold.is_symlink(items[0][0]):
                 continue
-            aid = os.path.basename(hold.readlink(items[0][0]).rstrip("/"))
-            if not (is_archive_id(aid) and os.path.isdir(os.path.join(cache.archives, aid))):
+            aid = archive_id_of(hold.readlink(items[0][0]))
+            if not (aid and os.path.isdir(os.path.join(cache.archives, aid))):
                 continue  # its archive went: the reference would only dangle
             folder = items[0][1].split("/")[:-1]
             try:

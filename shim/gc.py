@@ -12,9 +12,9 @@ import os
 import time
 
 from shim import envscan, manifest
-from shim.cache import Cache, pin, pins, unpin
+from shim.cache import Cache
 from shim.confined import Dir
-from shim.manifest import Record, RecordError
+from shim.manifest import Record, RecordError, pin, pins, unpin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

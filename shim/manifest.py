@@ -19,12 +19,13 @@ import os
 import sys
 
 from shim import paths
-from shim.cache import is_archive_id
+from shim.cache import ARCHIVE_BUCKET, is_archive_id
 from shim.confined import Dir, Unsafe
 from shim.envscan import Dist
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
     from typing import Any, Optional, Union
 
@@ -36,8 +37,34 @@ except ImportError:  # pragma: no cover - depends on the Python version
     except ImportError:
         from hashlib import sha256 as _sha256
 
+# Every name in uv-shim's record area (``<sdists bucket>/uv-shim/``, see ``cache.Cache.area``):
+# one folder per root named by its key, holding RECORD, its pins and a writer lock; beside them
+# the memo files and the folders of operations in flight.
 SCHEMA = 1
 RECORD = "root.toml"
+ENTRY_LOCK = ".lock"
+LAST_USE = ".archive-last-use"  # archive id -> last use (epoch seconds), outliving roots
+SIZES = ".archive-sizes"  # archive id -> bytes (an unpacked wheel never changes)
+LAST_PRUNE = ".last-prune"  # its mtime: the last prune through the shim
+HOLD_PREFIX = ".evicting."  # .evicting.<pid>/: uv's references set aside while uv prunes
+RELEASED = ".released."  # .released.<key>.<pid>/: a root being removed
+
+
+def held_name(i: int, j: int) -> str:
+    """A reference held in an ``.evicting.<pid>/`` folder: named ``*.lock``, which no uv version's
+    prune reads as a reference (uv skips lock files everywhere in its buckets)."""
+    return f"{i}.{j}.lock"
+
+
+# Pins. A pin is a symlink uv's prune counts as a reference. uv walks its sdists bucket at any depth;
+# 0.6-0.7 count only names that parse as a wheel stem, newer ones skip names ending in
+# .lock/.whl/.http/.rev/.msgpack. So a pin is named ``pin_<id>_0-0-py3-none-any`` with the id's
+# "-" spelled "." (ids never contain dots, so the name maps back to the id); the ``_0`` keeps the
+# package name ending in a letter or digit, as a valid name must, whatever the id ends with.
+# One flat folder per environment: one symlink per pinned archive, no folder per pin.
+PIN_PREFIX = "pin_"
+PIN_SUFFIX = "_0-0-py3-none-any"
+
 _FP_TAG = b'\nfingerprint = "'
 
 
@@ -47,6 +74,63 @@ class RecordError(Exception):
     def __init__(self, message: str, future: bool = False) -> None:
         super().__init__(message)
         self.future = future  # written by a newer uv-shim: leave it alone, never overwrite it
+
+
+def pin_name(aid: str) -> str:
+    if not is_archive_id(aid):
+        raise ValueError(f"not an archive id: {aid!r}")
+    return PIN_PREFIX + aid.replace("-", ".") + PIN_SUFFIX
+
+
+def pin_id(name: str) -> Optional[str]:
+    """The archive id a pin's file name stands for, or None if it is not a pin's name."""
+    if not (name.startswith(PIN_PREFIX) and name.endswith(PIN_SUFFIX)):
+        return None
+    aid = name[len(PIN_PREFIX) : -len(PIN_SUFFIX)].replace(".", "-")
+    return aid if is_archive_id(aid) else None
+
+
+def pin(entry: Dir, aid: str) -> bool:
+    """Make sure a pin for archive ``aid`` exists in ``entry``; True if one was made."""
+    name = pin_name(aid)
+    target = os.path.join("..", "..", "..", ARCHIVE_BUCKET, aid)
+    try:
+        entry.symlink(target, name)  # atomic: the name appears with its target, or not at all
+        return True
+    except FileExistsError:
+        pass
+    try:
+        if entry.readlink(name) == target:
+            return False
+    except OSError:
+        pass
+    tmp = f"{name}.{os.getpid()}.tmp"
+    entry.unlink(tmp)
+    entry.symlink(target, tmp)
+    entry.replace(tmp, name)  # replaces a wrong link (or file) with ours; never follows it
+    return True
+
+
+def unpin(entry: Dir, aid: str) -> None:
+    """Remove one pin: only our own symlink, never what it points to."""
+    entry.unlink(pin_name(aid))
+
+
+def is_pinned(entry: Dir, aid: str) -> bool:
+    return entry.is_symlink(pin_name(aid))
+
+
+def pins(entry: Dir) -> Iterator[str]:
+    """Archive ids pinned in ``entry`` (one directory read, no stat per pin)."""
+    try:
+        it = entry.scandir()
+    except OSError:
+        return
+    with it:
+        for e in it:
+            aid = pin_id(e.name)
+            if aid and e.is_symlink():
+                yield aid
 
 
 def now() -> datetime:
@@ -317,12 +401,12 @@ class EntryLock:
         import time
 
         try:
-            self.fd = self.entry.open(".lock", os.O_RDWR | os.O_CREAT, 0o666)
+            self.fd = self.entry.open(ENTRY_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
             if e.errno not in (errno.ELOOP, errno.EMLINK):
                 raise
-            self.entry.unlink(".lock")  # a symlink planted in our folder: the link goes, never its target
-            self.fd = self.entry.open(".lock", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            self.entry.unlink(ENTRY_LOCK)  # a symlink planted in our folder: the link goes, never its target
+            self.fd = self.entry.open(ENTRY_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -331,7 +415,7 @@ class EntryLock:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     os.close(self.fd)
-                    raise TimeoutError(f"another uv-shim holds {self.entry.path}/.lock") from None
+                    raise TimeoutError(f"another uv-shim holds {self.entry.path}/{ENTRY_LOCK}") from None
                 time.sleep(0.01)
 
     def __exit__(self, *exc: object) -> None:
@@ -379,9 +463,6 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-RELEASED = ".released."  # a record folder being removed: no longer a root, never read again
 
 
 def remove(area: Dir, key: str) -> None:

@@ -11,15 +11,22 @@ from __future__ import annotations
 import os
 
 from shim import report, uvfeatures
-from shim.cache import Cache
+from shim.cache import (
+    ARCHIVE_BUCKET,
+    ENV_MARKER,
+    LOCK_FILE,
+    REF_SKIP_EXT,
+    REF_SKIP_NAMES,
+    ROOT_MARKERS,
+    SDIST_METADATA,
+    WHEEL_EXT,
+    Cache,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
     from typing import Optional
-
-ROOT_MARKERS = ("CACHEDIR.TAG", ".gitignore", ".git")
-_SKIP_EXT = ("lock", "whl", "http", "rev", "msgpack")
 
 
 class Plan:
@@ -75,7 +82,7 @@ class _Resolver:
     def __init__(self, cache: Cache) -> None:
         self.archives = cache.archives
         self.real_archives = os.path.realpath(cache.archives)
-        self.marker = os.sep + "archive-v0" + os.sep
+        self.marker = os.sep + ARCHIVE_BUCKET + os.sep
 
     def __call__(self, path: str) -> Optional[str]:
         try:
@@ -122,14 +129,14 @@ def _references(
             if e.path in skip:
                 return False
             if version >= uvfeatures.REFS_FILTERED:  # uv's filter_entry prunes whole folders
-                return not (e.name in ("src", ".lock", ".gitignore") or _extension(e.name).lower() in _SKIP_EXT)
+                return not (e.name in REF_SKIP_NAMES or _extension(e.name).lower() in REF_SKIP_EXT)
             return True
 
         for e in report.walk(bucket, descend):
             if e.path in skip:
                 continue
             if version >= uvfeatures.REFS_FILTERED:
-                if e.name in ("src", ".lock", ".gitignore") or _extension(e.name).lower() in _SKIP_EXT:
+                if e.name in REF_SKIP_NAMES or _extension(e.name).lower() in REF_SKIP_EXT:
                     continue
                 if not e.is_symlink():
                     continue
@@ -155,7 +162,7 @@ def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: Abstra
     version = cache.build.version_tuple
     plan = Plan()
     buckets = set(cache.build.all_buckets)
-    markers = ROOT_MARKERS + ((".lock",) if version >= uvfeatures.LOCKS_CACHE else ())
+    markers = ROOT_MARKERS + ((LOCK_FILE,) if version >= uvfeatures.LOCKS_CACHE else ())
     gone: set[str] = set()  # paths that earlier steps remove
     _canonical = _Resolver(cache)
     for name in sorted(os.listdir(cache.root)):
@@ -189,9 +196,9 @@ def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: Abstra
                     gone.add(path)
         if cache.sdists not in gone and os.path.isdir(cache.sdists):
             for dirpath, dirnames, filenames in os.walk(cache.sdists):
-                if "metadata.msgpack" in filenames:
+                if SDIST_METADATA in filenames:
                     for child in sorted(dirnames + filenames):
-                        if child != "metadata.msgpack" and not child.lower().endswith(".whl"):
+                        if child != SDIST_METADATA and not child.lower().endswith(WHEEL_EXT):
                             p = os.path.join(dirpath, child)
                             plan.ci.append(p)
                             gone.add(p)
@@ -252,7 +259,7 @@ def archive_label(cache: Cache, aid: str) -> str:
         names = os.listdir(path)
     except OSError:
         return aid
-    if "pyvenv.cfg" in names:
+    if ENV_MARKER in names:
         return "cached environment"
     for n in names:
         if n.endswith(".dist-info"):

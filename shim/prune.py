@@ -12,7 +12,8 @@ import os
 import sys
 
 from shim import envscan, gc, hostid, realuv, report, uvargs, uvfeatures
-from shim.cache import Cache, CacheDirError, ExclusiveLock, find_cache_dir, refuse_to_empty
+from shim.cache import LOCK_FILE, ROOT_MARKERS, Cache, CacheDirError, ExclusiveLock, find_cache_dir, refuse_to_empty
+from shim.manifest import LAST_PRUNE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -384,9 +385,6 @@ def report_eviction(out: report.Out, cache: Cache, ev: evict.Eviction, would: bo
         out.fact(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
 
 
-LAST_PRUNE = ".last-prune"
-
-
 def _stamp_last_prune(cache: Cache) -> None:
     """``uv-shim status`` reports when the last prune through the shim ran (this file's mtime)."""
     try:
@@ -457,7 +455,7 @@ def _report_packages(out: report.Out, roots: list[gc.Root], cache: Cache, packag
     out.facts(sorted(set(lines)))
 
 
-KEEP_AT_ROOT = frozenset({"CACHEDIR.TAG", ".gitignore", ".git", ".lock"})
+KEEP_AT_ROOT = frozenset((*ROOT_MARKERS, LOCK_FILE))
 
 
 def clear_except(cache: Cache, archives: set[str]) -> tuple:

@@ -236,13 +236,15 @@ def _scan_binary(path: str) -> dict[str, str]:
     import mmap
     import re
 
+    from shim.cache import ARCHIVE_BUCKET
+
     token = re.compile(rb"(" + b"|".join(k.encode() for k in _BUCKET_KINDS) + rb")-v(\d+)")
     found: dict[str, list[str]] = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         env_vars = "|".join(v for v in ENV_VARS if m.find(v.encode()) >= 0)
         start = 0
         while True:
-            i = m.find(b"archive-v0", start)
+            i = m.find(ARCHIVE_BUCKET.encode(), start)
             if i < 0:
                 break
             run = m[max(0, i - 300) : i + 300]

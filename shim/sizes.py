@@ -1,6 +1,6 @@
 """Sizes of archives, memoized: an unpacked wheel never changes, so its size is read once.
 
-``<manifest>/.archive-sizes`` holds ``<archive id> <bytes>`` lines. A size comes from the
+The memo (``manifest.SIZES``) holds ``<archive id> <bytes>`` lines. A size comes from the
 wheel's ``*.dist-info/RECORD`` (one read), else from a walk of the folder.
 """
 
@@ -10,12 +10,11 @@ import os
 
 from shim import report
 from shim.cache import Cache
+from shim.manifest import SIZES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-MEMO = ".archive-sizes"
 
 
 class ArchiveSizes:
@@ -26,8 +25,8 @@ class ArchiveSizes:
         area = cache.area()
         try:
             if area is None:
-                raise FileNotFoundError(MEMO)
-            for line in area.read(MEMO).decode("ascii", "replace").splitlines():
+                raise FileNotFoundError(SIZES)
+            for line in area.read(SIZES).decode("ascii", "replace").splitlines():
                 aid, _, size = line.partition(" ")
                 if size.isdigit():
                     self.memo[aid] = int(size)
@@ -52,6 +51,6 @@ class ArchiveSizes:
         keep = set(keep)
         text = "".join(f"{a} {n}\n" for a, n in sorted(self.memo.items()) if a in keep)
         try:
-            self.cache.area(create=True).write_atomic(MEMO, text.encode("ascii"))  # type: ignore[union-attr]
+            self.cache.area(create=True).write_atomic(SIZES, text.encode("ascii"))  # type: ignore[union-attr]
         except OSError:
             pass  # a memo we cannot write only costs time next run

@@ -12,13 +12,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from shim import envscan, gc, hostid, manifest, realuv, report, uvargs
 from shim.bookkeeping import Book, Warnings
-from shim.cache import Cache, CacheDirError, find_cache_dir
+from shim.cache import ARCHIVE_BUCKET, Cache, CacheDirError, find_cache_dir, split_archive_target
 from shim.evict import _hardlinked
+from shim.manifest import LAST_PRUNE
 
 
 class UserError(Exception):
@@ -146,8 +147,6 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
 
     next_lease = (leases[0] + lease_seconds(os.environ) - time.time()) if leases else None
     try:
-        from shim.prune import LAST_PRUNE
-
         last = os.path.getmtime(os.path.join(cache.manifest, LAST_PRUNE))
     except OSError:
         last = None
@@ -226,7 +225,7 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
             raise UserError(f"no archive or package named `{target}` in {cache.root}")
     roots = _roots(cache)
     kept = gc.protected(roots)
-    uv_refs = {aid for _link, aid in _all_wheel_links(cache)}
+    uv_refs = {aid for _link, aid in cache.all_wheel_links()}
     answers: list[dict[str, Any]] = []
     for aid in chosen:
         label = planner.archive_label(cache, aid)
@@ -265,16 +264,6 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
     return 0
 
 
-def _all_wheel_links(cache: Cache) -> Iterator[tuple[str, str]]:
-    for index in cache.index_dirs():
-        try:
-            names = os.listdir(index)
-        except OSError:
-            continue
-        for name in names:
-            yield from cache.wheel_links_in(os.path.join(index, name))
-
-
 # -- doctor and adopt -------------------------------------------------------------------------
 
 
@@ -291,17 +280,10 @@ def broken_dists(env_path: str) -> list[tuple[str, str, str]]:
                 target = os.readlink(meta)
             except OSError:
                 continue
-            if "/archive-v0/" in target and not os.path.exists(meta):
+            split = split_archive_target(target)
+            if split is not None and not os.path.exists(meta):
                 name, _, version = entry[: -len(".dist-info")].partition("-")
-                out.append(
-                    (
-                        envscan.normalize(name),
-                        version,
-                        target.split("/archive-v0/")[0]
-                        + "/archive-v0/"
-                        + target.split("/archive-v0/")[1].split("/")[0],
-                    )
-                )
+                out.append((envscan.normalize(name), version, os.path.join(split[0], ARCHIVE_BUCKET, split[1])))
     return out
 
 

@@ -248,7 +248,7 @@ class World:
 
     def pinned(self) -> list[str]:
         """Archive ids pinned by any environment."""
-        from shim.cache import pin_id
+        from shim.manifest import pin_id
 
         return sorted({pin_id(p.name) for p in self.pins()})
 

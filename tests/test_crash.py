@@ -48,7 +48,7 @@ def _dists(v) -> set:
 
 def _pinned_dists(world: World, v) -> set:
     """The distributions of ``v`` whose archive is pinned (in any uv version's bucket)."""
-    from shim.cache import pin_id
+    from shim.manifest import pin_id
 
     pinned = {pin_id(p.name) for p in world.cache.glob("sdists-v*/uv-shim/*/pin_*")}
     out = set()
@@ -75,7 +75,7 @@ def _records_claim_only_pinned_archives(world: World) -> None:
     """Pins are written before the record: whatever a record says an environment links by
     symlink has its pin beside it, at every moment (else the next prune trusts the record and
     never writes the pin)."""
-    from shim.cache import pin_id
+    from shim.manifest import pin_id
 
     for d in world.cache.glob("sdists-v*/uv-shim/*"):
         if d.name.startswith(".") or not (d / manifest.RECORD).is_file():

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from shim import bookkeeping, evict, gc, hostid, manifest, realuv, report, uvargs
-from shim.cache import Cache, find_cache_dir, pin_id, pins
+from shim.cache import Cache, find_cache_dir
 from shim.confined import Dir, Unsafe
+from shim.manifest import pin_id, pins
 
 pytestmark = pytest.mark.fast
 
@@ -393,7 +394,7 @@ def test_confined_folders_never_follow_a_symlink(tmp_path):
 
 
 def test_pin_names_round_trip():
-    from shim.cache import pin_name
+    from shim.manifest import pin_name
 
     for aid in ("abcdefghijklmnopqrstu", "abc-def_ghi-jklmnop-", "0123456789abcdef", "a_b-c" * 4):
         assert pin_id(pin_name(aid)) == aid
@@ -482,10 +483,10 @@ def test_evicted_references_are_held_then_dropped_or_put_back(lab: Lab):
     held = evict.apply(lab.cache, ev)
     assert _refs(lab) == []
     assert held.restore() == 2 and _refs(lab) == before  # the prune failed: everything back
-    assert not [n for n in lab.cache.area().listdir() if n.startswith(evict.HOLD_PREFIX)]
+    assert not [n for n in lab.cache.area().listdir() if n.startswith(manifest.HOLD_PREFIX)]
     held = evict.apply(lab.cache, ev)
     held.finish()  # the prune succeeded: uv deleted the archives, the references stay gone
-    assert _refs(lab) == [] and not [n for n in lab.cache.area().listdir() if n.startswith(evict.HOLD_PREFIX)]
+    assert _refs(lab) == [] and not [n for n in lab.cache.area().listdir() if n.startswith(manifest.HOLD_PREFIX)]
 
 
 def test_references_held_by_a_dead_prune_are_put_back(lab: Lab):
@@ -495,7 +496,7 @@ def test_references_held_by_a_dead_prune_are_put_back(lab: Lab):
     p.unused = True
     held = evict.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
     area = lab.cache.area()
-    area.replace(held.name, f"{evict.HOLD_PREFIX}999999999")  # its process is gone
+    area.replace(held.name, f"{manifest.HOLD_PREFIX}999999999")  # its process is gone
     assert evict.recover(lab.cache) == 1 and _refs(lab) == before
 
 
@@ -562,7 +563,7 @@ def test_a_rescan_drops_pins_the_environment_no_longer_needs(lab: Lab):
 
 
 def test_pins_without_a_record_are_kept_and_an_empty_leftover_goes(lab: Lab):
-    from shim.cache import pin
+    from shim.manifest import pin
 
     a = lab.archive("alpha")
     with lab.cache.entry("a" * 24, create=True) as d:

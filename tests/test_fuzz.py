@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shim import evict, manifest, realuv, uvargs
-from shim.cache import Cache, is_archive_id, pin_id, pin_name
+from shim.cache import Cache, is_archive_id
+from shim.manifest import pin_id, pin_name
 
 pytestmark = pytest.mark.fast  # in-process: the fast tier
 

@@ -113,7 +113,8 @@ def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
     """Each uv version's prune counts our pin whatever the id looks like (0.7.0 parses the pin's
     name as a wheel stem: an id ending in '-' once made an invalid name, and a deleted archive)."""
     from shim import realuv
-    from shim.cache import Cache, pin, unpin
+    from shim.cache import Cache
+    from shim.manifest import pin, unpin
 
     w = any_world
     v = w.venv("v")
