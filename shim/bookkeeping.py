@@ -11,14 +11,15 @@ import os
 import sys
 import time
 
-from shim import envscan, hostid, manifest, realuv, uvargs
-from shim.cache import Cache, SharedLock, find_cache_dir
+from shim import envscan, hostid, manifest, realuv, targets, uvargs
+from shim.cache import Cache
+from shim.cachedir import find_cache_dir
 from shim.confined import Dir
+from shim.locks import SharedLock
 from shim.manifest import Record, RecordError, is_pinned, pin, pins, unpin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import NoReturn, Optional
 
 TOUCH_EVERY = 3600.0  # seconds: last_used is rewritten at most this often on no-op paths
@@ -136,78 +137,6 @@ class Book:
 
 
 # ---------------------------------------------------------------------------------------------
-# Which roots a command touches
-# ---------------------------------------------------------------------------------------------
-
-
-def _tool_name(spec: str) -> str:
-    """``black[d]>=24`` -> ``black``: the folder ``uv tool install`` uses."""
-    out = ""
-    for ch in spec:
-        if not (ch.isalnum() or ch in "._-"):
-            break
-        out += ch
-    return out
-
-
-def _tool_envs(tools: str, inv: uvargs.Invocation) -> list[tuple[str, str]]:
-    out = []
-    try:
-        names = sorted(os.listdir(tools))
-    except OSError:
-        names = []
-    for name in names:
-        if os.path.isfile(os.path.join(tools, name, "pyvenv.cfg")):
-            out.append((os.path.join(tools, name), "venv"))
-    if inv.words[1:2] == ("install",):
-        for spec in [inv.opt("--from") or ""] + inv.positionals[:1]:
-            name = _tool_name(spec)
-            if name and (os.path.join(tools, name), "venv") not in out:
-                out.append((os.path.join(tools, name), "venv"))
-    return out
-
-
-def _system_env(real: realuv.RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
-    """For ``--system`` or ``-p 3.12``: ask uv which interpreter it will use."""
-    import subprocess
-
-    args = [real.path, "python", "find"]
-    req = inv.opt("--python", "-p")
-    if req:
-        args.append(req)
-    if inv.has("--system"):
-        args.append("--system")
-    try:
-        out = subprocess.run(
-            args, cwd=cwd, env=realuv.child_env(env, exec_=False), capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0 or not out.stdout.strip():
-        return None
-    python = out.stdout.strip().splitlines()[-1]
-    return os.path.dirname(os.path.dirname(python))
-
-
-def roots_for(
-    inv: uvargs.Invocation, cache: Cache, real: realuv.RealUv, cwd: str, env: Mapping[str, str]
-) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for t in uvargs.targets(inv, cwd, env):
-        if t.kind == "tools":
-            out.extend(_tool_envs(t.path, inv))
-        else:
-            out.append((t.path, t.kind))
-    if inv.words[:1] == ("pip",) and not out:
-        prefix = _system_env(real, inv, cwd, env)
-        if prefix is not None:
-            out.append((prefix, "venv" if os.path.isfile(os.path.join(prefix, "pyvenv.cfg")) else "prefix"))
-    if uvargs.uses_cached_env(inv):
-        out.extend((env, "cached") for env in cache.cached_envs())
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # One intercepted invocation
 # ---------------------------------------------------------------------------------------------
 
@@ -227,7 +156,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
         if root is not None:
             book = Book(Cache(root, build), warn)
-            roots = roots_for(inv, book.cache, real, cwd, env)
+            roots = targets.roots_for(inv, book.cache, real, cwd, env)
             if roots and not uvargs.runs_child(inv):
                 lock = SharedLock(root)
                 lock.acquire()

@@ -12,7 +12,9 @@ import os
 import sys
 
 from shim import envscan, gc, hostid, realuv, report, uvargs, uvfeatures
-from shim.cache import LOCK_FILE, ROOT_MARKERS, Cache, CacheDirError, ExclusiveLock, find_cache_dir, refuse_to_empty
+from shim.cache import LOCK_FILE, ROOT_MARKERS, Cache
+from shim.cachedir import CacheDirError, find_cache_dir, refuse_to_empty
+from shim.locks import ExclusiveLock
 from shim.manifest import LAST_PRUNE
 
 TYPE_CHECKING = False

@@ -7,11 +7,9 @@ tables (see ``shim.launcher``), so the two can never disagree.
 
 from __future__ import annotations
 
-import os
-
 TYPE_CHECKING = False  # typing costs milliseconds at startup; only the type checker needs it
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Optional
 
 # Global options that take a value and may appear anywhere in argv (before or after the
@@ -239,150 +237,6 @@ def parse(argv: Sequence[str]) -> Invocation:
     inv.words = words
     inv.flags = frozenset(flags)
     return inv
-
-
-# ---------------------------------------------------------------------------------------------
-# Target environments
-# ---------------------------------------------------------------------------------------------
-
-
-class Target:
-    """Where a command installs: an environment root, or a bare directory (``--target``)."""
-
-    __slots__ = ("path", "kind")
-
-    def __init__(self, path: str, kind: str = "venv") -> None:
-        self.path = os.path.abspath(path)
-        self.kind = kind  # venv | prefix | target | tools | cached
-
-    def __repr__(self) -> str:
-        return f"Target({self.path!r}, {self.kind!r})"
-
-
-def start_dir(inv: Invocation, cwd: str) -> str:
-    d = inv.globals.get("--directory")
-    return os.path.join(cwd, os.path.expanduser(d)) if d else cwd
-
-
-def _parents(start: str) -> Iterator[str]:
-    d = os.path.abspath(start)
-    while True:
-        yield d
-        up = os.path.dirname(d)
-        if up == d:
-            return
-        d = up
-
-
-def _find_upwards(start: str, name: str) -> Optional[str]:
-    for d in _parents(start):
-        if os.path.exists(os.path.join(d, name)):
-            return d
-    return None
-
-
-def _is_workspace_root(pyproject: str) -> bool:
-    try:
-        with open(pyproject, "rb") as f:
-            return b"[tool.uv.workspace]" in f.read()
-    except OSError:
-        return False
-
-
-def project_root(inv: Invocation, cwd: str) -> Optional[str]:
-    """The workspace root uv uses for ``sync|add|remove|run``, or None outside a project."""
-    start = start_dir(inv, cwd)
-    proj = inv.globals.get("--project")
-    if proj:
-        start = os.path.join(start, os.path.expanduser(proj))
-    member = _find_upwards(start, "pyproject.toml")
-    if member is None:
-        return None
-    for d in _parents(os.path.dirname(member)):
-        if d != member and _is_workspace_root(os.path.join(d, "pyproject.toml")):
-            return d
-    return member
-
-
-def project_env(root: str, env: Mapping[str, str]) -> str:
-    custom = env.get("UV_PROJECT_ENVIRONMENT")
-    if custom:
-        return os.path.join(root, os.path.expanduser(custom))
-    return os.path.join(root, ".venv")
-
-
-def _env_of_interpreter(python: str) -> Optional[str]:
-    """The environment an interpreter path belongs to (``venv/bin/python`` -> ``venv``)."""
-    if os.path.isdir(python):
-        return python
-    parent = os.path.dirname(python)
-    for d in (os.path.dirname(parent), parent):
-        if os.path.isfile(os.path.join(d, "pyvenv.cfg")):
-            return d
-    return None
-
-
-def _looks_like_path(value: str) -> bool:
-    return os.sep in value or value.startswith(".") or value.startswith("~")
-
-
-def tools_dir(env: Mapping[str, str]) -> str:
-    custom = env.get("UV_TOOL_DIR")
-    if custom:
-        return os.path.abspath(os.path.expanduser(custom))
-    data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data, "uv", "tools")
-
-
-def pip_env(inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[Target]:
-    """The environment ``uv pip install|sync|uninstall`` changes, found the way uv finds it."""
-    base = start_dir(inv, cwd)
-    target = inv.opt("--target")
-    if target:
-        return Target(os.path.join(base, os.path.expanduser(target)), "target")
-    prefix = inv.opt("--prefix")
-    if prefix:
-        return Target(os.path.join(base, os.path.expanduser(prefix)), "prefix")
-    python = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
-    if python and _looks_like_path(python):
-        found = _env_of_interpreter(os.path.join(base, os.path.expanduser(python)))
-        return Target(found) if found else None
-    if python or inv.has("--system") or env.get("UV_SYSTEM_PYTHON", "").lower() in ("1", "true"):
-        return None  # an interpreter uv searches for: asked from uv (see bookkeeping)
-    for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
-        value = env.get(var)
-        if value:
-            return Target(os.path.join(cwd, value))
-    found = _find_upwards(base, ".venv")
-    if found is not None and os.path.isfile(os.path.join(found, ".venv", "pyvenv.cfg")):
-        return Target(os.path.join(found, ".venv"))
-    return None
-
-
-def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> list[Target]:
-    """The environments the command may change (empty when there is nothing to record)."""
-    words = inv.words
-    if not words:
-        return []
-    if words[0] == "pip":
-        t = pip_env(inv, cwd, env)
-        return [t] if t else []
-    if words[0] in ("sync", "add", "remove", "run"):
-        if inv.has("--no-project", "--script") or (words[0] == "run" and inv.has("--isolated")):
-            return []
-        if inv.has("--active") and env.get("VIRTUAL_ENV"):
-            return [Target(os.path.join(cwd, env["VIRTUAL_ENV"]))]
-        root = project_root(inv, cwd)
-        if root is None:
-            return []
-        return [Target(project_env(root, env))]
-    if words[0] == "venv":
-        base = start_dir(inv, cwd)
-        path = inv.positionals[0] if inv.positionals else env.get("UV_PROJECT_ENVIRONMENT") or ".venv"
-        return [Target(os.path.join(base, os.path.expanduser(path)))]
-    if words[:2] in (("tool", "install"), ("tool", "upgrade")):
-        return [Target(tools_dir(env), "tools")]
-    return []
 
 
 def uses_cached_env(inv: Invocation) -> bool:

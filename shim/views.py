@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 from shim import envscan, gc, hostid, manifest, realuv, report, uvargs
 from shim.bookkeeping import Book, Warnings
-from shim.cache import ARCHIVE_BUCKET, Cache, CacheDirError, find_cache_dir, split_archive_target
+from shim.cache import ARCHIVE_BUCKET, Cache, split_archive_target
+from shim.cachedir import CacheDirError, find_cache_dir
 from shim.evict import _hardlinked
 from shim.manifest import LAST_PRUNE
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import uvargs
+from shim import targets, uvargs
 
 pytestmark = pytest.mark.fast  # in-process: the fast tier
 
@@ -75,7 +75,7 @@ def _venv(path: Path) -> Path:
 
 
 def _t(argv, cwd, env=None):
-    return [(t.path, t.kind) for t in uvargs.targets(uvargs.parse(argv), str(cwd), env or {})]
+    return [(t.path, t.kind) for t in targets.targets(uvargs.parse(argv), str(cwd), env or {})]
 
 
 def test_pip_targets(tmp_path):

@@ -101,7 +101,7 @@ def _tags(root: Path) -> set:
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
 def test_the_shim_uses_the_cache_uv_uses(tmp_path, version, row):
     from shim import realuv, uvargs
-    from shim.cache import find_cache_dir
+    from shim.cachedir import find_cache_dir
 
     name, args, env_extra, wd, files = row
     root = tmp_path / "w"

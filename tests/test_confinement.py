@@ -382,7 +382,7 @@ def test_the_home_folder_is_never_emptied(world: World):
 @pytest.mark.fast
 def test_root_and_home_are_refused_whatever_they_hold():
     from shim import realuv
-    from shim.cache import refuse_to_empty
+    from shim.cachedir import refuse_to_empty
 
     build = realuv.UvBuild("0.13.9", {"sdists": "sdists-v11", "wheels": "wheels-v8", "all": "sdists-v11|wheels-v8"})
     assert "root folder" in (refuse_to_empty("/", build, {}) or "")

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from shim import bookkeeping, evict, gc, hostid, manifest, realuv, report, uvargs
-from shim.cache import Cache, find_cache_dir
+from shim.cache import Cache
+from shim.cachedir import find_cache_dir
 from shim.confined import Dir, Unsafe
 from shim.manifest import pin_id, pins
 

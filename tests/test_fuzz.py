@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shim import evict, manifest, realuv, uvargs
+from shim import targets as shim_targets
 from shim.cache import Cache, is_archive_id
 from shim.manifest import pin_id, pin_name
 
@@ -65,7 +66,7 @@ def test_argv_model_never_raises(tmp_path, argv):
     inv = uvargs.parse(argv)
     assert isinstance(inv.intercepted, bool)
     env = {"VIRTUAL_ENV": str(tmp_path), "HOME": str(tmp_path)}
-    targets = uvargs.targets(inv, str(tmp_path), env)
+    targets = shim_targets.targets(inv, str(tmp_path), env)
     assert all(os.path.isabs(t.path) for t in targets)
     uvargs.uses_cached_env(inv)
     uvargs.no_cache(inv, env)
