@@ -19,5 +19,6 @@ HOT_PATH = (
     "shim.confined",
     "shim.envscan",
     "shim.manifest",
+    "shim.record",
     "shim.hostid",
 )

@@ -54,7 +54,7 @@ def identity() -> tuple[str, str]:
     """(hostname, host id)."""
     global _identity
     if _identity is None:
-        from shim.manifest import _sha256
+        from shim.record import _sha256
 
         hostname = os.uname().nodename
         override = os.environ.get("UV_SHIM_HOST_ID")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import bookkeeping, evict, gc, hostid, manifest, realuv, report, uvargs
+from shim import bookkeeping, envscan, evict, gc, hostid, manifest, realuv, report, uvargs
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir, Unsafe
@@ -196,7 +196,7 @@ def _foreign(lab: Lab, aid: str, registered_days: float, last_used_days: float) 
         registered=now - timedelta(days=registered_days),
         last_used=now - timedelta(days=last_used_days),
     )
-    rec.set_dists({"alpha==1.0": manifest.Dist("alpha", "1.0", "symlink", aid)})
+    rec.set_dists({"alpha==1.0": envscan.Dist("alpha", "1.0", "symlink", aid)})
     with lab.cache.entry("f" * 24, create=True) as entry:
         manifest.save(entry, rec)
 
