@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import envscan, gc, hostid, realuv, report, uvargs, uvfeatures
+from shim import envscan, gc, holds, hostid, realuv, report, uvargs, uvfeatures
 from shim.cache import LOCK_FILE, ROOT_MARKERS, Cache
 from shim.cachedir import CacheDirError, find_cache_dir, refuse_to_empty
 from shim.locks import ExclusiveLock
 from shim.manifest import LAST_PRUNE
+from shim.policy import Policy, PolicyError, policy_from
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def _setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: s
 
 
 def dry_run(
-    cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool, policy: Optional[evict.Policy] = None
+    cache: Cache, inv: uvargs.Invocation, out: report.Out, as_json: bool, policy: Optional[Policy] = None
 ) -> NoReturn:
     """``uv cache prune --dry-run [--ci] [--json]``: what the real prune would remove and keep.
 
@@ -333,8 +334,8 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
 
     quiet = inv.has("-q", "--quiet")
     try:
-        policy, args = evict.policy_from(args, os.environ, warn=None if quiet else report.Out().warn)
-    except evict.PolicyError as e:
+        policy, args = policy_from(args, os.environ, warn=None if quiet else report.Out().warn)
+    except PolicyError as e:
         _error(str(e))
     if "--dry-run" in args:
         args = [a for a in args if a not in ("--dry-run", "--json")]
@@ -346,13 +347,13 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     lock, roots = _locked_verify(cache, inv, out, os.environ)
     ev = held = None
     try:
-        if evict.recover(cache):
+        if holds.recover(cache):
             out.fact("Put back uv's references that an interrupted prune through uv-shim had set aside")
         if not policy.active:
             evict.remember_last_use(cache, roots)  # before dead roots are forgotten (choose does it too)
         else:
             ev = evict.choose(cache, roots, policy)
-            held = evict.apply(cache, ev)
+            held = holds.apply(cache, ev)
     except OSError as e:
         if held is not None:
             held.restore()

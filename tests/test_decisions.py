@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import bookkeeping, envscan, evict, gc, hostid, manifest, realuv, report, uvargs
+from shim import bookkeeping, envscan, evict, gc, holds, hostid, manifest, policy, realuv, report, uvargs
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir, Unsafe
@@ -232,7 +232,7 @@ def _evict_lab(lab: Lab):
 
 def test_unused_takes_every_unpinned_archive_least_recent_first(lab: Lab):
     pinned, hard, old, mid, new, now = _evict_lab(lab)
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
     ev = evict.choose(lab.cache, lab.roots(), p, now=now, write=False)
     assert ev.chosen == [old, mid, new]  # oldest first; never the pinned one
@@ -243,11 +243,11 @@ def test_unused_takes_every_unpinned_archive_least_recent_first(lab: Lab):
 
 def test_max_age_and_keep_recent(lab: Lab):
     pinned, hard, old, mid, new, now = _evict_lab(lab)
-    p = evict.Policy()
+    p = policy.Policy()
     p.max_age = 10 * DAY
     ev = evict.choose(lab.cache, lab.roots(), p, now=now, write=False)
     assert ev.chosen == [old, mid]
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused, p.keep_recent = True, 25 * DAY
     ev = evict.choose(lab.cache, lab.roots(), p, now=now, write=False)
     assert ev.chosen == [old] and sorted(ev.recent) == sorted([mid, new])
@@ -257,7 +257,7 @@ def test_max_size_stops_as_soon_as_the_cache_fits(lab: Lab):
     pinned, hard, old, mid, new, now = _evict_lab(lab)
     roots = lab.roots()
     total = evict.Survey(lab.cache, write=False).total
-    p = evict.Policy()
+    p = policy.Policy()
     p.max_size = total - 1  # one byte over: the least recently used archive alone is enough
     ev = evict.choose(lab.cache, roots, p, now=now, write=False)
     assert ev.chosen == [old] and ev.size_before == total
@@ -285,11 +285,11 @@ def test_option_beats_variable_beats_config_file(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text('[prune]\nmax-size = "1GiB"\nmax-age = "3d"\n')
     env = {"UV_SHIM_CONFIG": str(cfg), "UV_SHIM_MAX_SIZE": "2GiB"}
-    p, rest = evict.policy_from(["--max-size", "3GiB", "--ci"], env)
+    p, rest = policy.policy_from(["--max-size", "3GiB", "--ci"], env)
     assert (p.max_size, p.max_age, rest) == (3 * 1024**3, 3 * DAY, ["--ci"])
-    p, _ = evict.policy_from([], env)
+    p, _ = policy.policy_from([], env)
     assert p.max_size == 2 * 1024**3
-    p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg)})
+    p, _ = policy.policy_from([], {"UV_SHIM_CONFIG": str(cfg)})
     assert p.max_size == 1024**3
 
 
@@ -297,17 +297,17 @@ def test_a_bad_variable_or_file_value_is_one_warning_and_is_ignored(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text('[prune]\nmax-size = "lots"\nmax-age = "3d"\n')
     warnings: list[str] = []
-    p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg), "UV_SHIM_KEEP_RECENT": "soon"}, warn=warnings.append)
+    p, _ = policy.policy_from([], {"UV_SHIM_CONFIG": str(cfg), "UV_SHIM_KEEP_RECENT": "soon"}, warn=warnings.append)
     assert p.max_size is None and p.max_age == 3 * DAY and p.keep_recent is None
     assert len(warnings) == 2 and "prune.max-size" in warnings[0] and "UV_SHIM_KEEP_RECENT" in warnings[1]
     cfg.write_text("not toml [")
     warnings.clear()
-    p, _ = evict.policy_from([], {"UV_SHIM_CONFIG": str(cfg)}, warn=warnings.append)
+    p, _ = policy.policy_from([], {"UV_SHIM_CONFIG": str(cfg)}, warn=warnings.append)
     assert not p.active and len(warnings) == 1 and str(cfg) in warnings[0]
-    with pytest.raises(evict.PolicyError):
-        evict.policy_from(["--max-size", "lots"], {})
-    with pytest.raises(evict.PolicyError):
-        evict.policy_from(["--max-age"], {})
+    with pytest.raises(policy.PolicyError):
+        policy.policy_from(["--max-size", "lots"], {})
+    with pytest.raises(policy.PolicyError):
+        policy.policy_from(["--max-age"], {})
 
 
 @pytest.mark.parametrize(
@@ -315,7 +315,7 @@ def test_a_bad_variable_or_file_value_is_one_warning_and_is_ignored(tmp_path):
     [("10GiB", 10 * 1024**3), ("500MB", 500 * 1000**2), ("2g", 2 * 1024**3), ("123", 123), ("1.5KiB", 1536), ("0", 0)],
 )
 def test_sizes(text, n):
-    assert evict.parse_size(text) == n
+    assert policy.parse_size(text) == n
 
 
 @pytest.mark.parametrize(
@@ -407,7 +407,7 @@ def test_non_finite_sizes_and_durations_are_refused(text):
     with pytest.raises(ValueError):
         report.parse_duration(text)
     with pytest.raises(ValueError):
-        evict.parse_size(text)
+        policy.parse_size(text)
 
 
 # -- killing the mutants that matter (scripts/mutate) --------------------------------------------
@@ -424,14 +424,14 @@ def _aged(lab: Lab, ages_days) -> list[str]:
 
 def test_eviction_order_is_last_use_not_id(lab: Lab):
     new, mid, old = _aged(lab, [1, 10, 20])
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
     assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == [old, mid, new]
 
 
 def test_eviction_reads_the_clock_it_is_given(lab: Lab):
     a, b = _aged(lab, [1, 2])
-    p = evict.Policy()
+    p = policy.Policy()
     p.max_age = 30 * DAY
     assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []
     later = time.time() + 100 * DAY
@@ -441,7 +441,7 @@ def test_eviction_reads_the_clock_it_is_given(lab: Lab):
 def test_cached_environments_are_never_chosen(lab: Lab):
     (env,) = _aged(lab, [50])
     (Path(lab.cache.archives) / env / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
     assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []
 
@@ -457,7 +457,7 @@ def test_last_use_outlives_the_root(lab: Lab):
     evict.remember_last_use(lab.cache, lab.roots())  # what a prune does
     shutil.rmtree(v)
     assert [r.state for r in lab.roots()] == [gc.DEAD]  # released
-    p = evict.Policy()
+    p = policy.Policy()
     p.max_age = 30 * DAY
     assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []  # used a moment ago
     assert evict.choose(lab.cache, lab.roots(), p, now=time.time() + 31 * DAY, write=False).chosen == [a]
@@ -477,15 +477,15 @@ def _refs(lab: Lab) -> list[str]:
 def test_evicted_references_are_held_then_dropped_or_put_back(lab: Lab):
     a, b = lab.archive("alpha"), lab.archive("beta")
     before = _refs(lab)
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
     ev = evict.choose(lab.cache, lab.roots(), p)
     assert sorted(ev.chosen) == sorted([a, b])
-    held = evict.apply(lab.cache, ev)
+    held = holds.apply(lab.cache, ev)
     assert _refs(lab) == []
     assert held.restore() == 2 and _refs(lab) == before  # the prune failed: everything back
     assert not [n for n in lab.cache.area().listdir() if n.startswith(manifest.HOLD_PREFIX)]
-    held = evict.apply(lab.cache, ev)
+    held = holds.apply(lab.cache, ev)
     held.finish()  # the prune succeeded: uv deleted the archives, the references stay gone
     assert _refs(lab) == [] and not [n for n in lab.cache.area().listdir() if n.startswith(manifest.HOLD_PREFIX)]
 
@@ -493,12 +493,12 @@ def test_evicted_references_are_held_then_dropped_or_put_back(lab: Lab):
 def test_references_held_by_a_dead_prune_are_put_back(lab: Lab):
     lab.archive("alpha")
     before = _refs(lab)
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
-    held = evict.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
+    held = holds.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
     area = lab.cache.area()
     area.replace(held.name, f"{manifest.HOLD_PREFIX}999999999")  # its process is gone
-    assert evict.recover(lab.cache) == 1 and _refs(lab) == before
+    assert holds.recover(lab.cache) == 1 and _refs(lab) == before
 
 
 def test_a_held_reference_whose_archive_went_is_not_put_back(lab: Lab):
@@ -507,9 +507,9 @@ def test_a_held_reference_whose_archive_went_is_not_put_back(lab: Lab):
     import shutil
 
     a, _b = lab.archive("alpha"), lab.archive("beta")
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
-    held = evict.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
+    held = holds.apply(lab.cache, evict.choose(lab.cache, lab.roots(), p))
     shutil.rmtree(Path(lab.cache.archives) / a)
     shutil.rmtree(Path(lab.cache.wheels) / "pypi")
     assert held.restore() == 1
@@ -522,7 +522,7 @@ def test_max_age_and_max_size_together(lab: Lab):
     roots = lab.roots()
     survey = evict.Survey(lab.cache, write=False)
     total, freed_by_old = survey.total, survey.freeable[old]
-    p = evict.Policy()
+    p = policy.Policy()
     p.max_age, p.max_size = 25 * DAY, total - freed_by_old  # old (30 days) is enough for both
     assert evict.choose(lab.cache, roots, p, now=now, write=False).chosen == [old]
     p.max_size = total - freed_by_old - 1  # one byte more: the next least recently used goes too
@@ -531,7 +531,7 @@ def test_max_age_and_max_size_together(lab: Lab):
 
 def test_a_dry_run_choice_writes_nothing(lab: Lab):
     _evict_lab(lab)
-    p = evict.Policy()
+    p = policy.Policy()
     p.max_size = 1
     roots = lab.roots(dry_run=True)
     before = sorted(os.listdir(lab.cache.manifest))
@@ -546,7 +546,7 @@ def test_every_root_after_a_foreign_one_is_verified_and_protected(lab: Lab):
     lab.record(v)
     roots = lab.roots()
     assert sorted(r.state for r in roots) == [gc.FOREIGN, gc.LIVE]
-    p = evict.Policy()
+    p = policy.Policy()
     p.unused = True
     assert evict.choose(lab.cache, roots, p, write=False).chosen == []
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shim import evict, manifest, realuv, uvargs
+from shim import manifest, policy, realuv, uvargs
 from shim import targets as shim_targets
 from shim.cache import Cache, is_archive_id
 from shim.manifest import pin_id, pin_name
@@ -119,7 +119,7 @@ def test_pin_names_round_trip_and_never_name_a_path(text):
 
 @given(st.text(max_size=20))
 def test_sizes_and_durations_parse_or_say_so(text):
-    for parse in (evict.parse_size,):
+    for parse in (policy.parse_size,):
         try:
             assert parse(text) >= 0
         except ValueError:
