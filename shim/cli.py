@@ -41,9 +41,9 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
     if env.get("UV_SHIM_DISABLE", "").lower() in _TRUE or not inv.intercepted:
         realuv.exec_uv(exec_path, argv0, run_args, env)
     if inv.words[0] == "cache":
-        from shim import prune
+        from shim import clean, prune
 
-        (prune.run if inv.words[1] == "prune" else prune.clean)(real, argv0, exec_path, run_args, inv)
+        (prune.run if inv.words[1] == "prune" else clean.run)(real, argv0, exec_path, run_args, inv)
     from shim import bookkeeping
 
     bookkeeping.intercept(real, argv0, exec_path, run_args, inv)

@@ -42,7 +42,7 @@ def open_cache(cache_dir: Optional[str]) -> tuple[realuv.RealUv, Cache]:
 
 
 def _roots(cache: Cache) -> list[gc.Root]:
-    from shim.prune import lease_seconds
+    from shim.cachecmd import lease_seconds
 
     return gc.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
 
@@ -144,7 +144,7 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
     for r in roots:
         counts[r.state] = counts.get(r.state, 0) + 1
     leases = sorted(r.record.last_used.timestamp() for r in roots if r.state == gc.FOREIGN and r.record)
-    from shim.prune import lease_seconds
+    from shim.cachecmd import lease_seconds
 
     next_lease = (leases[0] + lease_seconds(os.environ) - time.time()) if leases else None
     try:

@@ -1,0 +1,230 @@
+"""What ``uv cache prune`` and ``uv cache clean`` through the shim share.
+
+The real uv checks the arguments first (against a cache that does not exist); the real uv says
+which cache the command uses, and a folder that is no uv cache is refused; uv's cache lock is
+taken exclusively and every root verified under it; the real uv runs while we hold the lock; what
+was kept, and why, is reported after uv's own lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from shim import gc, hostid, realuv, report, uvargs, uvfeatures
+from shim.cache import Cache
+from shim.cachedir import CacheDirError, find_cache_dir, refuse_to_empty
+from shim.locks import ExclusiveLock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import NoReturn, Optional
+
+
+def lease_seconds(env: Mapping[str, str]) -> float:
+    value = env.get("UV_SHIM_LEASE")
+    if not value:
+        return gc.DEFAULT_LEASE
+    try:
+        return report.parse_duration(value)
+    except ValueError:
+        raise realuv.ShimError(f"UV_SHIM_LEASE={value} is not a duration (like 30d, 12h, 3600)") from None
+
+
+def lock_timeout(env: Mapping[str, str]) -> float:
+    value = env.get("UV_LOCK_TIMEOUT")
+    try:
+        return float(int(value)) if value else float(uvfeatures.LOCK_TIMEOUT_DEFAULT)
+    except ValueError:
+        return float(uvfeatures.LOCK_TIMEOUT_DEFAULT)  # uv warns and uses its default too
+
+
+def error(message: str) -> NoReturn:
+    sys.stderr.write(f"uv-shim: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+
+class KeptSize:
+    """Bytes of the kept archives, measured in a thread while uv prunes (kept archives are
+    pinned, so uv leaves them alone), from the size memo where it can."""
+
+    def __init__(self, cache: Cache, roots: list[gc.Root]) -> None:
+        import threading
+
+        self.archives = sorted(gc.protected(roots))
+        self.cache = cache
+        self.size = 0
+        self.thread = threading.Thread(target=self._measure, daemon=True)
+        self.thread.start()
+
+    def _measure(self) -> None:
+        from shim.sizes import ArchiveSizes
+
+        sizes = ArchiveSizes(self.cache)
+        self.size = sum(sizes.get(aid) for aid in self.archives)
+        try:
+            present = os.listdir(self.cache.archives)
+        except OSError:
+            present = []
+        sizes.save(present)
+
+    def result(self) -> int:
+        self.thread.join()
+        return self.size
+
+
+def summarize(out: report.Out, roots: list[gc.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
+    """What was kept and why, in uv's style, after uv's own lines."""
+    if out.quiet:
+        return
+    kept = gc.protected(roots)
+    try:
+        present = set(os.listdir(cache.archives)).intersection(kept)
+    except OSError:
+        present = set()
+    holders = {r.key for aid in present for r in kept[aid]}
+    if present:
+        size = (sizes or KeptSize(cache, roots)).result()
+        out.fact(
+            f"Kept {report.plural(len(present), 'archive')} ({report.human_size(size)}) used by "
+            f"{report.plural(len(holders), 'environment')}"
+        )
+    for root in roots:
+        if root.state == gc.LIVE and root.archives and out.verbose and not out.quiet:
+            names = sorted({d.key for d in root.distributions(cache).values() if d.archive in root.archives})
+            what = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            out.detail(f"Kept for {root.path}: {what}")
+        elif root.state == gc.FOREIGN:
+            host = root.record.host if root.record else "?"
+            out.fact(
+                f"Kept {report.plural(len(root.archives), 'archive')} of {root.path} on host {host} ({root.reason})"
+            )
+        elif root.state == gc.EXPIRED:
+            host = root.record.host if root.record else "?"
+            out.fact(f"Released {root.path} on host {host}: lease ended ({root.reason})")
+        elif root.state == gc.DEAD:
+            out.detail(f"Released {root.path}: {root.reason}")
+        elif root.state == gc.UNVERIFIABLE:
+            out.warn(
+                f"cannot verify {root.path} ({root.reason}); keeping its {report.plural(len(root.archives), 'archive')}"
+            )
+    dead = [r for r in roots if r.state == gc.DEAD]
+    if dead:
+        out.fact(
+            f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''} or use this cache"
+        )
+
+
+def locked_verify(
+    cache: Cache, inv: uvargs.Invocation, out: report.Out, env: Mapping[str, str]
+) -> tuple[Optional[ExclusiveLock], list[gc.Root]]:
+    """Take uv's cache lock (unless --force) and bring every root up to date: (lock, roots)."""
+    lock: Optional[ExclusiveLock] = None
+    try:
+        lease = lease_seconds(env)
+    except realuv.ShimError as e:
+        error(str(e))
+    if not inv.has("--force"):
+        lock = ExclusiveLock(cache.root, lock_timeout(env), out.fact)
+        try:
+            lock.acquire()
+        except TimeoutError as e:
+            error(str(e))
+        except OSError as e:
+            error(f"cannot lock the cache at {cache.root}: {e.strerror}")
+    try:
+        roots = gc.verify(cache, hostid.identity()[1], lease)
+    except Exception as e:
+        error(f"could not verify the environments that use {cache.root} ({e}); nothing was removed")
+    return lock, roots
+
+
+def run_locked(
+    lock: Optional[ExclusiveLock],
+    force_since: tuple[int, ...],
+    version: tuple[int, ...],
+    exec_path: str,
+    argv0: str,
+    args: list[str],
+) -> int:
+    """Run the real uv while we hold its lock: with --force where it has it, else after release."""
+    uv_args = list(args)
+    if lock is not None:
+        if version >= force_since:
+            uv_args.append("--force")  # we hold the lock uv would wait for
+        elif version >= uvfeatures.LOCKS_CACHE:
+            lock.release()  # this uv locks but cannot skip it: let it take the lock itself
+    code = realuv.run_uv(exec_path, argv0, uv_args, os.environ)
+    if lock is not None:
+        lock.release()
+    return code
+
+
+def validate(exec_path: str, argv0: str, args: list[str]) -> None:
+    """Let the real uv parse the arguments before anything changes: the same command, pointed at
+    a cache that does not exist (so it can change nothing). If uv rejects them, that is the
+    answer: its own message and exit code, and nothing in the cache has changed."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="uv-shim-") as tmp:
+        empty = os.path.join(tmp, "no-cache-here")
+        env = realuv.child_env({**os.environ, "UV_CACHE_DIR": empty}, exec_=False)
+        try:
+            proc = subprocess.run(
+                [argv0, *_with_cache_dir(args, empty)],
+                executable=exec_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            error(f"cannot run {exec_path} to check the arguments: {e}")
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        realuv.mirror_exit(proc.returncode)
+
+
+def _with_cache_dir(args: list[str], path: str) -> list[str]:
+    """``args`` with every ``--cache-dir`` value replaced by ``path`` (options end at ``--``)."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            out.append(arg)
+            out.extend(it)
+        elif arg == "--cache-dir":
+            out += [arg, path]
+            next(it, None)
+        elif arg.startswith("--cache-dir="):
+            out.append(f"--cache-dir={path}")
+        else:
+            out.append(arg)
+    return out
+
+
+def setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: str, args: list[str]) -> tuple:
+    """The cache the real uv will work on (uv's own answer), refused if it is no uv cache."""
+    env = os.environ
+    out = report.Out(quiet=inv.has("-q", "--quiet"), verbose=inv.has("-v", "--verbose"))
+    try:
+        build = realuv.build_of(real)
+        root = find_cache_dir(real, build, inv, os.getcwd(), env, ask=True)
+    except realuv.ShimError as e:
+        error(str(e))
+    except CacheDirError as e:
+        sys.stderr.write(e.stderr)
+        realuv.mirror_exit(e.code)
+    except OSError as e:  # a deleted working directory, say: uv decides what that means
+        out.warn(f"cannot find the cache ({e.strerror}); running uv without protection")
+        root = None
+    if root is None or not os.path.isdir(root):
+        realuv.exec_uv(exec_path, argv0, args, env)  # no cache: nothing to protect
+    why = refuse_to_empty(root, build, env)
+    if why:
+        error(why)
+    return Cache(root, build), out
