@@ -14,6 +14,7 @@ import sys
 from shim import gc, hostid, realuv, report, uvargs, uvfeatures
 from shim.cache import Cache
 from shim.cachedir import CacheDirError, find_cache_dir, refuse_to_empty
+from shim.errors import ShimError
 from shim.locks import ExclusiveLock
 
 TYPE_CHECKING = False
@@ -41,9 +42,8 @@ def lock_timeout(env: Mapping[str, str]) -> float:
 
 
 def error(message: str) -> NoReturn:
-    sys.stderr.write(f"uv-shim: error: {message}\n")
-    sys.stderr.flush()
-    os._exit(2)
+    """Stop the command with one line (the entry point prints it and exits 2); nothing changed."""
+    raise ShimError(message)
 
 
 class KeptSize:
@@ -228,3 +228,24 @@ def setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: st
     if why:
         error(why)
     return Cache(root, build), out
+
+
+def open_cache(cache_dir: Optional[str]) -> tuple[realuv.RealUv, Cache]:
+    """For ``uv-shim`` commands: the cache the real uv uses here (its own ``uv cache dir``)."""
+    from shim.errors import UserError
+
+    real = realuv.find(os.environ)
+    build = realuv.build_of(real)
+    argv = ["--cache-dir", cache_dir] if cache_dir else []
+    try:
+        root = find_cache_dir(real, build, uvargs.parse(argv + ["cache", "dir"]), os.getcwd(), os.environ, ask=True)
+    except CacheDirError as e:
+        raise UserError(f"uv cannot use that cache: {e}") from None
+    if root is None or not os.path.isdir(root):
+        raise UserError(f"no uv cache at {root}")
+    return real, Cache(root, build)
+
+
+def verified_roots(cache: Cache) -> list[gc.Root]:
+    """Every root decided exactly as a prune would decide it, without writing anything."""
+    return gc.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)

@@ -10,15 +10,16 @@ from shim.realuv import ShimError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
     from typing import NoReturn, Optional
 
 _TRUE = ("1", "true", "yes")
 
 
-def _error(message: str, code: int = 2) -> NoReturn:
-    sys.stderr.write(f"uv-shim: error: {message}\n")
-    sys.stderr.flush()
-    os._exit(code)
+def _fail(e: ShimError) -> NoReturn:
+    sys.stderr.write(f"uv-shim: error: {e}\n")
+    sys.exit(e.exit_code)
 
 
 def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
@@ -28,7 +29,7 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
         realuv.check_guard(env)
         real = realuv.find(env, own=[self_path] if self_path else [])
     except ShimError as e:
-        _error(str(e))
+        _fail(e)
     if self_path and os.path.getmtime(uvargs.__file__) > _mtime(self_path):
         _refresh_launchers(self_path)
     if name == "uvx":
@@ -43,7 +44,10 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
     if inv.words[0] == "cache":
         from shim import clean, prune
 
-        (prune.run if inv.words[1] == "prune" else clean.run)(real, argv0, exec_path, run_args, inv)
+        try:
+            (prune.run if inv.words[1] == "prune" else clean.run)(real, argv0, exec_path, run_args, inv)
+        except ShimError as e:
+            _fail(e)
     from shim import bookkeeping
 
     bookkeeping.intercept(real, argv0, exec_path, run_args, inv)
@@ -67,6 +71,33 @@ def _refresh_launchers(self_path: str) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """``uv-shim COMMAND``: parse, run one command, turn its error into an exit code (here only)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    uv_args: list[str] = []
+    if argv[:1] == ["doctor"] and "--" in argv:  # `doctor [PATH...] -- UV-ARGS`: argparse cannot declare it
+        i = argv.index("--")
+        argv, uv_args = argv[:i], argv[i + 1 :]
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    if rest and ns.command != "gc":  # only gc passes what it does not know on to uv (uv checks it)
+        parser.parse_args(argv)  # argparse's own usage error, exit 2
+    ns.uv_args = uv_args if ns.command == "doctor" else rest
+    command = COMMANDS.get(ns.command or "")
+    if command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return command(ns)
+    except ShimError as e:  # UserError included: each kind carries its exit code
+        sys.stderr.write(f"uv-shim: error: {e}\n")
+        return e.exit_code
+    except OSError as e:
+        sys.stderr.write(f"uv-shim: error: {f'{e.strerror}: {e.filename}' if e.filename else e}\n")
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every ``uv-shim`` command and option, declared once."""
     import argparse
     from pathlib import Path
 
@@ -75,123 +106,148 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="uv-shim", description="A drop-in uv that makes uv's cache safe to prune.")
     parser.add_argument("--version", action="version", version=f"uv-shim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p_which = sub.add_parser("which", help="print the real uv uv-shim runs, and why")
-    p_which.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
-    p_install = sub.add_parser("install", help="write uv and uvx launchers and print how to put them first on PATH")
-    p_install.add_argument(
+    p = sub.add_parser("which", help="print the real uv uv-shim runs, and why")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
+    p = sub.add_parser("install", help="write uv and uvx launchers and print how to put them first on PATH")
+    p.add_argument(
         "--bin-dir", type=Path, default=None, help=f"where to write them (default: {launcher.default_bin_dir()})"
     )
-    p_shell = sub.add_parser("shell-init", help="print the snippet that puts uv-shim in front of uv in a shell")
-    p_shell.add_argument("shell", choices=["bash", "zsh", "fish"])
-    p_shell.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
-    p_shell.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
+    p = sub.add_parser("shell-init", help="print the snippet that puts uv-shim in front of uv in a shell")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    p.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
+    p.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
+    p = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
+    p.add_argument("--bin-dir", type=Path, default=None)
 
     def common(p: argparse.ArgumentParser, json_: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", help="the uv cache (default: the one uv uses here)")
         if json_:
             p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-        p.add_argument("-q", "--quiet", action="store_true")
-        p.add_argument("-v", "--verbose", action="store_true")
+        p.add_argument("-q", "--quiet", action="store_true", help="print only data and errors")
+        p.add_argument("-v", "--verbose", action="store_true", help="print more detail")
         return p
 
     common(sub.add_parser("status", help="cache size, archives by state, what prune would free, environments"))
     common(sub.add_parser("envs", help="one row per recorded environment"))
-    p_why = common(sub.add_parser("why", help="which environments keep an archive or package"))
-    p_why.add_argument(
-        "target", metavar="ARCHIVE-ID|PACKAGE[==VERSION]", help="an id that starts with '-' goes after `--`"
-    )
-    p_doctor = common(
-        sub.add_parser("doctor", help="find environments with dangling links into the cache; --fix reinstalls")
-    )
-    p_doctor.add_argument(
-        "paths", nargs="*", metavar="PATH", help="environments to check (default: every recorded one)"
-    )
-    p_doctor.add_argument(
+    p = common(sub.add_parser("why", help="which environments keep an archive or package"))
+    p.add_argument("target", metavar="ARCHIVE-ID|PACKAGE[==VERSION]", help="an id that starts with '-' goes after `--`")
+    p = common(sub.add_parser("doctor", help="find environments with dangling links into the cache; --fix reinstalls"))
+    p.add_argument("paths", nargs="*", metavar="PATH", help="environments to check (default: every recorded one)")
+    p.add_argument(
         "--fix", action="store_true", help="reinstall the broken distributions (same versions, symlink mode)"
     )
-    p_adopt = common(sub.add_parser("adopt", help="record existing environments"))
-    p_adopt.add_argument("paths", nargs="*", metavar="PATH")
-    p_adopt.add_argument("--discover", metavar="DIR", help="find environments (pyvenv.cfg) under DIR")
-    sub.add_parser(
-        "gc",
-        help="`uv cache prune` through the shim: --unused, --max-age 30d, --max-size 10GiB, --keep-recent 1h, --dry-run, ...",
+    p.usage = "uv-shim doctor [options] [PATH ...] [-- UV-ARGS ...]"
+    p = common(sub.add_parser("adopt", help="record existing environments"))
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--discover", metavar="DIR", help="find environments (pyvenv.cfg) under DIR")
+    p = common(sub.add_parser("gc", help="`uv cache prune` through the shim, with eviction options"))
+    p.add_argument(
+        "--unused", action="store_true", help="evict every archive no live environment uses [env: UV_SHIM_UNUSED]"
     )
-    p_uninstall = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
-    p_uninstall.add_argument("--bin-dir", type=Path, default=None)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["gc"] and not {"-h", "--help"} & set(argv):  # every option goes to the prune
-        try:
-            real = realuv.find(os.environ)
-        except ShimError as e:
-            _error(str(e))
-        from shim import prune
+    p.add_argument(
+        "--max-age",
+        metavar="AGE",
+        help="evict archives last used longer ago than AGE (30d, 12h) [env: UV_SHIM_MAX_AGE]",
+    )
+    p.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="evict least recently used archives until the cache fits (10GiB) [env: UV_SHIM_MAX_SIZE]",
+    )
+    p.add_argument(
+        "--keep-recent", metavar="AGE", help="never evict what was used within AGE [env: UV_SHIM_KEEP_RECENT]"
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed and kept; change nothing")
+    p.add_argument("--ci", action="store_true", help="as `uv cache prune --ci`")
+    p.add_argument("--force", action="store_true", help="as `uv cache prune --force` (do not wait for the cache lock)")
+    return parser
 
-        args = ["cache", "prune", *argv[1:]]
-        prune.run(real, "uv", real.path, args, uvargs.parse(args))
-    uv_args: list[str] = []
-    if argv[:1] == ["doctor"] and "--" in argv:  # `uv-shim doctor --fix -- --index-url ...`: arguments for uv
-        i = argv.index("--")
-        argv, uv_args = argv[:i], argv[i + 1 :]
-    ns = parser.parse_args(argv)
-    ns.uv_args = uv_args
-    if ns.command in ("status", "envs", "why", "doctor", "adopt"):
-        from shim import views
 
-        try:
-            return views.run(ns)
-        except ShimError as e:
-            _error(str(e))
+def cmd_which(ns: argparse.Namespace) -> int:
+    real = realuv.find(os.environ)
+    print(real.path)
+    sys.stderr.write(f"uv-shim: using {real.path}: {real.why}\n")
+    if ns.verbose:
+        build = realuv.build_of(real)
+        sys.stderr.write(f"uv-shim: uv {build.version}, buckets: {', '.join(sorted(build.all_buckets))}\n")
+    return 0
 
+
+def cmd_install(ns: argparse.Namespace) -> int:
+    from shim import launcher
+
+    bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    launcher.install(bin_dir)
     try:
-        if ns.command == "which":
-            real = realuv.find(os.environ)
-            print(real.path)
-            sys.stderr.write(f"uv-shim: using {real.path}: {real.why}\n")
-            if ns.verbose:
-                build = realuv.build_of(real)
-                sys.stderr.write(f"uv-shim: uv {build.version}, buckets: {', '.join(sorted(build.buckets.values()))}\n")
-            return 0
-        if ns.command == "install":
-            bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
-            launcher.install(bin_dir)
-            try:
-                found: Optional[str] = realuv.find(_path_without(bin_dir)).path
-            except ShimError:
-                found = None
-            sys.stderr.write(f"Installed uv-shim launchers in {bin_dir}\n")
-            if found is None:
-                sys.stderr.write("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
-            else:
-                sys.stderr.write(f"Real uv: {found}\n")
-            if any(os.path.realpath(p) == bin_dir for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
-                sys.stderr.write(f"{bin_dir} is already first on PATH\n")
-            else:
-                sys.stderr.write("Put it first on PATH (add this line to your shell's startup file):\n")
-            print(launcher.path_line(bin_dir))
-            return 0
-        if ns.command == "shell-init":
-            from shim import shells
+        found: Optional[str] = realuv.find(_path_without(bin_dir)).path
+    except ShimError:
+        found = None
+    sys.stderr.write(f"Installed uv-shim launchers in {bin_dir}\n")
+    if found is None:
+        sys.stderr.write("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
+    else:
+        sys.stderr.write(f"Real uv: {found}\n")
+    if any(os.path.realpath(p) == bin_dir for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
+        sys.stderr.write(f"{bin_dir} is already first on PATH\n")
+    else:
+        sys.stderr.write("Put it first on PATH (add this line to your shell's startup file):\n")
+    print(launcher.path_line(bin_dir))
+    return 0
 
-            bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
-            if not os.path.isfile(os.path.join(bin_dir, "uv")):
-                launcher.install(bin_dir)  # out of the box: the snippet needs launchers to point at
-            sys.stdout.write(
-                shells.snippet(ns.shell, alias=ns.alias, bin_dir=os.path.abspath(ns.bin_dir) if ns.bin_dir else "")
-            )
-            return 0
-        if ns.command == "uninstall":
-            bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
-            removed = launcher.uninstall(bin_dir)
-            sys.stderr.write(
-                f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n"
-            )
-            return 0
-    except ShimError as e:
-        _error(str(e))
-    except OSError as e:
-        _error(f"{e.strerror}: {e.filename}" if e.filename else str(e))
-    parser.print_help(sys.stderr)
-    return 2
+
+def cmd_shell_init(ns: argparse.Namespace) -> int:
+    from shim import launcher, shells
+
+    bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    if not os.path.isfile(os.path.join(bin_dir, "uv")):
+        launcher.install(bin_dir)  # out of the box: the snippet needs launchers to point at
+    sys.stdout.write(
+        shells.snippet(ns.shell, alias=ns.alias, bin_dir=os.path.abspath(ns.bin_dir) if ns.bin_dir else "")
+    )
+    return 0
+
+
+def cmd_uninstall(ns: argparse.Namespace) -> int:
+    from shim import launcher
+
+    bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    removed = launcher.uninstall(bin_dir)
+    sys.stderr.write(
+        f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n"
+    )
+    return 0
+
+
+def cmd_gc(ns: argparse.Namespace) -> int:
+    """``uv cache prune`` through the shim, its options rebuilt for it (uv checks the rest)."""
+    from shim import prune
+
+    real = realuv.find(os.environ)
+    args = ["cache", "prune"]
+    for flag in ("unused", "dry_run", "ci", "force", "json", "quiet", "verbose"):
+        if getattr(ns, flag):
+            args.append("--" + flag.replace("_", "-"))
+    for option in ("max_age", "max_size", "keep_recent", "cache_dir"):
+        if getattr(ns, option) is not None:
+            args += ["--" + option.replace("_", "-"), getattr(ns, option)]
+    args += ns.uv_args
+    prune.run(real, "uv", real.path, args, uvargs.parse(args))
+
+
+def cmd_view(ns: argparse.Namespace) -> int:
+    from shim import views
+
+    return views.run(ns)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "which": cmd_which,
+    "install": cmd_install,
+    "shell-init": cmd_shell_init,
+    "uninstall": cmd_uninstall,
+    "gc": cmd_gc,
+    **{name: cmd_view for name in ("status", "envs", "why", "doctor", "adopt")},
+}
 
 
 def _path_without(bin_dir: str) -> dict[str, str]:

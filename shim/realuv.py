@@ -19,6 +19,7 @@ import os
 import sys
 
 from shim import paths
+from shim.errors import ShimError
 
 try:  # the C module: ``signal`` itself imports enum, which costs milliseconds per start
     import _signal as signal
@@ -36,10 +37,6 @@ DEPTH_VAR = "UV_SHIM_DEPTH"
 MAX_DEPTH = 16
 LAUNCHER_MARK = b"# uv-shim launcher"
 BIN_MARKER = ".uv-shim-bin"  # in every folder we write launchers to: the real-uv search skips it
-
-
-class ShimError(Exception):
-    """A misconfiguration the user must fix: printed as one line, exit 2."""
 
 
 class RealUv:

@@ -8,7 +8,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
-    from typing import Optional
+    from typing import Any, Optional
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 _DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -107,6 +107,22 @@ def archive_size(path: str, seen: set[tuple[int, int]]) -> int:
                     total += int(size)
             return total
     return tree_size(path, seen)
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    """Columns padded to their widest cell, a header first: uv-shim's tables on stdout."""
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def emit(doc: Any, text: str, as_json: bool, out: Out) -> None:
+    """One result on stdout: its JSON document, or its text."""
+    import json
+
+    out.data(json.dumps(doc, indent=2, default=str) + "\n" if as_json else text)
 
 
 class Out:

@@ -1,0 +1,229 @@
+"""Repair and adopt: ``uv-shim doctor [--fix]`` and ``uv-shim adopt``.
+
+``doctor`` finds environments whose symlinks into a uv cache dangle (broken before or after
+uv-shim was installed) and, with ``--fix``, reinstalls exactly the broken distributions with the
+real uv; ``adopt`` records existing environments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from shim import envscan, hostid, manifest, realuv, report
+from shim.bookkeeping import Book, Warnings
+from shim.cache import ARCHIVE_BUCKET, Cache, split_archive_target
+from shim.cachecmd import verified_roots
+from shim.errors import UserError
+from shim.report import emit as _emit
+from shim.report import table as _table
+
+
+def broken_dists(env_path: str) -> list[tuple[str, str, str]]:
+    """(name, version, archive path) for each distribution whose METADATA symlink into a uv cache
+    no longer resolves (its archive was deleted, by any prune, with or without uv-shim)."""
+    out = []
+    for site in envscan.site_dirs(env_path, "venv"):
+        for entry in sorted(os.listdir(site)):
+            if not entry.endswith(".dist-info"):
+                continue
+            meta = os.path.join(site, entry, "METADATA")
+            try:
+                target = os.readlink(meta)
+            except OSError:
+                continue
+            split = split_archive_target(target)
+            if split is not None and not os.path.exists(meta):
+                name, _, version = entry[: -len(".dist-info")].partition("-")
+                out.append((envscan.normalize(name), version, os.path.join(split[0], ARCHIVE_BUCKET, split[1])))
+    return out
+
+
+def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
+    if paths:
+        for p in paths:
+            if not envscan.is_environment(os.path.abspath(p)):
+                raise UserError(f"{p} is not a Python environment (no pyvenv.cfg or site-packages)")
+        return [os.path.abspath(p) for p in paths]
+    this = hostid.identity()[1]
+    return sorted(
+        r.path for r in verified_roots(cache) if r.record and r.record.host_id == this and os.path.isdir(r.path)
+    )
+
+
+def cmd_doctor(
+    real: realuv.RealUv,
+    cache: Cache,
+    paths: Sequence[str],
+    fix: bool,
+    uv_args: Sequence[str],
+    out: report.Out,
+    as_json: bool,
+) -> int:
+    found = {}
+    for env in _env_paths(cache, paths):
+        broken = broken_dists(env)
+        if broken:
+            found[env] = broken
+    fixed: dict[str, bool] = {}
+    if fix:
+        for env, broken in found.items():
+            fixed[env] = _reinstall(real, cache, env, broken, uv_args, out)
+    doc: dict[str, Any] = {
+        "cache": cache.root,
+        "broken": [
+            {
+                "path": env,
+                "distributions": [{"name": n, "version": v, "archive": a} for n, v, a in b],
+                "fixed": fixed.get(env),
+            }
+            for env, b in found.items()
+        ],
+    }
+    lines = []
+    for env, broken in found.items():
+        status = "" if not fix else (" (fixed)" if fixed[env] else " (NOT fixed)")
+        lines.append(f"{env}: {report.plural(len(broken), 'broken distribution')}{status}")
+        lines.extend(f"  {n}=={v} (archive {os.path.basename(a)} is gone)" for n, v, a in broken)
+    _emit(doc, "\n".join(lines) + ("\n" if lines else ""), as_json, out)
+    if not found:
+        out.fact("No broken environments found")
+        return 0
+    if not fix:
+        out.fact("Run `uv-shim doctor --fix` to reinstall them")
+        return 1
+    return 0 if all(fixed.values()) else 1
+
+
+def _python_of(env: str) -> str:
+    for cand in ("bin/python", "bin/python3", "Scripts/python.exe"):
+        p = os.path.join(env, cand)
+        if os.path.exists(p):
+            return p
+    return env
+
+
+def _reinstall(
+    real: realuv.RealUv,
+    cache: Cache,
+    env: str,
+    broken: list[tuple[str, str, str]],
+    uv_args: Sequence[str],
+    out: report.Out,
+) -> bool:
+    import subprocess
+
+    specs = [f"{n}=={v}" for n, v, _a in broken]
+    names = [n for n, _v, _a in broken]
+    args = [
+        real.path,
+        "pip",
+        "install",
+        "--python",
+        _python_of(env),
+        "--link-mode",
+        "symlink",
+        "--no-deps",
+        "--cache-dir",
+        cache.root,
+    ]
+    for n in names:
+        args += ["--reinstall-package", n, "--refresh-package", n]
+    args += [*uv_args, *specs]
+    out.fact(f"Reinstalling {', '.join(specs)} into {env}")
+    code = subprocess.run(args, env=realuv.child_env(os.environ, exec_=False)).returncode
+    if code != 0:
+        return False
+    Book(cache, Warnings()).update(env, "venv")
+    return not broken_dists(env)
+
+
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "proc",
+        "sys",
+        "dev",
+    }
+)
+
+
+def discover(top: str, cache: Cache) -> list[str]:
+    """Folders under ``top`` holding a ``pyvenv.cfg``; never descends into the cache, into an
+    environment it found, or into version-control and tool folders."""
+    found = []
+    cache_real = os.path.realpath(cache.root)
+    for dirpath, dirnames, filenames in os.walk(top):
+        if "pyvenv.cfg" in filenames:
+            found.append(dirpath)
+            dirnames[:] = []
+            continue
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if d not in SKIP_DIRS
+            and os.path.realpath(os.path.join(dirpath, d)) != cache_real
+            and not os.path.islink(os.path.join(dirpath, d))
+        ]
+    return sorted(found)
+
+
+def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], out: report.Out, as_json: bool) -> int:
+    envs = [os.path.abspath(p) for p in paths]
+    for p in envs:
+        if not envscan.is_environment(p):
+            raise UserError(f"{p} is not a Python environment (no pyvenv.cfg or site-packages)")
+    if discover_in:
+        if not os.path.isdir(discover_in):
+            raise UserError(f"{discover_in} is not a folder")
+        envs += [e for e in discover(os.path.abspath(discover_in), cache) if e not in envs]
+    book = Book(cache, Warnings())
+    rows: list[dict[str, Any]] = []
+    for env in envs:
+        book.update(env, "venv")
+        real_path = os.path.realpath(env)
+        key = manifest.entry_key(book.host_id, real_path)
+        try:
+            rec = manifest.load(cache.entry_dir(key))  # a read: by path is fine
+            rows.append(
+                {
+                    "path": real_path,
+                    "recorded": True,
+                    "distributions": len(rec.distributions),
+                    "pinned_archives": len(rec.pinned),
+                    "link_modes": rec.link_modes,
+                }
+            )
+        except (OSError, manifest.RecordError):
+            rows.append(
+                {"path": real_path, "recorded": False, "distributions": 0, "pinned_archives": 0, "link_modes": []}
+            )
+    text = (
+        _table(
+            [
+                [
+                    r["path"],
+                    "yes" if r["recorded"] else "no (links nothing from this cache)",
+                    r["distributions"],
+                    r["pinned_archives"],
+                ]
+                for r in rows
+            ],
+            ["PATH", "RECORDED", "DISTS", "PINNED"],
+        )
+        if rows
+        else ""
+    )
+    _emit({"cache": cache.root, "environments": rows}, text, as_json, out)
+    out.fact(f"Adopted {report.plural(sum(1 for r in rows if r['recorded']), 'environment')}")
+    return 0
