@@ -146,7 +146,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     env = os.environ
     warn = Warnings()
     book: Optional[Book] = None
-    roots: list[tuple[str, str]] = []
+    envs: list[tuple[str, str]] = []
     lock: Optional[SharedLock] = None
     try:
         cwd = os.getcwd()  # FileNotFoundError in a deleted working directory: uv decides then
@@ -156,11 +156,11 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
         if root is not None:
             book = Book(Cache(root, build), warn)
-            roots = targets.roots_for(inv, book.cache, real, cwd, env)
-            if roots and not uvargs.runs_child(inv):
+            envs = targets.environments_for(inv, book.cache, real, cwd, env)
+            if envs and not uvargs.runs_child(inv):
                 lock = SharedLock(root)
                 lock.acquire()
-            for path, kind in roots:
+            for path, kind in envs:
                 try:
                     book.register(path, kind)
                 except RecordError as e:
@@ -169,11 +169,11 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
         warn(_describe(e, "cannot record environments; running uv without protection"))
         book = None
 
-    if book is None or not roots:
+    if book is None or not envs:
         realuv.exec_uv(exec_path, argv0, args, env)  # nothing to record (or cannot): pure passthrough
     if uvargs.runs_child(inv):
         # The child may run for hours: catch up on what earlier runs linked, then get out of the way.
-        _update_all(book, roots, warn, "could not refresh pins")
+        _update_all(book, envs, warn, "could not refresh pins")
         realuv.exec_uv(exec_path, argv0, args, env)
 
     t_pre = time.perf_counter() - t_start
@@ -182,7 +182,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     try:
         if lock is not None:
             lock.acquire()  # the cache may not have existed before uv ran
-        _update_all(book, roots, warn, "could not record what uv installed")
+        _update_all(book, envs, warn, "could not record what uv installed")
     finally:
         if lock is not None:
             lock.release()
@@ -190,13 +190,13 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
         t_post = time.perf_counter() - t_uv
         sys.stderr.write(
             f"uv-shim: bookkeeping took {(t_pre + t_post) * 1000:.1f}ms (before uv {t_pre * 1000:.1f}ms, "
-            f"after {t_post * 1000:.1f}ms) for {len(roots)} environment(s) in {book.cache.root}\n"
+            f"after {t_post * 1000:.1f}ms) for {len(envs)} environment(s) in {book.cache.path}\n"
         )
     realuv.mirror_exit(code)
 
 
-def _update_all(book: Book, roots: list[tuple[str, str]], warn: Warnings, what: str) -> None:
-    for path, kind in roots:
+def _update_all(book: Book, envs: list[tuple[str, str]], warn: Warnings, what: str) -> None:
+    for path, kind in envs:
         try:
             book.update(path, kind)
         except RecordError as e:

@@ -65,14 +65,14 @@ def split_archive_target(target: str) -> Optional[tuple[str, str]]:
 
 
 class Cache:
-    def __init__(self, root: str, build: UvBuild) -> None:
+    def __init__(self, path: str, build: UvBuild) -> None:
         j = os.path.join
-        self.root = root
+        self.path = path
         self.build = build
-        self.archives = j(root, ARCHIVE_BUCKET)
-        self.sdists = j(root, build.buckets["sdists"])
-        self.wheels = j(root, build.buckets["wheels"])
-        self.environments = j(root, build.buckets.get("environments", "environments-v2"))
+        self.archives = j(path, ARCHIVE_BUCKET)
+        self.sdists = j(path, build.buckets["sdists"])
+        self.wheels = j(path, build.buckets["wheels"])
+        self.environments = j(path, build.buckets.get("environments", "environments-v2"))
         self.manifest = j(self.sdists, SHIM_DIR)  # for messages and reads; writes go through area()
         self._same_root: dict[str, Optional[bool]] = {}
         self._indexes: Optional[list[str]] = None
@@ -90,7 +90,7 @@ class Cache:
         same = self._same_root.get(prefix)
         if same is None and prefix not in self._same_root:
             try:
-                same = prefix == self.root or os.path.samefile(prefix, self.root)
+                same = prefix == self.path or os.path.samefile(prefix, self.path)
             except OSError:
                 same = None  # a path this host cannot see (a container's mount point, say)
             self._same_root[prefix] = same
@@ -194,8 +194,8 @@ class Cache:
         uv's first run on a new cache, as uv itself would)."""
         if self._dir is None:
             if create:
-                os.makedirs(self.root, exist_ok=True)
-            self._dir = confined.Dir.root(self.root)
+                os.makedirs(self.path, exist_ok=True)
+            self._dir = confined.Dir.top(self.path)
         return self._dir
 
     def area(self, create: bool = False) -> Optional[confined.Dir]:

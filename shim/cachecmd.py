@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import gc, hostid, realuv, report, uvargs, uvfeatures
+from shim import hostid, liveness, realuv, report, uvargs, uvfeatures
 from shim.cache import Cache
 from shim.cachedir import CacheDirError, find_cache_dir, refuse_to_empty
 from shim.errors import ShimError
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def lease_seconds(env: Mapping[str, str]) -> float:
     value = env.get("UV_SHIM_LEASE")
     if not value:
-        return gc.DEFAULT_LEASE
+        return liveness.DEFAULT_LEASE
     try:
         return report.parse_duration(value)
     except ValueError:
@@ -50,10 +50,10 @@ class KeptSize:
     """Bytes of the kept archives, measured in a thread while uv prunes (kept archives are
     pinned, so uv leaves them alone), from the size memo where it can."""
 
-    def __init__(self, cache: Cache, roots: list[gc.Root]) -> None:
+    def __init__(self, cache: Cache, roots: list[liveness.Root]) -> None:
         import threading
 
-        self.archives = sorted(gc.protected(roots))
+        self.archives = sorted(liveness.protected(roots))
         self.cache = cache
         self.size = 0
         self.thread = threading.Thread(target=self._measure, daemon=True)
@@ -75,11 +75,11 @@ class KeptSize:
         return self.size
 
 
-def summarize(out: report.Out, roots: list[gc.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
+def summarize(out: report.Out, roots: list[liveness.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
     """What was kept and why, in uv's style, after uv's own lines."""
     if out.quiet:
         return
-    kept = gc.protected(roots)
+    kept = liveness.protected(roots)
     try:
         present = set(os.listdir(cache.archives)).intersection(kept)
     except OSError:
@@ -92,25 +92,25 @@ def summarize(out: report.Out, roots: list[gc.Root], cache: Cache, sizes: Option
             f"{report.plural(len(holders), 'environment')}"
         )
     for root in roots:
-        if root.state == gc.LIVE and root.archives and out.verbose and not out.quiet:
+        if root.state == liveness.LIVE and root.archives and out.verbose and not out.quiet:
             names = sorted({d.key for d in root.distributions(cache).values() if d.archive in root.archives})
             what = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             out.detail(f"Kept for {root.path}: {what}")
-        elif root.state == gc.FOREIGN:
+        elif root.state == liveness.FOREIGN:
             host = root.record.host if root.record else "?"
             out.fact(
                 f"Kept {report.plural(len(root.archives), 'archive')} of {root.path} on host {host} ({root.reason})"
             )
-        elif root.state == gc.EXPIRED:
+        elif root.state == liveness.EXPIRED:
             host = root.record.host if root.record else "?"
             out.fact(f"Released {root.path} on host {host}: lease ended ({root.reason})")
-        elif root.state == gc.DEAD:
+        elif root.state == liveness.DEAD:
             out.detail(f"Released {root.path}: {root.reason}")
-        elif root.state == gc.UNVERIFIABLE:
+        elif root.state == liveness.UNVERIFIABLE:
             out.warn(
                 f"cannot verify {root.path} ({root.reason}); keeping its {report.plural(len(root.archives), 'archive')}"
             )
-    dead = [r for r in roots if r.state == gc.DEAD]
+    dead = [r for r in roots if r.state == liveness.DEAD]
     if dead:
         out.fact(
             f"Released {report.plural(len(dead), 'environment')} that no longer exist{'s' if len(dead) == 1 else ''} or use this cache"
@@ -119,7 +119,7 @@ def summarize(out: report.Out, roots: list[gc.Root], cache: Cache, sizes: Option
 
 def locked_verify(
     cache: Cache, inv: uvargs.Invocation, out: report.Out, env: Mapping[str, str]
-) -> tuple[Optional[ExclusiveLock], list[gc.Root]]:
+) -> tuple[Optional[ExclusiveLock], list[liveness.Root]]:
     """Take uv's cache lock (unless --force) and bring every root up to date: (lock, roots)."""
     lock: Optional[ExclusiveLock] = None
     try:
@@ -127,17 +127,17 @@ def locked_verify(
     except realuv.ShimError as e:
         error(str(e))
     if not inv.has("--force"):
-        lock = ExclusiveLock(cache.root, lock_timeout(env), out.fact)
+        lock = ExclusiveLock(cache.path, lock_timeout(env), out.fact)
         try:
             lock.acquire()
         except TimeoutError as e:
             error(str(e))
         except OSError as e:
-            error(f"cannot lock the cache at {cache.root}: {e.strerror}")
+            error(f"cannot lock the cache at {cache.path}: {e.strerror}")
     try:
-        roots = gc.verify(cache, hostid.identity()[1], lease)
+        roots = liveness.verify(cache, hostid.identity()[1], lease)
     except Exception as e:
-        error(f"could not verify the environments that use {cache.root} ({e}); nothing was removed")
+        error(f"could not verify the environments that use {cache.path} ({e}); nothing was removed")
     return lock, roots
 
 
@@ -246,6 +246,6 @@ def open_cache(cache_dir: Optional[str]) -> tuple[realuv.RealUv, Cache]:
     return real, Cache(root, build)
 
 
-def verified_roots(cache: Cache) -> list[gc.Root]:
+def verified_roots(cache: Cache) -> list[liveness.Root]:
     """Every root decided exactly as a prune would decide it, without writing anything."""
-    return gc.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
+    return liveness.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)

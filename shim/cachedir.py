@@ -153,7 +153,7 @@ def refuse_to_empty(path: str, build: UvBuild, env: Mapping[str, str]) -> Option
     if real == os.path.realpath(os.sep) or real in homes:
         return f"{path} is {'the root folder' if real == os.sep else 'the home folder'}, not a uv cache; refusing to empty it"
     try:
-        with confined.Dir.root(real) as d:
+        with confined.Dir.top(real) as d:
             if not is_uv_cache(d, build):
                 return f"{path} is not a uv cache (no {CACHEDIR_TAG} and no uv buckets); refusing to empty it"
     except FileNotFoundError:

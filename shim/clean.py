@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from shim import envscan, gc, realuv, report, uvargs, uvfeatures
+from shim import envscan, liveness, realuv, report, uvargs, uvfeatures
 from shim.cache import LOCK_FILE, ROOT_MARKERS, Cache
 from shim.cachecmd import error, locked_verify, run_locked, setup, summarize, validate
 
@@ -34,11 +34,11 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     validate(exec_path, argv0, uv_args)
     cache, out = setup(real, inv, argv0, exec_path, uv_args)
     lock, roots = locked_verify(cache, inv, out, env)
-    kept = gc.protected(roots)
+    kept = liveness.protected(roots)
     packages = {envscan.normalize(p) for p in inv.positionals}
     if break_all:
         for root in roots:
-            if root.archives and root.state != gc.DEAD:
+            if root.archives and root.state != liveness.DEAD:
                 out.fact(
                     f"Breaking {root.path}: {report.plural(len(root.archives), 'archive')} it links will be removed"
                 )
@@ -51,13 +51,13 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
         if code == 0 and packages:
             _report_packages(out, roots, cache, packages)
         realuv.mirror_exit(code)
-    out.fact(f"Clearing cache at: {cache.root}")
+    out.fact(f"Clearing cache at: {cache.path}")
     try:
         removed, size = clear_except(cache, set(kept))
     except OSError as e:
         if lock is not None:
             lock.release()
-        error(f"cannot clear {e.filename or cache.root}: {e.strerror}")
+        error(f"cannot clear {e.filename or cache.path}: {e.strerror}")
     if lock is not None:
         lock.release()
     out.fact(
@@ -67,7 +67,7 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     realuv.mirror_exit(0)
 
 
-def _report_packages(out: report.Out, roots: list[gc.Root], cache: Cache, packages: set[str]) -> None:
+def _report_packages(out: report.Out, roots: list[liveness.Root], cache: Cache, packages: set[str]) -> None:
     lines = []
     for root in roots:
         if not root.record:

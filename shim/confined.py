@@ -70,7 +70,7 @@ class Dir:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def root(cls, path: str) -> Dir:
+    def top(cls, path: str) -> Dir:
         """The cache root: the user's path resolved once (symlinks included, as uv does), then
         opened without following a symlink, so it cannot be swapped after it was resolved."""
         real = os.path.realpath(path)

@@ -71,7 +71,7 @@ def cmd_doctor(
         for env, broken in found.items():
             fixed[env] = _reinstall(real, cache, env, broken, uv_args, out)
     doc: dict[str, Any] = {
-        "cache": cache.root,
+        "cache": cache.path,
         "broken": [
             {
                 "path": env,
@@ -126,7 +126,7 @@ def _reinstall(
         "symlink",
         "--no-deps",
         "--cache-dir",
-        cache.root,
+        cache.path,
     ]
     for n in names:
         args += ["--reinstall-package", n, "--refresh-package", n]
@@ -162,7 +162,7 @@ def discover(top: str, cache: Cache) -> list[str]:
     """Folders under ``top`` holding a ``pyvenv.cfg``; never descends into the cache, into an
     environment it found, or into version-control and tool folders."""
     found = []
-    cache_real = os.path.realpath(cache.root)
+    cache_real = os.path.realpath(cache.path)
     for dirpath, dirnames, filenames in os.walk(top):
         if "pyvenv.cfg" in filenames:
             found.append(dirpath)
@@ -224,6 +224,6 @@ def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], ou
         if rows
         else ""
     )
-    _emit({"cache": cache.root, "environments": rows}, text, as_json, out)
+    _emit({"cache": cache.path, "environments": rows}, text, as_json, out)
     out.fact(f"Adopted {report.plural(sum(1 for r in rows if r['recorded']), 'environment')}")
     return 0

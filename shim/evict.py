@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from shim import gc, report
+from shim import liveness, report
 from shim.cache import Cache, archive_id_of
 from shim.manifest import LAST_USE
 
@@ -48,7 +48,7 @@ class Survey:
         seen: set[tuple[int, int]] = set()
         buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
         manifest = cache.manifest + os.sep
-        for e in report.walk(cache.root, descend=lambda e: e.path != cache.archives):
+        for e in report.walk(cache.path, descend=lambda e: e.path != cache.archives):
             try:
                 if e.is_symlink():
                     d = os.path.dirname(e.path) + os.sep
@@ -114,7 +114,7 @@ def _read_memo(cache: Cache) -> dict[str, float]:
     return memo
 
 
-def remember_last_use(cache: Cache, roots: list[gc.Root], write: bool = True) -> dict[str, float]:
+def remember_last_use(cache: Cache, roots: list[liveness.Root], write: bool = True) -> dict[str, float]:
     """Merge what the roots say (each archive: the newest ``last_used`` of the roots that name it)
     into the last-use memo (``manifest.LAST_USE``), so it outlives roots that are dropped. Every prune
     through the shim does this, with or without a policy."""
@@ -175,14 +175,14 @@ class Eviction:
 
 
 def choose(
-    cache: Cache, roots: list[gc.Root], policy: Policy, now: Optional[float] = None, write: bool = True
+    cache: Cache, roots: list[liveness.Root], policy: Policy, now: Optional[float] = None, write: bool = True
 ) -> Eviction:
     now = time.time() if now is None else now
     survey = Survey(cache, write)
     ev = Eviction()
     ev.size_before = survey.total
     ev.refs = survey.refs
-    protected = gc.protected(roots)
+    protected = liveness.protected(roots)
     try:
         archives = sorted(os.listdir(cache.archives))
     except OSError:

@@ -55,7 +55,7 @@ def apply(cache: Cache, ev: Eviction) -> Held:
     plan: list[tuple[list[str], list[str]]] = []  # (folder parts, names in it)
     for aid in ev.chosen:
         for link in ev.refs.get(aid, []):
-            parts = os.path.relpath(link, cache.root).split(os.sep)
+            parts = os.path.relpath(link, cache.path).split(os.sep)
             names = [parts[-1]]
             if link.startswith(cache.wheels + os.sep):
                 names += [parts[-1] + ext for ext in POINTERS]

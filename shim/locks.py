@@ -27,17 +27,17 @@ class SharedLock:
     costs nothing. Never created where the cache does not exist yet.
     """
 
-    def __init__(self, root: str) -> None:
-        self.root = root
+    def __init__(self, cache_dir: str) -> None:
+        self.cache_dir = cache_dir
         self.fd: Optional[int] = None
 
     def acquire(self) -> bool:
         if self.fd is not None:
             return True
-        if not os.path.isdir(self.root):
+        if not os.path.isdir(self.cache_dir):
             return False
         try:
-            fd = os.open(os.path.join(self.root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(os.path.join(self.cache_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as e:
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return False
@@ -91,9 +91,9 @@ class ExclusiveLock:
     ``uv cache clean`` delete it) and starts over if not.
     """
 
-    def __init__(self, root: str, timeout: float, say: Callable[[str], None]) -> None:
-        self.root = root
-        self.path = os.path.join(root, LOCK_FILE)
+    def __init__(self, cache_dir: str, timeout: float, say: Callable[[str], None]) -> None:
+        self.cache_dir = cache_dir
+        self.path = os.path.join(cache_dir, LOCK_FILE)
         self.timeout = timeout
         self.say = say
         self.fd: Optional[int] = None
@@ -104,7 +104,7 @@ class ExclusiveLock:
         deadline = time.monotonic() + self.timeout
         told = False
         while True:
-            os.makedirs(self.root, exist_ok=True)
+            os.makedirs(self.cache_dir, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             while True:
                 try:
@@ -119,7 +119,7 @@ class ExclusiveLock:
                     if time.monotonic() > deadline:
                         os.close(fd)
                         raise TimeoutError(
-                            f"Timeout ({int(self.timeout)}s) when waiting for lock on `{self.root}`, is another uv process "
+                            f"Timeout ({int(self.timeout)}s) when waiting for lock on `{self.cache_dir}`, is another uv process "
                             "running? You can set `UV_LOCK_TIMEOUT` to increase the timeout."
                         ) from None
                     time.sleep(0.05)

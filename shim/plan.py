@@ -119,7 +119,7 @@ def _references(
     if version >= uvfeatures.REFS_FILTERED:
         buckets = [cache.sdists, cache.wheels]
     else:
-        buckets = [os.path.join(cache.root, b) for b in cache.build.all_buckets]
+        buckets = [os.path.join(cache.path, b) for b in cache.build.all_buckets]
     for bucket in buckets:
         if not os.path.isdir(bucket) or bucket in skip:
             continue
@@ -165,8 +165,8 @@ def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: Abstra
     markers = ROOT_MARKERS + ((LOCK_FILE,) if version >= uvfeatures.LOCKS_CACHE else ())
     gone: set[str] = set()  # paths that earlier steps remove
     _canonical = _Resolver(cache)
-    for name in sorted(os.listdir(cache.root)):
-        path = os.path.join(cache.root, name)
+    for name in sorted(os.listdir(cache.path)):
+        path = os.path.join(cache.path, name)
         if name in markers:
             continue
         if os.path.isdir(path) and name in buckets:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from shim import evict, gc, holds, hostid, realuv, report, uvargs, uvfeatures
+from shim import evict, holds, hostid, liveness, realuv, report, uvargs, uvfeatures
 from shim.cache import Cache
 from shim.cachecmd import KeptSize, error, lease_seconds, locked_verify, run_locked, setup, summarize, validate
 from shim.manifest import LAST_PRUNE
@@ -33,10 +33,10 @@ def dry_run(
     from shim import plan as planner
 
     try:
-        roots = gc.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
+        roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
     except realuv.ShimError as e:
         error(str(e))
-    kept = gc.protected(roots)
+    kept = liveness.protected(roots)
     ev = None
     if policy is not None and policy.active:
         from shim import evict
@@ -49,7 +49,7 @@ def dry_run(
         import json
 
         doc = {
-            "cache": cache.root,
+            "cache": cache.path,
             "uv_version": cache.build.version,
             "ci": inv.has("--ci"),
             "remove": {
@@ -85,14 +85,14 @@ def dry_run(
             }
         out.data(json.dumps(doc, indent=2) + "\n")
         realuv.mirror_exit(0)
-    out.fact(f"Pruning cache at: {cache.root} (dry run: nothing is removed)")
+    out.fact(f"Pruning cache at: {cache.path} (dry run: nothing is removed)")
     lines = []
     for path in p.stale:
         lines.append(f"Would remove stale cache entry: {os.path.basename(path)}")
     for path in p.environments:
-        lines.append(f"Would remove cached environment: {os.path.relpath(path, cache.root)}")
+        lines.append(f"Would remove cached environment: {os.path.relpath(path, cache.path)}")
     for path in p.ci:
-        lines.append(f"Would remove (--ci): {os.path.relpath(path, cache.root)}")
+        lines.append(f"Would remove (--ci): {os.path.relpath(path, cache.path)}")
     for aid in sorted(p.archives, key=lambda a: (labels[a], a)):
         lines.append(f"Would remove archive: {labels[aid]} ({aid})")
     for aid in present:
@@ -147,7 +147,7 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
             held.restore()
         if lock is not None:
             lock.release()
-        error(f"cannot evict from {cache.root}: {e.strerror} ({e.filename}); nothing was removed")
+        error(f"cannot evict from {cache.path}: {e.strerror} ({e.filename}); nothing was removed")
     sizes = KeptSize(cache, roots) if not out.quiet else None
     code = run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if held is not None and ev is not None:

@@ -1,7 +1,7 @@
 """The environments a uv command changes, found the way uv finds them (hot path).
 
 ``targets`` answers from the command line, the environment variables and the folders on disk;
-``roots_for`` adds what needs the real uv (``--system``, ``-p 3.12``: ``uv python find``) or the
+``environments_for`` adds what needs the real uv (``--system``, ``-p 3.12``: ``uv python find``) or the
 cache (the environments uv keeps inside it for ``uvx`` and ``uv run --with``).
 """
 
@@ -63,7 +63,7 @@ def _is_workspace_root(pyproject: str) -> bool:
         return False
 
 
-def project_root(inv: Invocation, cwd: str) -> Optional[str]:
+def workspace_root(inv: Invocation, cwd: str) -> Optional[str]:
     """The workspace root uv uses for ``sync|add|remove|run``, or None outside a project."""
     start = start_dir(inv, cwd)
     proj = inv.globals.get("--project")
@@ -146,7 +146,7 @@ def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> list[Target]:
             return []
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
             return [Target(os.path.join(cwd, env["VIRTUAL_ENV"]))]
-        root = project_root(inv, cwd)
+        root = workspace_root(inv, cwd)
         if root is None:
             return []
         return [Target(project_env(root, env))]
@@ -208,7 +208,7 @@ def _system_env(real: realuv.RealUv, inv: Invocation, cwd: str, env: Mapping[str
     return os.path.dirname(os.path.dirname(python))
 
 
-def roots_for(
+def environments_for(
     inv: Invocation, cache: Cache, real: realuv.RealUv, cwd: str, env: Mapping[str, str]
 ) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []

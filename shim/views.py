@@ -1,8 +1,8 @@
 """See: ``uv-shim status|envs|why`` (and the entry of ``doctor|adopt``, in ``shim.doctor``).
 
-Read-only commands decide about roots exactly as a prune would (``gc.verify(dry_run=True)``)
+Read-only commands decide about roots exactly as a prune would (``liveness.verify(dry_run=True)``)
 and never write. Tables and facts follow uv's conventions: data on stdout, facts on stderr,
-``--json`` for scripts (schemas in the README, checked by tests/test_inspect.py).
+``--json`` for scripts (schemas in the README, checked by tests/test_views.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from shim import doctor, envscan, gc, hostid, report
+from shim import doctor, envscan, hostid, liveness, report
 from shim.cache import Cache
 from shim.cachecmd import open_cache, verified_roots
 from shim.errors import UserError
@@ -29,7 +29,7 @@ def _age(ts: float) -> str:
 # -- envs -------------------------------------------------------------------------------------
 
 
-def env_rows(cache: Cache, roots: list[gc.Root]) -> list[dict[str, Any]]:
+def env_rows(cache: Cache, roots: list[liveness.Root]) -> list[dict[str, Any]]:
     this = hostid.identity()[1]
     rows: list[dict[str, Any]] = []
     for r in roots:
@@ -72,9 +72,9 @@ def cmd_envs(cache: Cache, out: report.Out, as_json: bool) -> int:
         if rows
         else ""
     )
-    _emit({"cache": cache.root, "environments": rows}, table, as_json, out)
+    _emit({"cache": cache.path, "environments": rows}, table, as_json, out)
     if not rows:
-        out.fact(f"No environments recorded in {cache.root}")
+        out.fact(f"No environments recorded in {cache.path}")
     return 0
 
 
@@ -85,9 +85,9 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
     from shim import plan as planner
 
     roots = verified_roots(cache)
-    kept = gc.protected(roots)
+    kept = liveness.protected(roots)
     seen: set = set()
-    total = report.tree_size(cache.root, set())
+    total = report.tree_size(cache.path, set())
     try:
         ids = sorted(os.listdir(cache.archives))
     except OSError:
@@ -106,7 +106,7 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
     counts: dict[str, int] = {}
     for r in roots:
         counts[r.state] = counts.get(r.state, 0) + 1
-    leases = sorted(r.record.last_used.timestamp() for r in roots if r.state == gc.FOREIGN and r.record)
+    leases = sorted(r.record.last_used.timestamp() for r in roots if r.state == liveness.FOREIGN and r.record)
     from shim.cachecmd import lease_seconds
 
     next_lease = (leases[0] + lease_seconds(os.environ) - time.time()) if leases else None
@@ -115,17 +115,17 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
     except OSError:
         last = None
     doc: dict[str, Any] = {
-        "cache": cache.root,
+        "cache": cache.path,
         "uv_version": cache.build.version,
         "size_bytes": total,
         "archives": {k: {"count": len(v), "bytes": sizes[k]} for k, v in states.items()},
         "policies": policies,
         "environments": {
-            "live": counts.get(gc.LIVE, 0),
-            "dead": counts.get(gc.DEAD, 0),
-            "other_hosts": counts.get(gc.FOREIGN, 0),
-            "expired": counts.get(gc.EXPIRED, 0),
-            "unverifiable": counts.get(gc.UNVERIFIABLE, 0),
+            "live": counts.get(liveness.LIVE, 0),
+            "dead": counts.get(liveness.DEAD, 0),
+            "other_hosts": counts.get(liveness.FOREIGN, 0),
+            "expired": counts.get(liveness.EXPIRED, 0),
+            "unverifiable": counts.get(liveness.UNVERIFIABLE, 0),
         },
         "next_lease_end_seconds": next_lease,
         "last_prune": last,
@@ -138,7 +138,7 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
         else ""
     )
     rows = [
-        ("Cache", f"{cache.root} (uv {cache.build.version}), {report.human_size(total)}"),
+        ("Cache", f"{cache.path} (uv {cache.build.version}), {report.human_size(total)}"),
         (
             "Archives",
             f"{len(ids)}: {len(states['symlinked'])} linked by symlink ({report.human_size(sizes['symlinked'])}), "
@@ -186,9 +186,9 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
             if n == name and (not version or v == version):
                 chosen.append(aid)
         if not chosen:
-            raise UserError(f"no archive or package named `{target}` in {cache.root}")
+            raise UserError(f"no archive or package named `{target}` in {cache.path}")
     roots = verified_roots(cache)
-    kept = gc.protected(roots)
+    kept = liveness.protected(roots)
     uv_refs = {aid for _link, aid in cache.all_wheel_links()}
     answers: list[dict[str, Any]] = []
     for aid in chosen:
@@ -224,7 +224,7 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
             lines.append("  hardlinked into an environment: removing it frees nothing while that lives")
         if a["removed_by"]:
             lines.append(f"  `{a['removed_by']}` would remove it")
-    _emit({"cache": cache.root, "archives": answers}, "\n".join(lines) + "\n", as_json, out)
+    _emit({"cache": cache.path, "archives": answers}, "\n".join(lines) + "\n", as_json, out)
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import bookkeeping, envscan, evict, gc, holds, hostid, manifest, policy, realuv, report, uvargs
+from shim import bookkeeping, envscan, evict, holds, hostid, liveness, manifest, policy, realuv, report, uvargs
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir, Unsafe
@@ -93,8 +93,8 @@ class Lab:
     def record(self, env: Path) -> None:
         bookkeeping.Book(self.cache, bookkeeping.Warnings()).update(str(env), "venv")
 
-    def roots(self, **kw) -> list[gc.Root]:
-        return gc.verify(self.cache, ME, **kw)
+    def roots(self, **kw) -> list[liveness.Root]:
+        return liveness.verify(self.cache, ME, **kw)
 
     def pinned(self) -> set:
         out = set()
@@ -122,7 +122,7 @@ def test_mixed_link_modes_pin_only_the_symlinked(lab: Lab):
     lab.record(v)
     assert lab.pinned() == {a}
     (root,) = lab.roots()
-    assert root.state == gc.LIVE and root.archives == {a}
+    assert root.state == liveness.LIVE and root.archives == {a}
     dists = root.distributions(lab.cache)
     assert {k: (d.mode, d.archive) for k, d in dists.items()} == {
         "alpha==1.0": ("symlink", a),
@@ -144,7 +144,7 @@ def test_an_environment_behind_a_symlink_is_live(lab: Lab, how):
     lab.record(path)
     for _ in range(2):  # the first prune rescans, the second takes the fast path
         (root,) = lab.roots()
-        assert (root.state, root.archives) == (gc.LIVE, {a})
+        assert (root.state, root.archives) == (liveness.LIVE, {a})
     assert lab.pinned() == {a}
 
 
@@ -158,7 +158,7 @@ def test_a_gone_environment_is_dead_and_released(lab: Lab):
 
     shutil.rmtree(gone)
     states = {r.path: r.state for r in lab.roots(dry_run=True)}
-    assert states == {str(keep): gc.LIVE, str(gone): gc.DEAD}
+    assert states == {str(keep): liveness.LIVE, str(gone): liveness.DEAD}
     assert lab.pinned() == {a, b}  # a dry run writes nothing
     lab.roots()
     assert lab.pinned() == {a}
@@ -184,7 +184,7 @@ def test_an_unreadable_record_keeps_its_pins(lab: Lab):
     (entry,) = [p for p in Path(lab.cache.manifest).iterdir() if not p.name.startswith(".")]
     (entry / manifest.RECORD).write_text("not = [toml")
     (root,) = lab.roots()
-    assert root.state == gc.UNVERIFIABLE and root.archives == {a} and lab.pinned() == {a}
+    assert root.state == liveness.UNVERIFIABLE and root.archives == {a} and lab.pinned() == {a}
 
 
 def _foreign(lab: Lab, aid: str, registered_days: float, last_used_days: float) -> None:
@@ -203,14 +203,14 @@ def _foreign(lab: Lab, aid: str, registered_days: float, last_used_days: float) 
 
 @pytest.mark.parametrize(
     "registered, last_used, state",
-    [(40, 1, gc.FOREIGN), (40, 29, gc.FOREIGN), (40, 31, gc.EXPIRED), (2, 31, gc.EXPIRED)],
+    [(40, 1, liveness.FOREIGN), (40, 29, liveness.FOREIGN), (40, 31, liveness.EXPIRED), (2, 31, liveness.EXPIRED)],
 )
 def test_a_foreign_lease_runs_from_last_use(lab: Lab, registered, last_used, state):
     a = lab.archive("alpha")
     _foreign(lab, a, registered, last_used)
     (root,) = lab.roots(lease=30 * DAY)
     assert root.state == state
-    assert lab.pinned() == ({a} if state == gc.FOREIGN else set())
+    assert lab.pinned() == ({a} if state == liveness.FOREIGN else set())
 
 
 # -- eviction: choice, order, arithmetic ---------------------------------------------------------
@@ -382,7 +382,7 @@ def test_confined_folders_never_follow_a_symlink(tmp_path):
     os.symlink(victim, top / "real" / "link")
     os.symlink(victim / "f", top / "real" / "flink")
     os.symlink(victim, top / "ours")
-    with Dir.root(str(top)) as d:
+    with Dir.top(str(top)) as d:
         with pytest.raises(Unsafe):
             d.sub("ours")
         with d.sub("ours", create=True, ours=True) as fresh:  # our own folder: the link goes, a real folder comes
@@ -391,7 +391,7 @@ def test_confined_folders_never_follow_a_symlink(tmp_path):
         assert sorted(d.listdir()) == ["ours"]
     assert (victim / "f").read_text() == "keep" and (victim / "d" / "g").read_text() == "keep"
     with pytest.raises(ValueError):
-        Dir.root(str(top)).sub("../victim")
+        Dir.top(str(top)).sub("../victim")
 
 
 def test_pin_names_round_trip():
@@ -456,7 +456,7 @@ def test_last_use_outlives_the_root(lab: Lab):
     lab.record(v)
     evict.remember_last_use(lab.cache, lab.roots())  # what a prune does
     shutil.rmtree(v)
-    assert [r.state for r in lab.roots()] == [gc.DEAD]  # released
+    assert [r.state for r in lab.roots()] == [liveness.DEAD]  # released
     p = policy.Policy()
     p.max_age = 30 * DAY
     assert evict.choose(lab.cache, lab.roots(), p, write=False).chosen == []  # used a moment ago
@@ -467,7 +467,7 @@ def _refs(lab: Lab) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(lab.cache.wheels):
         out += [
-            os.path.relpath(os.path.join(dirpath, n), lab.cache.root)
+            os.path.relpath(os.path.join(dirpath, n), lab.cache.path)
             for n in dirnames + filenames
             if os.path.islink(os.path.join(dirpath, n)) or n.endswith(".http")
         ]
@@ -545,7 +545,7 @@ def test_every_root_after_a_foreign_one_is_verified_and_protected(lab: Lab):
     v = lab.env(lab.root / "v", [("mine", "1.0", mine, "symlink")])
     lab.record(v)
     roots = lab.roots()
-    assert sorted(r.state for r in roots) == [gc.FOREIGN, gc.LIVE]
+    assert sorted(r.state for r in roots) == [liveness.FOREIGN, liveness.LIVE]
     p = policy.Policy()
     p.unused = True
     assert evict.choose(lab.cache, roots, p, write=False).chosen == []
@@ -572,7 +572,7 @@ def test_pins_without_a_record_are_kept_and_an_empty_leftover_goes(lab: Lab):
     with lab.cache.entry("b" * 24, create=True):
         pass
     roots = lab.roots()
-    assert [(r.key, r.state, r.archives) for r in roots] == [("a" * 24, gc.UNVERIFIABLE, {a})]
+    assert [(r.key, r.state, r.archives) for r in roots] == [("a" * 24, liveness.UNVERIFIABLE, {a})]
     assert sorted(n for n in lab.cache.area().listdir() if not n.startswith(".")) == ["a" * 24]
 
 
@@ -601,10 +601,10 @@ def test_leftovers_go_in_a_prune_and_stay_in_a_dry_run(lab: Lab):
 def test_a_record_from_another_uv_version_is_carried_into_this_ones_bucket(lab: Lab):
     a = lab.archive("alpha")
     v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
-    older = Cache(lab.cache.root, realuv.UvBuild("0.13.8", {**BUILD.buckets, "sdists": "sdists-v10"}))
+    older = Cache(lab.cache.path, realuv.UvBuild("0.13.8", {**BUILD.buckets, "sdists": "sdists-v10"}))
     bookkeeping.Book(older, bookkeeping.Warnings()).update(str(v), "venv")
     assert lab.pinned() == set()
     (root,) = lab.roots()
-    assert root.state == gc.LIVE and lab.pinned() == {a}
+    assert root.state == liveness.LIVE and lab.pinned() == {a}
     with lab.cache.entry(root.key) as d:
         assert manifest.load(d).path == str(v)

@@ -137,7 +137,7 @@ def test_sizes_and_durations_parse_or_say_so(text):
 def test_hostile_record_contents_never_delete_outside_the_cache(tmp_path_factory, names):
     """Records and pins naming paths outside the cache, and entries that are symlinks out of it:
     a dry run and a prune's verification delete nothing outside the cache."""
-    from shim import gc
+    from shim import liveness
 
     root = tmp_path_factory.mktemp("fz")
     outside = root / "outside"
@@ -166,8 +166,8 @@ def test_hostile_record_contents_never_delete_outside_the_cache(tmp_path_factory
                 f'schema = 1\npath = "{outside}/{name}"\nhost_id = "me"\nregistered = 2026-01-01T00:00:00Z\nlast_used = 2026-01-01T00:00:00Z\n[distributions."x==1"]\nname = "x"\nversion = "1"\nmode = "symlink"\narchive = "../../{name}"\n'
             )
     os.symlink(str(outside), os.path.join(cache.manifest, "k-link"))
-    gc.verify(cache, "me", dry_run=True)
-    gc.verify(cache, "me")
+    liveness.verify(cache, "me", dry_run=True)
+    liveness.verify(cache, "me")
     assert (outside / "precious").read_text() == "keep"
     assert sorted(p.name for p in outside.iterdir()) == ["precious"]
 
