@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn, Optional
 
-_TRUE = ("1", "true", "yes")
-
 
 def _fail(e: ShimError) -> NoReturn:
     sys.stderr.write(f"uv-shim: error: {e}\n")
@@ -39,7 +37,7 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
     else:
         uv_args, exec_path, argv0, run_args = args, real.path, "uv", args
     inv = uvargs.parse(uv_args)
-    if env.get("UV_SHIM_DISABLE", "").lower() in _TRUE or not inv.intercepted:
+    if uvargs.env_true(env, "UV_SHIM_DISABLE") or not inv.intercepted:
         realuv.exec_uv(exec_path, argv0, run_args, env)
     if inv.words[0] == "cache":
         from shim import clean, prune

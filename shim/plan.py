@@ -158,62 +158,85 @@ def _references(
 def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: AbstractSet[str] = frozenset()) -> Plan:
     """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
     shim has made the pins in its bucket exactly ``pinned`` (archive ids) and removed uv's own
-    references to ``evicted``."""
+    references to ``evicted``: uv's steps in uv's order, each seeing what the earlier ones removed."""
     version = cache.build.version_tuple
     plan = Plan()
+    gone: set[str] = set()  # paths that earlier steps remove
+    canonical = _Resolver(cache)
+    _stale_entries(cache, version, plan, gone)
+    _cached_environments(cache, version, canonical, plan, gone)
+    if ci:
+        _ci_leftovers(cache, plan, gone)
+    refs = _references(cache, version, gone, evicted)
+    if cache.sdists not in gone:
+        refs.update(t for t in (canonical(os.path.join(cache.archives, a)) for a in pinned) if t)
+    archives_gone = _unreferenced_archives(cache, canonical, refs, pinned, plan, gone)
+    _measure(plan, plan.paths + archives_gone)
+    return plan
+
+
+def _stale_entries(cache: Cache, version: tuple[int, ...], plan: Plan, gone: set[str]) -> None:
+    """Every top-level entry that is not a bucket of this uv (its markers excepted)."""
     buckets = set(cache.build.all_buckets)
     markers = ROOT_MARKERS + ((LOCK_FILE,) if version >= uvfeatures.LOCKS_CACHE else ())
-    gone: set[str] = set()  # paths that earlier steps remove
-    _canonical = _Resolver(cache)
     for name in sorted(os.listdir(cache.path)):
         path = os.path.join(cache.path, name)
-        if name in markers:
-            continue
-        if os.path.isdir(path) and name in buckets:
+        if name in markers or (os.path.isdir(path) and name in buckets):
             continue
         plan.stale.append(path)
         gone.add(path)
-    envs_bucket = cache.environments
-    env_targets: set[str] = set()
-    if envs_bucket not in gone and os.path.isdir(envs_bucket):
-        for e in sorted(os.listdir(envs_bucket)):
-            path = os.path.join(envs_bucket, e)
-            if version < uvfeatures.ENV_LINKS_ONLY:
-                target = _canonical(path)  # old uv removes what the link points to
-                if target is not None:
-                    env_targets.add(target)
-                    plan.environments.append(target)
-                    gone.add(target)
-            else:
-                plan.environments.append(path)
-            gone.add(path)
-    if ci:
-        if cache.wheels not in gone and os.path.isdir(cache.wheels):
-            for e in sorted(os.listdir(cache.wheels)):
-                path = os.path.join(cache.wheels, e)
-                if os.path.isdir(path):
-                    plan.ci.append(path)
-                    gone.add(path)
-        if cache.sdists not in gone and os.path.isdir(cache.sdists):
-            for dirpath, dirnames, filenames in os.walk(cache.sdists):
-                if SDIST_METADATA in filenames:
-                    for child in sorted(dirnames + filenames):
-                        if child != SDIST_METADATA and not child.lower().endswith(WHEEL_EXT):
-                            p = os.path.join(dirpath, child)
-                            plan.ci.append(p)
-                            gone.add(p)
-                    dirnames[:] = []
-    refs = _references(cache, version, gone, evicted)
-    if cache.sdists not in gone:
-        refs.update(t for t in (_canonical(os.path.join(cache.archives, a)) for a in pinned) if t)
-    archives_gone = []
+
+
+def _cached_environments(
+    cache: Cache, version: tuple[int, ...], canonical: _Resolver, plan: Plan, gone: set[str]
+) -> None:
+    """The environments bucket: its links (and before ENV_LINKS_ONLY, what they point to)."""
+    bucket = cache.environments
+    if bucket in gone or not os.path.isdir(bucket):
+        return
+    for e in sorted(os.listdir(bucket)):
+        path = os.path.join(bucket, e)
+        if version < uvfeatures.ENV_LINKS_ONLY:
+            target = canonical(path)  # old uv removes what the link points to
+            if target is not None:
+                plan.environments.append(target)
+                gone.add(target)
+        else:
+            plan.environments.append(path)
+        gone.add(path)
+
+
+def _ci_leftovers(cache: Cache, plan: Plan, gone: set[str]) -> None:
+    """``--ci``: every folder of the wheels bucket, and what surrounds built sdists' metadata."""
+    if cache.wheels not in gone and os.path.isdir(cache.wheels):
+        for e in sorted(os.listdir(cache.wheels)):
+            path = os.path.join(cache.wheels, e)
+            if os.path.isdir(path):
+                plan.ci.append(path)
+                gone.add(path)
+    if cache.sdists not in gone and os.path.isdir(cache.sdists):
+        for dirpath, dirnames, filenames in os.walk(cache.sdists):
+            if SDIST_METADATA in filenames:
+                for child in sorted(dirnames + filenames):
+                    if child != SDIST_METADATA and not child.lower().endswith(WHEEL_EXT):
+                        p = os.path.join(dirpath, child)
+                        plan.ci.append(p)
+                        gone.add(p)
+                dirnames[:] = []
+
+
+def _unreferenced_archives(
+    cache: Cache, canonical: _Resolver, refs: set[str], pinned: set[str], plan: Plan, gone: set[str]
+) -> list[str]:
+    """The archives no reference keeps (their paths); the ones only uv's index keeps are noted."""
+    out = []
     try:
         names = sorted(os.listdir(cache.archives))
     except OSError:
         names = []
     for aid in names:
         path = os.path.join(cache.archives, aid)
-        target = _canonical(path)
+        target = canonical(path)
         if path in gone or target in gone:
             continue
         if target is not None and target in refs:
@@ -221,9 +244,8 @@ def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: Abstra
                 plan.kept_by_uv.add(aid)
             continue
         plan.archives.append(aid)
-        archives_gone.append(path)
-    _measure(plan, plan.paths + archives_gone)
-    return plan
+        out.append(path)
+    return out
 
 
 def _measure(plan: Plan, paths: list[str]) -> None:

@@ -8,6 +8,7 @@ import os
 import sys
 
 from shim import report
+from shim.uvargs import is_true
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,7 +77,7 @@ class Policy:
     def set(self, field: str, value: object, where: str) -> None:
         try:
             if field == "unused":
-                self.unused = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                self.unused = value if isinstance(value, bool) else is_true(str(value))
             elif field == "max_size":
                 self.max_size = parse_size(str(value))
             else:

@@ -255,9 +255,14 @@ def runs_child(inv: Invocation) -> bool:
 _TRUE = ("1", "true", "yes", "y", "t", "on")
 
 
+def is_true(value: str) -> bool:
+    """A boolean as uv reads one (clap's boolish values: 1, true, yes, y, t, on)."""
+    return value.strip().lower() in _TRUE
+
+
 def env_true(env: Mapping[str, str], name: str) -> bool:
-    """A boolean variable as uv reads it (clap's boolish values)."""
-    return env.get(name, "").strip().lower() in _TRUE
+    """A boolean variable (``UV_NO_CACHE``, ``UV_SHIM_DISABLE``...), read the one way."""
+    return is_true(env.get(name, ""))
 
 
 def no_cache(inv: Invocation, env: Mapping[str, str]) -> bool:
