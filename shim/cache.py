@@ -48,6 +48,23 @@ def archive_id_of(target: str) -> Optional[str]:
     return aid if is_archive_id(aid) else None
 
 
+def _entries(folder: str) -> Iterator[tuple[str, Optional[str]]]:
+    """Each entry of ``folder``: (path, the archive id a link there names ("" if none), or None
+    when the entry is no link). Nothing for a folder that cannot be read."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            target = os.readlink(path)
+        except OSError:
+            yield path, None
+            continue
+        yield path, archive_id_of(target) or ""
+
+
 def split_archive_target(target: str) -> Optional[tuple[str, str]]:
     """(cache root, archive id) of a path into some cache's archives (``<root>/archive-v0/<id>/...``)."""
     idx = target.find(_ARCHIVE_MARKER)
@@ -114,21 +131,12 @@ class Cache:
         stack = [(self.environments, 0)]
         while stack:
             folder, depth = stack.pop()
-            try:
-                names = os.listdir(folder)
-            except OSError:
-                continue
-            for name in names:
-                path = os.path.join(folder, name)
-                try:
-                    aid = archive_id_of(os.readlink(path))
-                except OSError:
+            for path, aid in _entries(folder):
+                if aid is None:
                     if depth == 0 and os.path.isdir(path):
                         stack.append((path, 1))
-                    continue
-                env = os.path.join(self.archives, aid) if aid else ""
-                if aid and self.is_cached_env(aid) and env not in out:
-                    out.append(env)
+                elif aid and self.is_cached_env(aid) and os.path.join(self.archives, aid) not in out:
+                    out.append(os.path.join(self.archives, aid))
         return out
 
     def archive_path(self, aid: str) -> str:
@@ -164,16 +172,7 @@ class Cache:
     @staticmethod
     def wheel_links_in(pkg: str) -> Iterator[tuple[str, str]]:
         """(link, archive id) for the entries of one package folder of the wheels bucket."""
-        try:
-            entries = os.listdir(pkg)
-        except OSError:
-            return
-        for entry in entries:
-            link = os.path.join(pkg, entry)
-            try:
-                aid = archive_id_of(os.readlink(link))
-            except OSError:
-                continue
+        for link, aid in _entries(pkg):
             if aid:
                 yield link, aid
 

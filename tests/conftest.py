@@ -132,6 +132,8 @@ class World:
         self.cache = root / "cache"
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
+        self.prefix: list[str] = []  # run every command under this (``setpriv`` to another user)
+        self.python_path = BASE_PYTHON  # the interpreter environments are made with
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
@@ -164,7 +166,7 @@ class World:
     ) -> subprocess.CompletedProcess:
         exe = str(self.shim_uv if shim else self.real_uv)
         proc = subprocess.run(
-            [exe, *args],
+            [*self.prefix, exe, *args],
             cwd=cwd or self.root,
             env=self.env(**env),
             capture_output=True,
@@ -178,8 +180,16 @@ class World:
 
     def venv(self, name: str) -> Path:
         path = self.root / name
-        self.uv("venv", "-q", "--python", BASE_PYTHON, str(path), shim=False)
+        self.uv("venv", "-q", "--python", self.python_path, str(path), shim=False)
         return path
+
+    @staticmethod
+    def install_args(venv: Path, *specs: str, find_links: Optional[Path] = None) -> list[str]:
+        """``pip install -q --python VENV [--no-index --find-links DIR] SPECS``."""
+        args = ["pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+        if find_links is not None:
+            args += ["--no-index", "--find-links", str(find_links)]
+        return [*args, *specs]
 
     def install(
         self,
@@ -192,9 +202,7 @@ class World:
         check: bool = True,
         **env: str,
     ) -> subprocess.CompletedProcess:
-        args = ["pip", "install", "-q", "--python", str(venv / "bin" / "python")]
-        if find_links is not None:
-            args += ["--no-index", "--find-links", str(find_links)]
+        args = self.install_args(venv, find_links=find_links)
         return self.uv(*args, *extra, *specs, shim=shim, check=check, **{"UV_LINK_MODE": mode, **env})
 
     def prune(self, *extra: str, shim: bool = False) -> subprocess.CompletedProcess:

@@ -227,6 +227,7 @@ class UserWorld(World):
     def __init__(self, root: Path, shim_home: Path, version: str, prefix: list[str]) -> None:
         super().__init__(root, shim_home, version)
         self.prefix = prefix
+        self.python_path = self.PYTHON
         self.shim_cmd = [self.PYTHON, "-m", "shim"]
 
     @staticmethod
@@ -235,40 +236,15 @@ class UserWorld(World):
         import psutil
         import tomli_w
 
-        return os.pathsep.join(
-            dict.fromkeys(
-                [
-                    str(REPO),
-                    os.path.dirname(os.path.dirname(psutil.__file__)),
-                    os.path.dirname(os.path.dirname(tomli_w.__file__)),
-                ]
-            )
-        )
+        roots = [
+            str(REPO),
+            os.path.dirname(os.path.dirname(psutil.__file__)),
+            os.path.dirname(os.path.dirname(tomli_w.__file__)),
+        ]
+        return os.pathsep.join(dict.fromkeys(roots))
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**super().env(**extra), "PYTHONPATH": self.pythonpath()}
-
-    def venv(self, name: str) -> Path:
-        path = self.root / name
-        self.uv("venv", "-q", "--python", self.PYTHON, str(path), shim=False)
-        return path
-
-    def uv(
-        self, *args: str, shim: bool = True, check: bool = True, cwd=None, input=None, **env: str
-    ) -> subprocess.CompletedProcess:
-        exe = str(self.shim_uv if shim else self.real_uv)
-        proc = subprocess.run(
-            [*self.prefix, exe, *args],
-            cwd=cwd or self.root,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=600,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
 
 
 @pytest.mark.parametrize(

@@ -129,17 +129,7 @@ def test_kill_during_installs(world: World, wheels, seed):
         specs = rng.sample(SPECS, 2)
         if "alpha==1.0" in specs and "alpha==2.0" in specs:
             specs = ["alpha==1.0", "beta==1.0"]
-        args = [
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(v / "bin" / "python"),
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            *specs,
-        ]
+        args = World.install_args(v, *specs, find_links=wheels)
         if rng.random() < 0.2:
             args = ["pip", "uninstall", "-q", "--python", str(v / "bin" / "python"), specs[0].split("==")[0]]
         _kill_at(world, args, rng.uniform(0, 0.25), env)
@@ -201,18 +191,7 @@ def test_kill_before_every_change_of_an_upgrade(world: World, wheels):
     def setup() -> None:
         world.install(v, "alpha==1.0", "beta==1.0", find_links=wheels)
 
-    args = [
-        "pip",
-        "install",
-        "-q",
-        "--python",
-        str(v / "bin" / "python"),
-        "--no-index",
-        "--find-links",
-        str(wheels),
-        "alpha==2.0",
-        "gamma==1.0",
-    ]
+    args = World.install_args(v, "alpha==2.0", "gamma==1.0", find_links=wheels)
     changes = _kill_before_each_change(world, args, setup, [v], wheels, env)
     assert changes >= 4, changes  # pins, record, unpin: the points were really visited
     _check(world, [v])

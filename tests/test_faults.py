@@ -69,17 +69,7 @@ def ro_cache(world: World, wheels):
 
 def test_read_only_cache_is_passthrough_with_one_warning(world: World, wheels, ro_cache):
     v = ro_cache
-    args = (
-        "pip",
-        "install",
-        "-q",
-        "--python",
-        str(v / "bin" / "python"),
-        "--no-index",
-        "--find-links",
-        str(wheels),
-        "beta==1.0",
-    )
+    args = tuple(World.install_args(v, "beta==1.0", find_links=wheels))
     shim = world.uv(*args, check=False, UV_LINK_MODE="symlink")
     bare = world.uv(*args, check=False, shim=False, UV_LINK_MODE="symlink")
     assert shim.returncode == bare.returncode
@@ -234,18 +224,7 @@ def test_full_disk(world: World, wheels, tiny_cache):
     assert {p: r.distributions for p, r in world.records().items()} == before  # old record intact (fail closed)
     assert not list(world.manifest_dir().rglob("*.tmp"))  # no half-written file left
     filler.unlink()
-    world.uv(
-        "pip",
-        "install",
-        "-q",
-        "--python",
-        str(v / "bin" / "python"),
-        "--no-index",
-        "--find-links",
-        str(wheels),
-        "alpha==1.0",
-        UV_LINK_MODE="symlink",
-    )
+    world.uv(*World.install_args(v, "alpha==1.0", find_links=wheels), UV_LINK_MODE="symlink")
     rec = world.records()[str(v.resolve())]
     assert set(rec.distributions) == {"alpha==1.0"}  # caught up
     world.prune()

@@ -146,18 +146,7 @@ def test_an_install_holds_the_cache_lock_until_its_pins_are_written(world: World
     fd = os.open(entry / ".lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     proc = subprocess.Popen(
-        [
-            str(world.shim_uv),
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(v / "bin" / "python"),
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            "beta==1.0",
-        ],
+        [str(world.shim_uv), *World.install_args(v, "beta==1.0", find_links=wheels)],
         env=world.env(UV_LINK_MODE="symlink"),
         cwd=world.root,
         stderr=subprocess.PIPE,
