@@ -263,7 +263,10 @@ class Dir:
                     return
                 except NotADirectoryError:
                     pass  # swapped for a link after we emptied the folder: unlink the link
-            st = self.lstat(name)
+            try:
+                st = self.lstat(name)
+            except FileNotFoundError:
+                return
         if count is not None:
             count(st)
         try:

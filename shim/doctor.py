@@ -16,8 +16,6 @@ from shim.bookkeeping import Book, Warnings
 from shim.cache import ARCHIVE_BUCKET, Cache, split_archive_target
 from shim.cachecmd import verified_roots
 from shim.errors import UserError
-from shim.report import emit as _emit
-from shim.report import table as _table
 
 
 def broken_dists(env_path: str) -> list[tuple[str, str, str]]:
@@ -52,48 +50,54 @@ def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
     )
 
 
-def cmd_doctor(
-    real: realuv.RealUv,
-    cache: Cache,
-    paths: Sequence[str],
-    fix: bool,
-    uv_args: Sequence[str],
-    out: report.Out,
-    as_json: bool,
-) -> int:
+class DoctorResult(report.Result):
+    def __init__(
+        self, cache: str, found: dict[str, list[tuple[str, str, str]]], fixed: Optional[dict[str, bool]]
+    ) -> None:
+        self.cache = cache
+        self.found = found
+        self.fixed = fixed  # None without --fix
+        self.exit_code = 0 if not found or (fixed is not None and all(fixed.values())) else 1
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "cache": self.cache,
+            "broken": [
+                {
+                    "path": env,
+                    "distributions": [{"name": n, "version": v, "archive": a} for n, v, a in b],
+                    "fixed": self.fixed.get(env) if self.fixed is not None else None,
+                }
+                for env, b in self.found.items()
+            ],
+        }
+
+    def text(self) -> str:
+        lines = []
+        for env, broken in self.found.items():
+            status = "" if self.fixed is None else (" (fixed)" if self.fixed[env] else " (NOT fixed)")
+            lines.append(f"{env}: {report.plural(len(broken), 'broken distribution')}{status}")
+            lines.extend(f"  {n}=={v} (archive {os.path.basename(a)} is gone)" for n, v, a in broken)
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def facts(self) -> list[str]:
+        if not self.found:
+            return ["No broken environments found"]
+        return ["Run `uv-shim doctor --fix` to reinstall them"] if self.fixed is None else []
+
+
+def doctor(
+    real: realuv.RealUv, cache: Cache, paths: Sequence[str], fix: bool, uv_args: Sequence[str], out: report.Out
+) -> DoctorResult:
+    """The broken environments (and, with ``fix``, whether each was repaired; ``out`` shows the
+    reinstalls as they happen)."""
     found = {}
     for env in _env_paths(cache, paths):
         broken = broken_dists(env)
         if broken:
             found[env] = broken
-    fixed: dict[str, bool] = {}
-    if fix:
-        for env, broken in found.items():
-            fixed[env] = _reinstall(real, cache, env, broken, uv_args, out)
-    doc: dict[str, Any] = {
-        "cache": cache.path,
-        "broken": [
-            {
-                "path": env,
-                "distributions": [{"name": n, "version": v, "archive": a} for n, v, a in b],
-                "fixed": fixed.get(env),
-            }
-            for env, b in found.items()
-        ],
-    }
-    lines = []
-    for env, broken in found.items():
-        status = "" if not fix else (" (fixed)" if fixed[env] else " (NOT fixed)")
-        lines.append(f"{env}: {report.plural(len(broken), 'broken distribution')}{status}")
-        lines.extend(f"  {n}=={v} (archive {os.path.basename(a)} is gone)" for n, v, a in broken)
-    _emit(doc, "\n".join(lines) + ("\n" if lines else ""), as_json, out)
-    if not found:
-        out.fact("No broken environments found")
-        return 0
-    if not fix:
-        out.fact("Run `uv-shim doctor --fix` to reinstall them")
-        return 1
-    return 0 if all(fixed.values()) else 1
+    fixed = {env: _reinstall(real, cache, env, broken, uv_args, out) for env, broken in found.items()} if fix else None
+    return DoctorResult(cache.path, found, fixed)
 
 
 def _python_of(env: str) -> str:
@@ -178,7 +182,26 @@ def discover(top: str, cache: Cache) -> list[str]:
     return sorted(found)
 
 
-def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], out: report.Out, as_json: bool) -> int:
+class AdoptResult(report.Result):
+    def __init__(self, cache: str, rows: list[dict[str, Any]]) -> None:
+        self.cache = cache
+        self.rows = rows
+
+    def doc(self) -> dict[str, Any]:
+        return {"cache": self.cache, "environments": self.rows}
+
+    def text(self) -> str:
+        if not self.rows:
+            return ""
+        cells = [[r["path"], "yes" if r["recorded"] else "no (links nothing from this cache)", r["distributions"],
+                  r["pinned_archives"]] for r in self.rows]  # fmt: skip
+        return report.table(cells, ["PATH", "RECORDED", "DISTS", "PINNED"])
+
+    def facts(self) -> list[str]:
+        return [f"Adopted {report.plural(sum(1 for r in self.rows if r['recorded']), 'environment')}"]
+
+
+def adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str]) -> AdoptResult:
     envs = [os.path.abspath(p) for p in paths]
     for p in envs:
         if not envscan.is_environment(p):
@@ -208,22 +231,4 @@ def cmd_adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str], ou
             rows.append(
                 {"path": real_path, "recorded": False, "distributions": 0, "pinned_archives": 0, "link_modes": []}
             )
-    text = (
-        _table(
-            [
-                [
-                    r["path"],
-                    "yes" if r["recorded"] else "no (links nothing from this cache)",
-                    r["distributions"],
-                    r["pinned_archives"],
-                ]
-                for r in rows
-            ],
-            ["PATH", "RECORDED", "DISTS", "PINNED"],
-        )
-        if rows
-        else ""
-    )
-    _emit({"cache": cache.path, "environments": rows}, text, as_json, out)
-    out.fact(f"Adopted {report.plural(sum(1 for r in rows if r['recorded']), 'environment')}")
-    return 0
+    return AdoptResult(cache.path, rows)

@@ -38,6 +38,7 @@ class Plan:
         self.kept_by_uv: set[str] = set()  # archive ids uv's own index references
         self.freed = 0  # bytes really freed: inodes whose every link goes
         self.files = 0
+        self.uv_version = ""  # the uv whose prune this models
 
     @property
     def paths(self) -> list[str]:
@@ -161,6 +162,7 @@ def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: Abstra
     references to ``evicted``: uv's steps in uv's order, each seeing what the earlier ones removed."""
     version = cache.build.version_tuple
     plan = Plan()
+    plan.uv_version = cache.build.version
     gone: set[str] = set()  # paths that earlier steps remove
     canonical = _Resolver(cache)
     _stale_entries(cache, version, plan, gone)

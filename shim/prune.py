@@ -19,7 +19,87 @@ from shim.policy import Policy, PolicyError, policy_from
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn, Optional
+    from typing import Any, NoReturn, Optional
+
+    from shim.plan import Plan
+
+
+class DryRunResult(report.Result):
+    """What ``uv cache prune [--ci]`` through the shim would remove and keep."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        ci: bool,
+        roots: list[liveness.Root],
+        plan: Plan,
+        labels: dict[str, str],
+        keepers: dict[str, list[str]],
+        ev: Optional[evict.Eviction],
+    ) -> None:
+        self.cache, self.ci, self.roots, self.plan, self.labels, self.keepers, self.ev = (
+            cache.path, ci, roots, plan, labels, keepers, ev
+        )  # fmt: skip
+
+    def doc(self) -> dict[str, Any]:
+        p, labels = self.plan, self.labels
+        doc: dict[str, Any] = {
+            "cache": self.cache,
+            "uv_version": self.plan.uv_version,
+            "ci": self.ci,
+            "remove": {
+                "archives": [{"id": a, "what": labels[a]} for a in p.archives],
+                "stale": p.stale,
+                "environments": p.environments,
+                "ci": p.ci,
+                "files": p.files,
+                "freed_bytes": p.freed,
+            },
+            "keep": {
+                "pinned": [{"id": a, "what": labels[a], "environments": envs} for a, envs in self.keepers.items()],
+                "referenced_by_uv": len(p.kept_by_uv),
+            },
+            "environments": [
+                {"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in self.roots
+            ],
+        }
+        if self.ev is not None:
+            doc["evict"] = {
+                "archives": [{"id": a, "what": labels[a]} for a in self.ev.chosen],
+                "freed_bytes": self.ev.freed,
+                "skipped_hardlinked": self.ev.hardlinked,
+                "kept_recent": self.ev.recent,
+                "cache_bytes_before": self.ev.size_before,
+            }
+        return doc
+
+    def text(self) -> str:
+        p, labels, rel = self.plan, self.labels, lambda path: os.path.relpath(path, self.cache)
+        lines = [f"Would remove stale cache entry: {os.path.basename(path)}" for path in p.stale]
+        lines += [f"Would remove cached environment: {rel(path)}" for path in p.environments]
+        lines += [f"Would remove (--ci): {rel(path)}" for path in p.ci]
+        lines += [
+            f"Would remove archive: {labels[aid]} ({aid})" for aid in sorted(p.archives, key=lambda a: (labels[a], a))
+        ]
+        for aid, envs in self.keepers.items():
+            more = f" and {len(envs) - 1} more" if len(envs) > 1 else ""
+            lines.append(f"Keep archive: {labels[aid]} ({aid}), used by {envs[0]}{more}")
+        return "".join(line + "\n" for line in lines)
+
+    def facts(self) -> list[str]:
+        p = self.plan
+        if p.stale or p.environments or p.ci or p.archives:
+            facts = [f"Would remove {report.plural(p.files, 'file')} ({report.human_size(p.freed)} freed)"]
+        else:
+            facts = ["No unused entries found"]
+        if self.ev is not None:
+            facts += eviction_facts(self.ev, would=True)
+        if self.keepers:
+            holders = {r.key for r in self.roots if r.archives & set(self.keepers)}
+            facts.append(
+                f"Would keep {report.plural(len(self.keepers), 'archive')} used by {report.plural(len(holders), 'environment')}"
+            )
+        return facts
 
 
 def dry_run(
@@ -32,94 +112,27 @@ def dry_run(
     """
     from shim import plan as planner
 
+    if not as_json:
+        out.fact(f"Pruning cache at: {cache.path} (dry run: nothing is removed)")
     try:
         roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
     except realuv.ShimError as e:
         error(str(e))
     kept = liveness.protected(roots)
-    ev = None
-    if policy is not None and policy.active:
-        from shim import evict
-
-        ev = evict.choose(cache, roots, policy, write=False)
+    ev = evict.choose(cache, roots, policy, write=False) if policy is not None and policy.active else None
     p = planner.plan_prune(cache, set(kept), ci=inv.has("--ci"), evicted=set(ev.chosen) if ev else frozenset())
-    labels = {aid: planner.archive_label(cache, aid) for aid in p.archives}
-    present = [aid for aid in sorted(kept) if os.path.isdir(os.path.join(cache.archives, aid))]
-    if as_json:
-        import json
-
-        doc = {
-            "cache": cache.path,
-            "uv_version": cache.build.version,
-            "ci": inv.has("--ci"),
-            "remove": {
-                "archives": [{"id": a, "what": labels[a]} for a in p.archives],
-                "stale": p.stale,
-                "environments": p.environments,
-                "ci": p.ci,
-                "files": p.files,
-                "freed_bytes": p.freed,
-            },
-            "keep": {
-                "pinned": [
-                    {
-                        "id": a,
-                        "what": planner.archive_label(cache, a),
-                        "environments": sorted({r.path for r in kept[a]}),
-                    }
-                    for a in present
-                ],
-                "referenced_by_uv": len(p.kept_by_uv),
-            },
-            "environments": [
-                {"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in roots
-            ],
-        }
-        if ev is not None:
-            doc["evict"] = {
-                "archives": [{"id": a, "what": labels.get(a) or planner.archive_label(cache, a)} for a in ev.chosen],
-                "freed_bytes": ev.freed,
-                "skipped_hardlinked": ev.hardlinked,
-                "kept_recent": ev.recent,
-                "cache_bytes_before": ev.size_before,
-            }
-        out.data(json.dumps(doc, indent=2) + "\n")
-        realuv.mirror_exit(0)
-    out.fact(f"Pruning cache at: {cache.path} (dry run: nothing is removed)")
-    lines = []
-    for path in p.stale:
-        lines.append(f"Would remove stale cache entry: {os.path.basename(path)}")
-    for path in p.environments:
-        lines.append(f"Would remove cached environment: {os.path.relpath(path, cache.path)}")
-    for path in p.ci:
-        lines.append(f"Would remove (--ci): {os.path.relpath(path, cache.path)}")
-    for aid in sorted(p.archives, key=lambda a: (labels[a], a)):
-        lines.append(f"Would remove archive: {labels[aid]} ({aid})")
-    for aid in present:
-        envs = sorted({r.path for r in kept[aid]})
-        more = f" and {len(envs) - 1} more" if len(envs) > 1 else ""
-        lines.append(f"Keep archive: {planner.archive_label(cache, aid)} ({aid}), used by {envs[0]}{more}")
-    out.data("".join(line + "\n" for line in lines))
-    total = len(p.stale) + len(p.environments) + len(p.ci) + len(p.archives)
-    if total:
-        out.fact(f"Would remove {report.plural(p.files, 'file')} ({report.human_size(p.freed)} freed)")
-    else:
-        out.fact("No unused entries found")
-    if ev is not None:
-        report_eviction(out, cache, ev, would=True)
-    if present:
-        holders = {r.key for aid in present for r in kept[aid]}
-        out.fact(
-            f"Would keep {report.plural(len(present), 'archive')} used by {report.plural(len(holders), 'environment')}"
-        )
-    realuv.mirror_exit(0)
+    keepers = {
+        a: sorted({r.path for r in kept[a]}) for a in sorted(kept) if os.path.isdir(os.path.join(cache.archives, a))
+    }
+    named = set(p.archives) | set(keepers) | set(ev.chosen if ev else ())
+    labels = {aid: planner.archive_label(cache, aid) for aid in named}
+    result = DryRunResult(cache, inv.has("--ci"), roots, p, labels, keepers, ev)
+    realuv.mirror_exit(report.render(result, as_json, out))
 
 
 def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
     """``uv cache prune [--ci] [--force] [--unused] [--max-age D] [--max-size S] [--keep-recent D]
     [--dry-run [--json]]``."""
-    from shim import evict
-
     quiet = inv.has("-q", "--quiet")
     try:
         policy, args = policy_from(args, os.environ, warn=None if quiet else report.Out().warn)
@@ -159,21 +172,23 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     if code == 0:
         _stamp_last_prune(cache)
         if ev is not None:
-            report_eviction(out, cache, ev, would=False)
+            out.facts(eviction_facts(ev, would=False))
         summarize(out, roots, cache, sizes)
     realuv.mirror_exit(code)
 
 
-def report_eviction(out: report.Out, cache: Cache, ev: evict.Eviction, would: bool) -> None:
+def eviction_facts(ev: evict.Eviction, would: bool) -> list[str]:
     size = report.human_size(ev.freed)
     what = report.plural(len(ev.chosen), "unused archive")
-    out.fact(f"Would remove {what} (would free {size})" if would else f"Removed {what} ({size} freed)")
+    facts = [f"Would remove {what} (would free {size})" if would else f"Removed {what} ({size} freed)"]
     if ev.hardlinked:
-        out.fact(
-            f"Skipped {report.plural(len(ev.hardlinked), 'archive')} hardlinked into environments: removing them frees nothing while those live"
+        facts.append(
+            f"Skipped {report.plural(len(ev.hardlinked), 'archive')} hardlinked into environments: "
+            "removing them frees nothing while those live"
         )
     if ev.recent:
-        out.fact(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
+        facts.append(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
+    return facts
 
 
 def _stamp_last_prune(cache: Cache) -> None:

@@ -118,11 +118,29 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def emit(doc: Any, text: str, as_json: bool, out: Out) -> None:
-    """One result on stdout: its JSON document, or its text."""
+class Result:
+    """What a command computed, apart from how it is shown: ``doc`` (its ``--json`` document),
+    ``text`` (stdout), ``facts`` (stderr lines) and ``exit_code``. ``render`` shows it, once."""
+
+    exit_code = 0
+
+    def doc(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        return ""
+
+    def facts(self) -> list[str]:
+        return []
+
+
+def render(result: Result, as_json: bool, out: Out) -> int:
+    """The one renderer of ``uv-shim`` commands: data on stdout (JSON or text), facts on stderr."""
     import json
 
-    out.data(json.dumps(doc, indent=2, default=str) + "\n" if as_json else text)
+    out.data(json.dumps(result.doc(), indent=2, default=str) + "\n" if as_json else result.text())
+    out.facts(result.facts())
+    return result.exit_code
 
 
 class Out:

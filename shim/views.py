@@ -18,8 +18,6 @@ from shim.cachecmd import open_cache, verified_roots
 from shim.errors import UserError
 from shim.evict import _hardlinked
 from shim.manifest import LAST_PRUNE
-from shim.report import emit as _emit
-from shim.report import table as _table
 
 
 def _age(ts: float) -> str:
@@ -52,36 +50,82 @@ def env_rows(cache: Cache, roots: list[liveness.Root]) -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_envs(cache: Cache, out: report.Out, as_json: bool) -> int:
-    rows = env_rows(cache, verified_roots(cache))
-    table = (
-        _table(
-            [
-                [
-                    r["path"],
-                    r["host"],
-                    ",".join(r["link_modes"]) or "-",
-                    r["distributions"],
-                    r["last_used_age"],
-                    r["state"] + (f" ({r['reason']})" if r["reason"] else ""),
-                ]
-                for r in rows
-            ],
-            ["PATH", "HOST", "LINK", "DISTS", "LAST USED", "STATE"],
-        )
-        if rows
-        else ""
-    )
-    _emit({"cache": cache.path, "environments": rows}, table, as_json, out)
-    if not rows:
-        out.fact(f"No environments recorded in {cache.path}")
-    return 0
+class EnvsResult(report.Result):
+    def __init__(self, cache: str, rows: list[dict[str, Any]]) -> None:
+        self.cache = cache
+        self.rows = rows
+
+    def doc(self) -> dict[str, Any]:
+        return {"cache": self.cache, "environments": self.rows}
+
+    def text(self) -> str:
+        if not self.rows:
+            return ""
+        cells = [
+            [r["path"], r["host"], ",".join(r["link_modes"]) or "-", r["distributions"], r["last_used_age"],
+             r["state"] + (f" ({r['reason']})" if r["reason"] else "")]
+            for r in self.rows
+        ]  # fmt: skip
+        return report.table(cells, ["PATH", "HOST", "LINK", "DISTS", "LAST USED", "STATE"])
+
+    def facts(self) -> list[str]:
+        return [] if self.rows else [f"No environments recorded in {self.cache}"]
+
+
+def envs(cache: Cache) -> EnvsResult:
+    return EnvsResult(cache.path, env_rows(cache, verified_roots(cache)))
 
 
 # -- status -----------------------------------------------------------------------------------
 
 
-def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
+class StatusResult(report.Result):
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._doc = doc
+
+    def doc(self) -> dict[str, Any]:
+        return self._doc
+
+    def text(self) -> str:
+        doc = self._doc
+        next_lease, last = doc["next_lease_end_seconds"], doc["last_prune"]
+        policies = doc["policies"]
+        archives = doc["archives"]
+        env = doc["environments"]
+        other = (
+            f", {env['other_hosts']} on other hosts"
+            + (f" (next lease ends in {report.human_age(next_lease)})" if next_lease is not None else "")
+            if env["other_hosts"]
+            else ""
+        )
+        rows = [
+            ("Cache", f"{doc['cache']} (uv {doc['uv_version']}), {report.human_size(doc['size_bytes'])}"),
+            (
+                "Archives",
+                f"{sum(a['count'] for a in archives.values())}: "
+                f"{archives['symlinked']['count']} linked by symlink ({report.human_size(archives['symlinked']['bytes'])}), "
+                f"{archives['hardlinked']['count']} by hardlink ({report.human_size(archives['hardlinked']['bytes'])}), "
+                f"{archives['only_cached']['count']} only cached ({report.human_size(archives['only_cached']['bytes'])})",
+            ),
+            *[
+                (
+                    f"`{name}`",
+                    f"would free {report.human_size(p['freed_bytes'])} ({report.plural(p['archives'], 'archive')}, {report.plural(p['files'], 'file')})",
+                )
+                for name, p in policies.items()
+            ],
+            (
+                "Environments",
+                f"{env['live']} live, {env['dead']} dead{other}"
+                + (f", {env['unverifiable']} unverifiable" if env["unverifiable"] else ""),
+            ),
+            ("Last prune", _age(last) if last else "never through uv-shim"),
+        ]
+        width = max(len(k) for k, _ in rows) + 2
+        return "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows)
+
+
+def status(cache: Cache) -> StatusResult:
     from shim import plan as planner
 
     roots = verified_roots(cache)
@@ -130,44 +174,33 @@ def cmd_status(cache: Cache, out: report.Out, as_json: bool) -> int:
         "next_lease_end_seconds": next_lease,
         "last_prune": last,
     }
-    env = doc["environments"]
-    other = (
-        f", {env['other_hosts']} on other hosts"
-        + (f" (next lease ends in {report.human_age(next_lease)})" if next_lease is not None else "")
-        if env["other_hosts"]
-        else ""
-    )
-    rows = [
-        ("Cache", f"{cache.path} (uv {cache.build.version}), {report.human_size(total)}"),
-        (
-            "Archives",
-            f"{len(ids)}: {len(states['symlinked'])} linked by symlink ({report.human_size(sizes['symlinked'])}), "
-            f"{len(states['hardlinked'])} by hardlink ({report.human_size(sizes['hardlinked'])}), "
-            f"{len(states['only_cached'])} only cached ({report.human_size(sizes['only_cached'])})",
-        ),
-        *[
-            (
-                f"`{name}`",
-                f"would free {report.human_size(p['freed_bytes'])} ({report.plural(p['archives'], 'archive')}, {report.plural(p['files'], 'file')})",
-            )
-            for name, p in policies.items()
-        ],
-        (
-            "Environments",
-            f"{env['live']} live, {env['dead']} dead{other}"
-            + (f", {env['unverifiable']} unverifiable" if env["unverifiable"] else ""),
-        ),
-        ("Last prune", _age(last) if last else "never through uv-shim"),
-    ]
-    width = max(len(k) for k, _ in rows) + 2
-    _emit(doc, "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows), as_json, out)
-    return 0
+    return StatusResult(doc)
 
 
 # -- why --------------------------------------------------------------------------------------
 
 
-def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
+class WhyResult(report.Result):
+    def __init__(self, cache: str, answers: list[dict[str, Any]]) -> None:
+        self.cache = cache
+        self.answers = answers
+
+    def doc(self) -> dict[str, Any]:
+        return {"cache": self.cache, "archives": self.answers}
+
+    def text(self) -> str:
+        lines = []
+        for a in self.answers:
+            lines.append(f"{a['what']} ({a['id']}): {a['verdict']}")
+            lines.extend(f"  used by {p}" for p in a["environments"])
+            if a["hardlinked"]:
+                lines.append("  hardlinked into an environment: removing it frees nothing while that lives")
+            if a["removed_by"]:
+                lines.append(f"  `{a['removed_by']}` would remove it")
+        return "\n".join(lines) + "\n"
+
+
+def why(cache: Cache, target: str) -> WhyResult:
     from shim import plan as planner
 
     try:
@@ -215,31 +248,24 @@ def cmd_why(cache: Cache, target: str, out: report.Out, as_json: bool) -> int:
                 "removed_by": removal,
             }
         )
-    lines = []
-    for a in answers:
-        lines.append(f"{a['what']} ({a['id']}): {a['verdict']}")
-        for p in a["environments"]:
-            lines.append(f"  used by {p}")
-        if a["hardlinked"]:
-            lines.append("  hardlinked into an environment: removing it frees nothing while that lives")
-        if a["removed_by"]:
-            lines.append(f"  `{a['removed_by']}` would remove it")
-    _emit({"cache": cache.path, "archives": answers}, "\n".join(lines) + "\n", as_json, out)
-    return 0
+    return WhyResult(cache.path, answers)
 
 
 def run(ns: argparse.Namespace) -> int:
     """Dispatch ``status|envs|why|doctor|adopt``; errors go to the entry point (``shim.cli``)."""
     out = report.Out(quiet=getattr(ns, "quiet", False), verbose=getattr(ns, "verbose", False))
     real, cache = open_cache(ns.cache_dir)
+    result: report.Result
     if ns.command == "status":
-        return cmd_status(cache, out, ns.json)
-    if ns.command == "envs":
-        return cmd_envs(cache, out, ns.json)
-    if ns.command == "why":
-        return cmd_why(cache, ns.target, out, ns.json)
-    if ns.command == "doctor":
-        return doctor.cmd_doctor(real, cache, ns.paths, ns.fix, ns.uv_args, out, ns.json)
-    if not ns.paths and not ns.discover:
-        raise UserError("give environment paths or --discover DIR")
-    return doctor.cmd_adopt(cache, ns.paths, ns.discover, out, ns.json)
+        result = status(cache)
+    elif ns.command == "envs":
+        result = envs(cache)
+    elif ns.command == "why":
+        result = why(cache, ns.target)
+    elif ns.command == "doctor":
+        result = doctor.doctor(real, cache, ns.paths, ns.fix, ns.uv_args, out)
+    else:
+        if not ns.paths and not ns.discover:
+            raise UserError("give environment paths or --discover DIR")
+        result = doctor.adopt(cache, ns.paths, ns.discover)
+    return report.render(result, ns.json, out)
