@@ -182,13 +182,8 @@ def discover(top: str, cache: Cache) -> list[str]:
     return sorted(found)
 
 
-class AdoptResult(report.Result):
-    def __init__(self, cache: str, rows: list[dict[str, Any]]) -> None:
-        self.cache = cache
-        self.rows = rows
-
-    def doc(self) -> dict[str, Any]:
-        return {"cache": self.cache, "environments": self.rows}
+class AdoptResult(report.RowsResult):
+    key = "environments"
 
     def text(self) -> str:
         if not self.rows:

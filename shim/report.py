@@ -134,6 +134,19 @@ class Result:
         return []
 
 
+class RowsResult(Result):
+    """A result that is one list of rows, under ``key`` in its document beside the cache."""
+
+    key = "rows"
+
+    def __init__(self, cache: str, rows: list[dict[str, Any]]) -> None:
+        self.cache = cache
+        self.rows = rows
+
+    def doc(self) -> dict[str, Any]:
+        return {"cache": self.cache, self.key: self.rows}
+
+
 def render(result: Result, as_json: bool, out: Out) -> int:
     """The one renderer of ``uv-shim`` commands: data on stdout (JSON or text), facts on stderr."""
     import json

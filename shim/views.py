@@ -50,13 +50,8 @@ def env_rows(cache: Cache, roots: list[liveness.Root]) -> list[dict[str, Any]]:
     return rows
 
 
-class EnvsResult(report.Result):
-    def __init__(self, cache: str, rows: list[dict[str, Any]]) -> None:
-        self.cache = cache
-        self.rows = rows
-
-    def doc(self) -> dict[str, Any]:
-        return {"cache": self.cache, "environments": self.rows}
+class EnvsResult(report.RowsResult):
+    key = "environments"
 
     def text(self) -> str:
         if not self.rows:
@@ -180,17 +175,12 @@ def status(cache: Cache) -> StatusResult:
 # -- why --------------------------------------------------------------------------------------
 
 
-class WhyResult(report.Result):
-    def __init__(self, cache: str, answers: list[dict[str, Any]]) -> None:
-        self.cache = cache
-        self.answers = answers
-
-    def doc(self) -> dict[str, Any]:
-        return {"cache": self.cache, "archives": self.answers}
+class WhyResult(report.RowsResult):
+    key = "archives"
 
     def text(self) -> str:
         lines = []
-        for a in self.answers:
+        for a in self.rows:
             lines.append(f"{a['what']} ({a['id']}): {a['verdict']}")
             lines.extend(f"  used by {p}" for p in a["environments"])
             if a["hardlinked"]:
