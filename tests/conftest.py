@@ -296,6 +296,26 @@ print("\n".join(out))
 """
 
 
+def hold_shared_lock(lock: Path, seconds: int = 120) -> subprocess.Popen:
+    """Another process holding a shared flock on uv's cache lock, as a running uv does (until
+    killed, or for ``seconds``); returns once the lock is held."""
+    code = f"import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep({seconds})"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def make_project(w: World, wheels: Path, dependencies: str = "") -> Path:
+    """``<world>/proj``: a project resolving only from ``wheels``."""
+    proj = w.root / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text(
+        f'[project]\nname = "proj"\nversion = "0.1"\nrequires-python = ">=3.9"\ndependencies = [{dependencies}]\n'
+        f'[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
+    )
+    return proj
+
+
 def pair(tmp_path: Path, shim_home: Path, version: str):
     """Two separate worlds of one uv version: one to break with the bare uv (the control), one
     to protect through the shim."""

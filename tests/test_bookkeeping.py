@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import NEWEST, OLDEST, World
+from conftest import NEWEST, OLDEST, World, make_project
 
 
 def test_hardlink_and_copy_are_recorded_without_pins(world: World, wheels):
@@ -26,18 +26,8 @@ def test_environment_linking_nothing_is_not_recorded(world: World, wheels):
     assert world.records() == {}
 
 
-def _project(world: World, wheels: Path) -> Path:
-    proj = world.root / "proj"
-    proj.mkdir()
-    (proj / "pyproject.toml").write_text(
-        '[project]\nname = "proj"\nversion = "0.1"\nrequires-python = ">=3.9"\ndependencies = ["alpha==1.0", "beta"]\n'
-        f'[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
-    )
-    return proj
-
-
 def test_sync_records_project_environment(world: World, wheels):
-    proj = _project(world, wheels)
+    proj = make_project(world, wheels, '"alpha==1.0", "beta"')
     world.uv("sync", "-q", "--python", os.sys.executable, cwd=proj, UV_LINK_MODE="symlink")
     rec = world.records()[str((proj / ".venv").resolve())]
     assert sorted(rec.distributions) == ["alpha==1.0", "beta==1.0"]
@@ -46,7 +36,7 @@ def test_sync_records_project_environment(world: World, wheels):
 
 
 def test_uv_run_registers_then_catches_up(world: World, wheels):
-    proj = _project(world, wheels)
+    proj = make_project(world, wheels, '"alpha==1.0", "beta"')
     world.uv("sync", "-q", "--python", os.sys.executable, cwd=proj, UV_LINK_MODE="symlink", shim=False)
     assert world.records() == {}
     out = world.uv("run", "-q", "python", "-c", "import alpha; print(alpha.VALUE)", cwd=proj, UV_LINK_MODE="symlink")

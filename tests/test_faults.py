@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import World
+from conftest import World, hold_shared_lock
 
 
 def _warnings(stderr: str):
@@ -246,17 +246,7 @@ def test_lock_file_replaced_while_waiting(world: World, wheels):
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
     lock = world.cache / ".lock"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(3)",
-            str(lock),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_shared_lock(lock, seconds=3)
     prune = subprocess.Popen([str(world.shim_uv), "cache", "prune"], env=world.env(), stderr=subprocess.PIPE, text=True)
     import time
 

@@ -11,13 +11,12 @@ import fcntl
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_wheel, pair
+from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, hold_shared_lock, make_project, make_wheel, pair
 
 EDGE = sorted({OLDEST, NEWEST}, key=_vt)
 
@@ -79,21 +78,6 @@ def test_an_environment_behind_a_symlink_is_live(tmp_path, shim_home, wheels, ve
 # -- the lock ------------------------------------------------------------------------------------
 
 
-def _hold_shared(lock: Path) -> subprocess.Popen:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)",
-            str(lock),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_roots_are_verified_after_the_lock_is_taken(tmp_path, shim_home, wheels):
     """A prune waits for uv's cache lock; meanwhile the bare uv installs into a recorded
     environment. What the prune keeps is decided after it holds the lock, so it pins that too.
@@ -102,7 +86,7 @@ def test_roots_are_verified_after_the_lock_is_taken(tmp_path, shim_home, wheels)
         shim = w.root.name == "shim"
         v = w.venv("v")
         w.install(v, "alpha==1.0", find_links=wheels)  # through the shim in both worlds
-        holder = _hold_shared(w.cache / ".lock")
+        holder = hold_shared_lock(w.cache / ".lock")
         prune = subprocess.Popen(
             [str(w.shim_uv if shim else w.real_uv), "cache", "prune", "--ci"],
             env=w.env(),
@@ -258,21 +242,11 @@ def test_an_intercepted_command_ends_the_way_uv_ended(world: World, how, code):
 # -- commands that change environments -----------------------------------------------------------
 
 
-def _project(w: World, wheels: Path) -> Path:
-    proj = w.root / "proj"
-    proj.mkdir()
-    (proj / "pyproject.toml").write_text(
-        '[project]\nname = "proj"\nversion = "0.1"\nrequires-python = ">=3.9"\ndependencies = []\n'
-        f'[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
-    )
-    return proj
-
-
 @pytest.mark.parametrize("version", EDGE)
 def test_uv_add_and_remove_are_protected(tmp_path, shim_home, wheels, version):
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
-        proj = _project(w, wheels)
+        proj = make_project(w, wheels)
         env = dict(UV_LINK_MODE="symlink", UV_PYTHON=BASE_PYTHON)
         w.uv("add", "-q", "alpha==1.0", "beta==1.0", cwd=proj, shim=shim, **env)
         w.uv("remove", "-q", "beta", cwd=proj, shim=shim, **env)

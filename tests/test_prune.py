@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import threading
 
 import pytest
-from conftest import NEWEST, OLDEST, World
+from conftest import NEWEST, OLDEST, World, hold_shared_lock
 from test_protection import _refresh_scenario
 
 
@@ -124,18 +123,8 @@ def test_mixed_versions_on_one_cache(tmp_path, shim_home, wheels, monkeypatch, i
 def test_waits_for_the_cache_lock_and_names_the_holder(world: World, wheels):
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
-    holder = subprocess.Popen(
-        [
-            "python3",
-            "-c",
-            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)",
-            str(world.cache / ".lock"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_shared_lock(world.cache / ".lock", seconds=60)
     try:
-        assert holder.stdout.readline().strip() == "held"
         out = shim_prune(world, check=False, UV_LOCK_TIMEOUT="1")
         assert out.returncode == 2
         assert f"held by pid {holder.pid}" in out.stderr
