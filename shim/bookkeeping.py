@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from shim import envscan, hostid, manifest, realuv, targets, uvargs
+from shim import envscan, followup, hostid, manifest, realuv, targets, uvargs
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir
@@ -20,20 +20,26 @@ from shim.manifest import Record, RecordError, is_pinned, pin, pins, unpin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn, Optional
 
 TOUCH_EVERY = 3600.0  # seconds: last_used is rewritten at most this often on no-op paths
 
 
 class Warnings:
-    """At most one ``uv-shim: warning:`` line per invocation (uv's output stays uv's)."""
+    """At most one ``uv-shim: warning:`` line per invocation (uv's output stays uv's); a detached
+    helper hands its one line to ``sink`` instead (kept for the next command to print)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Optional[Callable[[str], None]] = None) -> None:
         self.first: Optional[str] = None
+        self.sink = sink
 
     def __call__(self, message: str) -> None:
         if self.first is None:
             self.first = message
+            if self.sink is not None:
+                self.sink(message)
+                return
             sys.stderr.write(f"uv-shim: warning: {message}\n")
             sys.stderr.flush()
 
@@ -87,11 +93,15 @@ class Book:
                 if dirty:
                     manifest.save(entry, rec)
 
-    def update(self, env_path: str, kind: str) -> None:
-        """Scan the environment, pin what it links by symlink, drop pins it no longer needs."""
+    def update(self, env_path: str, kind: str, final: bool = True) -> None:
+        """Scan the environment, pin what it links by symlink, drop pins it no longer needs.
+
+        Not ``final`` while uv may still be installing: an environment that does not exist yet
+        or links nothing yet keeps its root."""
         real, key = self.key(env_path)
         if not os.path.isdir(real):
-            self._forget(key)  # the environment is gone: its root is dead
+            if final:
+                self._forget(key, "the environment was gone after uv ran")
             return
         try:
             stamp = envscan.site_stamp(real, kind)
@@ -100,7 +110,8 @@ class Book:
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
             return
         if not dists:
-            self._forget(key)  # links nothing from the cache: nothing to record
+            if final:
+                self._forget(key, "it linked nothing from the cache after uv ran")
             return
         entry = self.cache.entry(key)
         if entry is not None:
@@ -116,6 +127,7 @@ class Book:
             rec.site_stamp = stamp
             rec.uv_version = self.cache.build.version
             rec.python = rec.python or envscan.python_version(real)
+            rec.inode = envscan.inode_of(real)
             new_pins = set(rec.pinned)
             for aid in sorted(new_pins):
                 pin(entry, aid)  # pins before the record: fail closed if we die here
@@ -124,12 +136,18 @@ class Book:
             for aid in sorted(old_pins - new_pins):
                 unpin(entry, aid)
 
-    def _forget(self, key: str) -> None:
+    def _forget(self, key: str, why: str) -> None:
         entry = self.cache.entry(key)
         if entry is None:
             return
         with entry, manifest.lock(entry):
-            manifest.remove(self.cache.area(), key)  # type: ignore[arg-type]
+            area = self.cache.area()
+            assert area is not None
+            try:
+                manifest.log_release(area, manifest.load(entry), why)
+            except (OSError, RecordError):
+                pass  # no readable record: nothing to say about it
+            manifest.remove(area, key)
 
     @staticmethod
     def _pinned(entry: Dir, dists: dict[str, envscan.Dist]) -> bool:
@@ -166,14 +184,18 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
                 except RecordError as e:
                     warn(str(e))
     except Exception as e:
-        warn(_describe(e, "cannot record environments; running uv without protection"))
+        warn(describe(e, "cannot record environments; running uv without protection"))
         book = None
 
     if book is None or not envs:
         realuv.exec_uv(exec_path, argv0, args, env)  # nothing to record (or cannot): pure passthrough
+    _print_notices(book)
     if uvargs.runs_child(inv):
-        # The child may run for hours: catch up on what earlier runs linked, then get out of the way.
-        _update_all(book, envs, warn, "could not refresh pins")
+        # The child may run for hours: a detached helper pins what uv installs, then uv takes over.
+        try:
+            followup.start(book.cache.path, book.cache.build, envs, inv)
+        except Exception as e:
+            warn(describe(e, "cannot start the helper that records what uv installs"))
         realuv.exec_uv(exec_path, argv0, args, env)
 
     t_pre = time.perf_counter() - t_start
@@ -195,6 +217,15 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     realuv.mirror_exit(code)
 
 
+def _print_notices(book: Book) -> None:
+    """What a detached helper could not say on its own (at most one line each, then gone)."""
+    try:
+        for message in manifest.take_notices(book.cache):
+            book.warn(message)
+    except Exception:  # a notice is never worth failing the command
+        pass
+
+
 def _update_all(book: Book, envs: list[tuple[str, str]], warn: Warnings, what: str) -> None:
     for path, kind in envs:
         try:
@@ -202,10 +233,10 @@ def _update_all(book: Book, envs: list[tuple[str, str]], warn: Warnings, what: s
         except RecordError as e:
             warn(str(e))
         except Exception as e:
-            warn(_describe(e, what))
+            warn(describe(e, what))
 
 
-def _describe(e: Exception, what: str) -> str:
+def describe(e: Exception, what: str) -> str:
     if isinstance(e, OSError):
         where = f" ({e.filename})" if e.filename else ""
         return f"{what}: {e.strerror or e}{where}"

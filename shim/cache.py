@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 ARCHIVE_BUCKET = "archive-v0"  # unpacked wheels and cached environments, one folder per id
 _ARCHIVE_MARKER = os.sep + ARCHIVE_BUCKET + os.sep
 SDISTS_PREFIX = "sdists-v"  # every uv version's sdists bucket: sdists-v9, sdists-v11, ...
+BUILDS_PREFIX = "builds-v"  # build environments (builds-v0/.tmpXXXX/bin/python runs a build backend)
 SHIM_DIR = "uv-shim"  # our record area inside the sdists bucket (its contents: shim.manifest)
 CACHEDIR_TAG = "CACHEDIR.TAG"
 LOCK_FILE = ".lock"  # uv's cache lock (a flock), also beside wheels-bucket entries

@@ -92,6 +92,8 @@ def summarize(out: report.Out, roots: list[liveness.Root], cache: Cache, sizes: 
             f"{report.plural(len(holders), 'environment')}"
         )
     for root in roots:
+        if root.moved_from:
+            out.fact(f"Followed {root.moved_from} to {root.path} (moved or renamed)")
         if root.state == liveness.LIVE and root.archives and out.verbose and not out.quiet:
             names = sorted({d.key for d in root.distributions(cache).values() if d.archive in root.archives})
             what = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -98,6 +98,15 @@ def site_stamp(root: str, kind: str) -> str:
     return ",".join(out)
 
 
+def inode_of(root: str) -> str:
+    """ "device:inode" of an environment folder: what finds it again after a move or a rename."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def is_environment(root: str) -> bool:
     return os.path.isfile(os.path.join(root, "pyvenv.cfg")) or bool(site_dirs(root, "prefix"))
 

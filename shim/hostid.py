@@ -1,7 +1,10 @@
 """Who is running: a host identity that tells containers sharing one cache apart.
 
-hostname + machine-id + container id (from /proc/self/cgroup or mountinfo), hashed. Roots
-recorded under another identity cannot be checked from here and are kept until their lease ends.
+Everything that decides what a path means: hostname, machine-id, container id (from
+/proc/self/cgroup or mountinfo), the mount namespace and the root folder (a chroot, bubblewrap,
+Apptainer or ``unshare -m`` shares hostname and machine-id with the host but not its mounts),
+hashed. Roots recorded under another identity cannot be checked from here and are kept until
+their lease ends: fail closed.
 ``UV_SHIM_HOST_ID`` overrides it (tests, or hosts that want a stable name).
 """
 
@@ -50,6 +53,21 @@ def container_id() -> str:
     return ""
 
 
+def filesystem_view() -> str:
+    """What tells two views of the filesystem apart on one machine: the mount namespace and the
+    root folder's device and inode ("?" where unreadable: then it matches only itself)."""
+    try:
+        ns = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        ns = "?"
+    try:
+        st = os.stat("/")
+        root = f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        root = "?"
+    return f"{ns} {root}"
+
+
 def identity() -> tuple[str, str]:
     """(hostname, host id)."""
     global _identity
@@ -62,6 +80,6 @@ def identity() -> tuple[str, str]:
             _identity = (hostname, override)
         else:
             machine = _read("/etc/machine-id").strip() or _read("/var/lib/dbus/machine-id").strip()
-            raw = "\0".join((hostname, machine, container_id()))
+            raw = "\0".join((hostname, machine, container_id(), filesystem_view()))
             _identity = (hostname, _sha256(raw.encode()).hexdigest()[:16])
     return _identity

@@ -8,10 +8,11 @@ fail closed for deletion.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 
-from shim import envscan, manifest
+from shim import envscan, manifest, moves
 from shim.cache import Cache
 from shim.confined import Dir
 from shim.manifest import Record, RecordError, pin, pins, unpin
@@ -27,17 +28,23 @@ DEAD = "dead"  # this host, environment gone: dropped with its pins
 FOREIGN = "foreign"  # another host: kept until its lease ends
 EXPIRED = "expired"  # another host, lease ended: dropped
 UNVERIFIABLE = "unverifiable"  # cannot read the record or the environment: pins kept
+PENDING = "pending"  # this host, registered before uv created it: kept a while, links nothing yet
+
+PENDING_GRACE = 3600.0  # seconds a root may wait for uv to create its environment
 
 
 class Root:
     """One root as the prune sees it."""
 
-    def __init__(self, key: str, state: str, record: Optional[Record], archives: set[str], reason: str = "") -> None:
+    def __init__(
+        self, key: str, state: str, record: Optional[Record], archives: set[str], reason: str = "", moved_from: str = ""
+    ) -> None:
         self.key = key
         self.state = state
         self.record = record
         self.archives = archives  # archive ids protected by a pin in the pruning uv's bucket
         self.reason = reason
+        self.moved_from = moved_from  # the path it was recorded at, when it was found moved
 
     @property
     def path(self) -> str:
@@ -150,20 +157,29 @@ class _Store:
     def __init__(self, cache: Cache, write: bool) -> None:
         self.cache = cache
         self.write = write
-        self.dropped: list[Entry] = []
+        self.dropped: list[tuple[list[Entry], Optional[Record], str]] = []
 
-    def drop(self, entries: list[Entry]) -> None:
+    def drop(self, entries: list[Entry], record: Optional[Record] = None, why: str = "") -> None:
         if self.write:
-            self.dropped.extend(entries)
+            self.dropped.append((entries, record, why))
 
     def release_dropped(self) -> None:
-        for entry in self.dropped:
-            try:
-                d = entry.open()
-            except FileNotFoundError:
-                continue
-            with d, manifest.lock(d):
-                manifest.remove(entry.area, entry.key)
+        """Release the dropped roots, each logged (``manifest.log_release``) before it goes."""
+        for entries, record, why in self.dropped:
+            if record is not None:
+                area = self.cache.area(create=True)
+                if area is not None:
+                    try:
+                        manifest.log_release(area, record, why)
+                    except OSError:
+                        pass  # a log we cannot write never keeps a dead root alive
+            for entry in entries:
+                try:
+                    d = entry.open()
+                except FileNotFoundError:
+                    continue
+                with d, manifest.lock(d):
+                    manifest.remove(entry.area, entry.key)
         self.dropped = []
 
     def keep(
@@ -220,14 +236,14 @@ def verify(
         if record.host_id != host_id:
             age = now - record.last_used.timestamp()
             if age > lease:
-                store.drop(entries)
+                store.drop(entries, record, f"lease ended (host {record.host}, last seen {int(age // 86400)} days ago)")
                 roots.append(Root(key, EXPIRED, record, set(), f"last seen {int(age // 86400)} days ago"))
                 continue
             kept = set(record.pinned) | _pinned_anywhere([e for e in entries if e.area is area])
             store.keep(key, record, kept, exact=True)
             roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
             continue
-        roots.append(_verify_own_full(store, key, entries, record))
+        roots.append(_verify_own_full(store, key, entries, record, now))
     store.release_dropped()
     return roots
 
@@ -265,8 +281,14 @@ def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
     return Root(key, LIVE, head, want)
 
 
-def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Record) -> Root:
+def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Record, now: float) -> Root:
     cache = store.cache
+    if record.kind != "cached" and not os.path.lexists(record.path):
+        moved = moves.find_moved(record.path, record.inode)
+        if moved is not None:
+            return _reroot(store, key, entries, record, moved)
+        if not record.scanned and now - record.registered.timestamp() < PENDING_GRACE:
+            return Root(key, PENDING, record, set(), "registered before uv created it")
     try:
         os.stat(record.path)
         exists = os.path.isdir(record.path)
@@ -279,10 +301,9 @@ def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Reco
         store.keep(key, record, kept)
         return Root(key, UNVERIFIABLE, record, kept, f"{e.strerror or e}")
     if not exists or not dists:
-        store.drop(entries)
-        return Root(
-            key, DEAD, record, set(), "environment no longer exists" if not exists else "links nothing from the cache"
-        )
+        why = "environment no longer exists" if not exists else "links nothing from the cache"
+        store.drop(entries, record, why)
+        return Root(key, DEAD, record, set(), why)
     changed = record.distributions != dists or not record.scanned or record.site_stamp != stamp
     if changed:
         record.set_dists(dists)
@@ -290,6 +311,34 @@ def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Reco
     kept = set(record.pinned)
     store.keep(key, record, kept, exact=True, rewrite=changed)
     return Root(key, LIVE, record, kept)
+
+
+def _reroot(store: _Store, key: str, entries: list[Entry], record: Record, moved: str) -> Root:
+    """The environment was renamed or moved: record it at its new path (a new key), pins there
+    first, then release the old key (logged as a move). It is the same environment only if it
+    still links something it linked before."""
+    from shim.record import entry_key
+
+    new_path = os.path.realpath(moved)
+    try:
+        dists = envscan.scan(new_path, record.kind, store.cache)
+    except OSError as e:
+        kept = set(record.pinned) | _pinned_anywhere(entries)
+        store.keep(key, record, kept)
+        return Root(key, UNVERIFIABLE, record, kept, f"moved to {new_path}? {e.strerror or e}")
+    if record.distributions and not set(dists).intersection(record.distributions):
+        store.drop(entries, record, "environment no longer exists")
+        return Root(key, DEAD, record, set(), "environment no longer exists")
+    old_path = record.path
+    released = copy.copy(record)  # logged at its old path
+    new_key = entry_key(record.host_id, new_path)
+    record.path = new_path
+    record.set_dists(dists)
+    record.site_stamp = envscan.site_stamp(new_path, record.kind)
+    kept = set(record.pinned)
+    store.keep(new_key, record, kept, exact=True, rewrite=True)
+    store.drop(entries, released, f"moved to {new_path}")
+    return Root(new_key, LIVE, record, kept, f"moved from {old_path}", moved_from=old_path)
 
 
 def protected(roots: list[Root]) -> dict[str, list[Root]]:

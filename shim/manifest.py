@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Optional, Union
 
+    from shim.cache import Cache
+
 # Every name in uv-shim's record area (``<sdists bucket>/uv-shim/``, see ``cache.Cache.area``):
 # one folder per root named by its key, holding RECORD, its pins and a writer lock; beside them
 # the memo files and the folders of operations in flight.
@@ -47,6 +49,9 @@ SIZES = ".archive-sizes"  # archive id -> bytes (an unpacked wheel never changes
 LAST_PRUNE = ".last-prune"  # its mtime: the last prune through the shim
 HOLD_PREFIX = ".evicting."  # .evicting.<pid>/: uv's references set aside while uv prunes
 RELEASED = ".released."  # .released.<key>.<pid>/: a root being removed
+NOTICES = ".notices"  # .notices/<pid>: what a detached helper could not print (next command does)
+RELEASE_LOG = ".release-log"  # one JSON line per released root: path, when, why, what it held
+RELEASE_LOG_MAX = 256 * 1024  # bytes; then it becomes .release-log.old (one generation kept)
 
 
 def held_name(i: int, j: int) -> str:
@@ -276,3 +281,77 @@ def remove(area: Dir, key: str) -> None:
     gone = f"{RELEASED}{key}.{os.getpid()}"
     area.replace(key, gone)
     area.remove_tree(gone)
+
+
+def add_notice(cache: Cache, message: str) -> None:
+    area = cache.area(create=True)
+    assert area is not None
+    with area.sub(NOTICES, create=True, ours=True) as d:
+        d.write_atomic(str(os.getpid()), message.encode("utf-8", "replace"))
+
+
+def take_notices(cache: Cache) -> list[str]:
+    """The helpers' messages, oldest first, removed as they are read (each is shown once)."""
+    area = cache.area()
+    if area is None:
+        return []
+    try:
+        d = area.sub(NOTICES)
+    except OSError:
+        return []
+    out = []
+    with d:
+        for name in sorted(d.listdir(), key=lambda n: d.lstat(n).st_mtime_ns):
+            if name.isdigit():
+                try:
+                    out.append(d.read(name).decode("utf-8", "replace").strip())
+                finally:
+                    d.unlink(name)
+    return [m for m in out if m]
+
+
+def log_release(area: Dir, record: Record, why: str, when: Optional[float] = None) -> None:
+    """Append one line to the release log (``uv-shim doctor`` reads it): a release is never silent."""
+    import json
+    import time
+
+    line = json.dumps(
+        {
+            "time": int(time.time() if when is None else when),
+            "path": record.path,
+            "host": record.host,
+            "why": why,
+            "archives": sorted({d.archive for d in record.distributions.values() if d.archive}),
+            "distributions": sorted(record.distributions),
+        },
+        sort_keys=True,
+    )
+    fd = area.open(RELEASE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line.encode("utf-8", "surrogateescape") + b"\n")  # one write: lines never interleave
+        full = os.fstat(fd).st_size > RELEASE_LOG_MAX
+    finally:
+        os.close(fd)
+    if full:
+        area.replace(RELEASE_LOG, RELEASE_LOG + ".old")
+
+
+def releases(area: Dir) -> list[dict]:
+    """The release log, oldest first (lines that do not parse are skipped)."""
+    import json
+
+    data = b""
+    for name in (RELEASE_LOG + ".old", RELEASE_LOG):
+        try:
+            data += area.read(name)
+        except OSError:
+            continue
+    out = []
+    for line in data.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out

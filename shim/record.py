@@ -69,6 +69,7 @@ class Record:
         scanned: bool = False,
         distributions: Optional[dict[str, Dist]] = None,
         site_stamp: str = "",
+        inode: str = "",
     ) -> None:
         self.path = path
         self.host = host
@@ -82,6 +83,7 @@ class Record:
         self.scanned = scanned  # False until scanned after uv ran (an install may be in flight)
         self.distributions = distributions or {}
         self.site_stamp = site_stamp  # mtimes of the site-packages folders at the last scan
+        self.inode = inode  # "device:inode" of the environment folder: finds it again after a move
 
     def set_dists(self, dists: dict[str, Dist]) -> None:
         self.distributions = dict(sorted(dists.items()))
@@ -104,6 +106,7 @@ def _record(values: dict[str, Any], **extra: Any) -> Record:
         python=str(values.get("python", "")),
         uv_version=str(values.get("uv_version", "")),
         site_stamp=str(values.get("site_stamp", "")),
+        inode=str(values.get("inode", "")),
         **extra,
     )
 
@@ -163,6 +166,7 @@ _HEADER_KEYS = (
     "registered",
     "fingerprint",
     "site_stamp",
+    "inode",
 )
 
 
@@ -230,6 +234,7 @@ def dump(record: Record) -> bytes:
         "scanned": record.scanned,
         "fingerprint": fingerprint(record.distributions),
         "site_stamp": record.site_stamp,
+        "inode": record.inode,
         "distributions": {
             k: {"name": d.name, "version": d.version, "mode": d.mode, **({"archive": d.archive} if d.archive else {})}
             for k, d in record.distributions.items()

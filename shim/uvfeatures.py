@@ -6,9 +6,13 @@ source; the tests drive 0.7.0, 0.9.5 and the newest release).
 
 from __future__ import annotations
 
+import os
+
+from shim.cache import BUILDS_PREFIX
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Sequence
 
 # Every uv process holds a shared flock on <cache>/.lock; prune/clean take it exclusively.
 LOCKS_CACHE: tuple[int, ...] = (0, 8, 19)
@@ -25,3 +29,38 @@ REFS_FILTERED: tuple[int, ...] = (0, 7, 9)
 # `uv cache prune` removes the links in the environments bucket; before, it removed what they
 # pointed to (the cached environment itself).
 ENV_LINKS_ONLY: tuple[int, ...] = (0, 11, 20)
+
+# What uv is doing in a `uv run` / `uvx` (shim.followup watches it): still installing, running the
+# user's program (its install step is over), or exited.
+INSTALLING = "installing"
+RUNNING = "running"
+GONE = "gone"
+# Children uv starts during its install step, never the user's program: interpreter queries
+# (`python -c "...get_interpreter_info..."`, maybe through a pyenv shell shim), the libc probe
+# (`/lib64/ld-linux-x86-64.so.2 --version`, `ldd`), build backends (the python of a build
+# environment in the cache's builds bucket) and git (git dependencies).
+_QUERY_MARK = "get_interpreter_info"
+_PROGRAMS = ("git", "ldd")
+_PROGRAM_PREFIXES = ("git-", "ld-linux", "ld-musl", "ld.so")
+
+
+def is_install_step_child(argv: Sequence[str], cache_root: str) -> bool:
+    """Whether a child process of uv belongs to its install step (see above)."""
+    if not argv:
+        return True
+    if any(_QUERY_MARK in a for a in argv):
+        return True
+    name = os.path.basename(argv[0])
+    if name in _PROGRAMS or name.startswith(_PROGRAM_PREFIXES):
+        return True
+    builds = os.path.join(cache_root, BUILDS_PREFIX)
+    return argv[0].startswith(builds) or os.path.realpath(argv[0]).startswith(os.path.realpath(builds))
+
+
+def is_user_program(argv: Sequence[str], user_args: Sequence[str], cache_root: str) -> bool:
+    """Whether a child of `uv run CMD ARGS...` / `uvx CMD ARGS...` is the user's program: not part
+    of the install step, and (when there are ARGS) its command line ends with them, as uv passes
+    them on unchanged (`uv run pytest` runs `.venv/bin/python .venv/bin/pytest`)."""
+    if is_install_step_child(argv, cache_root):
+        return False
+    return not user_args or list(argv[-len(user_args) :]) == list(user_args)

@@ -412,7 +412,7 @@ def test_rejected_arguments_change_nothing(edge_world: World, wheels, args):
 
 
 def test_a_failed_prune_puts_back_what_eviction_set_aside(world: World, wheels):
-    """`--unused` chose archives of an environment that moved (the shim cannot see it any more);
+    """`--unused` chose archives of an environment moved where the shim does not look for it;
     the real prune then fails (it cannot remove a stale entry: permission denied). uv's references
     are put back, so a later **bare** prune deletes nothing the moved environment uses.
     Control: the same prune succeeding breaks the moved environment (what was at risk)."""
@@ -422,7 +422,8 @@ def test_a_failed_prune_puts_back_what_eviction_set_aside(world: World, wheels):
     def moved_world(name: str) -> Path:
         v = world.venv(name)
         world.install(v, "gamma==1.0", find_links=wheels)
-        moved = world.root / f"{name}-moved"
+        moved = world.root / "elsewhere" / f"{name}-moved"  # into another folder: not followed
+        moved.parent.mkdir()
         os.rename(v, moved)
         return moved
 

@@ -1,0 +1,189 @@
+"""Every environment uv touches, the way users really use uv (issue 13), on the oldest and the
+newest uv: each world is first broken with the bare uv (the control), then protected through
+the shim. "Works" is ``World.works`` (every RECORD file exists, regular-package imports)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, pair
+
+EDGE = sorted({OLDEST, NEWEST}, key=_vt)
+SETTLE = 30.0  # seconds a detached helper may take to pin (it needs well under one)
+
+
+@pytest.fixture(autouse=True)
+def _home(shim_home, monkeypatch):
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+
+
+def wait_for_pins(w: World, venv: Path, count: int) -> None:
+    """Until the helper that finishes `uv run`'s bookkeeping has pinned ``count`` archives."""
+    deadline = time.monotonic() + SETTLE
+    while time.monotonic() < deadline:
+        rec = w.records().get(str(venv.resolve()))
+        if rec is not None and len(rec.pinned) >= count and len(w.pinned()) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no pins for {venv} after {SETTLE}s: {w.records()}")
+
+
+def init_project(w: World, wheels: Path, shim: bool, deps: str = '"alpha==1.0", "beta"') -> Path:
+    """`uv init proj`, then dependencies resolved only from a copy of the test wheels (the copy
+    is what ``refresh_elsewhere`` changes)."""
+    local = w.root / "wheels"
+    if not local.exists():
+        shutil.copytree(wheels, local)
+    w.uv("init", "-q", "--no-workspace", "--python", BASE_PYTHON, "proj", shim=shim)
+    proj = w.root / "proj"
+    text = (proj / "pyproject.toml").read_text().replace("dependencies = []", f"dependencies = [{deps}]")
+    (proj / "pyproject.toml").write_text(text + f'\n[tool.uv]\nno-index = true\nfind-links = ["{local}"]\n')
+    return proj
+
+
+def refresh_elsewhere(w: World, wheels: Path, *specs: str) -> None:
+    """The wheel files change and the same packages are installed again with --refresh into
+    another venv: uv unpacks new archives and forgets the first ones (the seed scenario), so
+    only a pin keeps them."""
+    local = w.root / "wheels"
+    for whl in local.glob("*.whl"):
+        st = whl.stat()
+        os.utime(whl, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    other = w.venv("elsewhere")
+    w.install(other, *specs, find_links=local, shim=False, extra=["--refresh"])
+
+
+@pytest.mark.parametrize("version", EDGE)
+@pytest.mark.parametrize("prune", [(), ("--ci",)], ids=["prune", "ci"])
+def test_first_uv_run_in_a_new_project_survives_a_bare_prune(tmp_path, shim_home, wheels, version, prune):
+    """`uv init` then `uv run`: the environment the first run creates is pinned by the helper
+    within seconds, so a bare prune after a --refresh install elsewhere keeps it working."""
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        proj = init_project(w, wheels, shim)
+        out = w.uv(
+            "run", "-q", "python", "-c", "import alpha; print(alpha.VALUE)", cwd=proj, shim=shim, UV_LINK_MODE="symlink"
+        )
+        assert out.stdout.strip() == "alpha-1.0", out.stderr
+        venv = proj / ".venv"
+        if shim:
+            wait_for_pins(w, venv, 2)
+        refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+        w.prune(*prune)
+        assert w.works(venv) == shim, (shim, w.broken(venv))
+
+
+@pytest.mark.parametrize("version", EDGE)
+@pytest.mark.parametrize("prune", [("--unused",), ("--max-age", "0s"), ("--max-size", "1B"), ()])
+def test_first_uv_run_survives_every_prune_through_the_shim(tmp_path, shim_home, wheels, version, prune):
+    """Right after the first `uv run`, every prune through the shim keeps the project working.
+    Control: the bare uv's prune after a --refresh install elsewhere breaks it."""
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        proj = init_project(w, wheels, shim)
+        w.uv("run", "-q", "python", "-c", "pass", cwd=proj, shim=shim, UV_LINK_MODE="symlink")
+        refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+        if shim:
+            w.uv("cache", "prune", *prune)
+        else:
+            w.prune()
+        assert w.works(proj / ".venv") == shim, (shim, w.broken(proj / ".venv"))
+
+
+@pytest.mark.parametrize("version", EDGE)
+def test_pins_exist_while_the_program_still_runs(tmp_path, shim_home, wheels, version):
+    """The user's program is still running under `uv run` when a bare prune comes (uv >= 0.8.24
+    with --force, which skips uv's lock; older uv never locks): the helper has pinned by then."""
+    force = ("--force",) if _vt(version) >= (0, 8, 24) else ()
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        proj = init_project(w, wheels, shim)
+        go = w.root / "go"
+        code = (
+            f"import os,time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)\nimport alpha; print(alpha.VALUE)"
+        )
+        exe = str(w.shim_uv if shim else w.real_uv)
+        running = subprocess.Popen(
+            [exe, "run", "-q", "python", "-c", code],
+            cwd=proj,
+            env=w.env(UV_LINK_MODE="symlink"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            venv = proj / ".venv"
+            deadline = time.monotonic() + SETTLE
+            while not list(venv.glob("lib/python*/site-packages/beta-1.0.dist-info/METADATA")):
+                assert time.monotonic() < deadline and running.poll() is None, running.communicate()
+                time.sleep(0.02)
+            if shim:
+                wait_for_pins(w, venv, 2)
+            refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+            w.prune(*force)
+            go.write_text("")
+            out, err = running.communicate(timeout=60)
+        finally:
+            running.kill()
+        assert (out.strip() == "alpha-1.0") == shim, (shim, out, err)
+        assert w.works(venv) == shim
+
+
+@pytest.mark.parametrize("version", EDGE)
+def test_a_renamed_project_is_followed_not_released(tmp_path, shim_home, wheels, version):
+    """`mv proj proj-renamed`: the root follows its environment (same device and inode) and is
+    re-rooted; `--unused` then keeps what it links. Control: a bare prune --ci after the refresh."""
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        proj = init_project(w, wheels, shim)
+        w.uv("sync", "-q", cwd=proj, shim=shim, UV_LINK_MODE="symlink")
+        moved = w.root / "proj-renamed"
+        proj.rename(moved)
+        refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+        if shim:
+            out = w.uv("cache", "prune", "--unused")
+            assert f"Followed {proj.resolve() / '.venv'} to {moved.resolve() / '.venv'}" in out.stderr, out.stderr
+            assert str((moved / ".venv").resolve()) in w.records()
+            w.prune("--ci")  # and the bare uv after it: the pins moved with the root
+        else:
+            w.prune("--ci")
+        assert w.works(moved / ".venv") == shim, (shim, w.broken(moved / ".venv"))
+
+
+def test_a_deleted_environment_is_released_and_logged(world: World, wheels):
+    from shim import manifest
+    from shim.confined import Dir
+
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    subprocess.run(["rm", "-rf", str(v)], check=True)
+    world.uv("cache", "prune")
+    with Dir.top(str(world.manifest_dir())) as area:
+        (entry,) = manifest.releases(area)
+    assert entry["path"] == str(v.resolve()) and entry["why"] == "environment no longer exists"
+    assert entry["distributions"] == ["alpha==1.0"] and len(entry["archives"]) == 1
+
+
+def test_an_intercepted_command_in_a_deleted_working_directory(world: World, wheels):
+    """One warning, then uv's own behaviour and exit code; never a traceback."""
+    gone = world.root / "gone"
+    gone.mkdir()
+    code = "import os,subprocess,sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.exit(subprocess.run(sys.argv[2:]).returncode)"
+    for exe in (world.real_uv, world.shim_uv):
+        out = subprocess.run(
+            [BASE_PYTHON, "-c", code, str(gone), str(exe), "pip", "install", "alpha"],
+            env=world.env(),
+            capture_output=True,
+            text=True,
+        )
+        gone.mkdir(exist_ok=True)
+        if exe == world.real_uv:
+            bare = out
+            continue
+        assert out.returncode == bare.returncode, (out, bare)
+        assert "Traceback" not in out.stderr and out.stderr.count("uv-shim: warning:") <= 1, out.stderr
