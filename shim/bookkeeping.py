@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from shim import envscan, followup, hostid, manifest, realuv, targets, uvargs
+from shim import envscan, followup, hostid, manifest, realuv, targets, uvargs, uvfeatures
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir
@@ -169,6 +169,8 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     try:
         cwd = os.getcwd()  # FileNotFoundError in a deleted working directory: uv decides then
         build = realuv.build_of(real)
+        if not uvfeatures.changes_environments(inv.words, build.version_tuple):
+            realuv.exec_uv(exec_path, argv0, args, env)
         root = find_cache_dir(real, build, inv, cwd, env)
         if root is not None and os.path.isdir(root) and not os.access(root, os.W_OK):
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from shim import confined, targets, uvargs
+from shim import confined, paths, uvargs
 from shim.cache import ARCHIVE_BUCKET, CACHEDIR_TAG
 from shim.realuv import RealUv, UvBuild, child_env
 
@@ -61,7 +61,7 @@ def _config_candidates(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Ma
     if proj:
         starts.append(os.path.join(wd, proj))
     for start in starts:
-        for d in targets.parents(start):
+        for d in paths.parents(start):
             yield os.path.join(d, "uv.toml")
             yield os.path.join(d, "pyproject.toml")
     home = env.get("HOME") or os.path.expanduser("~")

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 def _xdg(var: str, default: str) -> str:
     value = os.environ.get(var)
@@ -58,3 +62,14 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
 def read_bytes(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def parents(start: str) -> Iterator[str]:
+    """``start`` (made absolute) and every folder above it, up to the root."""
+    d = os.path.abspath(start)
+    while True:
+        yield d
+        up = os.path.dirname(d)
+        if up == d:
+            return
+        d = up

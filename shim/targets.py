@@ -1,8 +1,13 @@
 """The environments a uv command changes, found the way uv finds them (hot path).
 
-``targets`` answers from the command line, the environment variables and the folders on disk;
-``environments_for`` adds what needs the real uv (``--system``, ``-p 3.12``: ``uv python find``) or the
-cache (the environments uv keeps inside it for ``uvx`` and ``uv run --with``).
+``targets`` answers from the command line, the environment variables and the folders on disk,
+as uv reads them: relative paths against uv's working directory (``--directory``, or
+``UV_WORKING_DIR`` where that uv reads it), ``UV_PROJECT`` like ``--project``, and no ``~``
+expansion anywhere (uv makes a folder named ``~``). ``environments_for`` adds what needs asking:
+which interpreter ``--system`` or ``-p 3.12`` means (``uv python find``), where an interpreter
+that is not certainly a venv's installs (the interpreter itself, as uv asks it: a symlink to a
+venv's python outside the venv is the base interpreter; a distribution's python installs into
+``dist-packages``), and the environments uv keeps in the cache (``uvx``, ``uv run --with``).
 """
 
 from __future__ import annotations
@@ -10,14 +15,20 @@ from __future__ import annotations
 import os
 
 from shim import realuv
+from shim.cachedir import working_dir
+from shim.paths import parents
 from shim.uvargs import Invocation, env_true, uses_cached_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
     from typing import Optional
 
     from shim.cache import Cache
+
+
+# Commands that sync the project environment (see uvargs.INTERCEPTED).
+PROJECT_COMMANDS = frozenset({"sync", "add", "remove", "run", "version", "check"})
 
 
 class Target:
@@ -27,25 +38,10 @@ class Target:
 
     def __init__(self, path: str, kind: str = "venv") -> None:
         self.path = os.path.abspath(path)
-        self.kind = kind  # venv | prefix | target | tools | cached
+        self.kind = kind  # venv | prefix | target | tools | cached | interpreter (to ask)
 
     def __repr__(self) -> str:
         return f"Target({self.path!r}, {self.kind!r})"
-
-
-def start_dir(inv: Invocation, cwd: str) -> str:
-    d = inv.globals.get("--directory")
-    return os.path.join(cwd, os.path.expanduser(d)) if d else cwd
-
-
-def parents(start: str) -> Iterator[str]:
-    d = os.path.abspath(start)
-    while True:
-        yield d
-        up = os.path.dirname(d)
-        if up == d:
-            return
-        d = up
 
 
 def _find_upwards(start: str, name: str) -> Optional[str]:
@@ -63,12 +59,14 @@ def _is_workspace_root(pyproject: str) -> bool:
         return False
 
 
-def workspace_root(inv: Invocation, cwd: str) -> Optional[str]:
-    """The workspace root uv uses for ``sync|add|remove|run``, or None outside a project."""
-    start = start_dir(inv, cwd)
+def workspace_root(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
+    """The workspace root uv uses for ``sync|add|remove|run|...``, or None outside a project."""
+    start = working_dir(build, inv, cwd, env)
     proj = inv.globals.get("--project")
+    if proj is None and "UV_PROJECT" in build.env_vars:
+        proj = env.get("UV_PROJECT") or None
     if proj:
-        start = os.path.join(start, os.path.expanduser(proj))
+        start = os.path.join(start, proj)
     member = _find_upwards(start, "pyproject.toml")
     if member is None:
         return None
@@ -80,82 +78,83 @@ def workspace_root(inv: Invocation, cwd: str) -> Optional[str]:
 
 def project_env(root: str, env: Mapping[str, str]) -> str:
     custom = env.get("UV_PROJECT_ENVIRONMENT")
-    if custom:
-        return os.path.join(root, os.path.expanduser(custom))
-    return os.path.join(root, ".venv")
+    return os.path.join(root, custom) if custom else os.path.join(root, ".venv")
 
 
 def _env_of_interpreter(python: str) -> Optional[str]:
-    """The environment an interpreter path belongs to (``venv/bin/python`` -> ``venv``)."""
+    """The venv an interpreter path runs in, by Python's own rule: a ``pyvenv.cfg`` beside the
+    executable or one folder up, looked up from the path as given (a symlink to a venv's python
+    placed elsewhere runs as the base interpreter). None: not certainly a venv, ask it."""
     if os.path.isdir(python):
-        return python
+        return python if os.path.isfile(os.path.join(python, "pyvenv.cfg")) else None
     parent = os.path.dirname(python)
-    for d in (os.path.dirname(parent), parent):
+    for d in (parent, os.path.dirname(parent)):
         if os.path.isfile(os.path.join(d, "pyvenv.cfg")):
             return d
     return None
 
 
 def _looks_like_path(value: str) -> bool:
-    return os.sep in value or value.startswith(".") or value.startswith("~")
+    return os.sep in value or value.startswith(".")
 
 
-def tools_dir(env: Mapping[str, str]) -> str:
+def tools_dir(env: Mapping[str, str], base: str) -> str:
     custom = env.get("UV_TOOL_DIR")
     if custom:
-        return os.path.abspath(os.path.expanduser(custom))
+        return os.path.join(base, custom)
     data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
     return os.path.join(data, "uv", "tools")
 
 
-def pip_env(inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[Target]:
+def pip_env(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[Target]:
     """The environment ``uv pip install|sync|uninstall`` changes, found the way uv finds it."""
-    base = start_dir(inv, cwd)
+    base = working_dir(build, inv, cwd, env)
     target = inv.opt("--target")
     if target:
-        return Target(os.path.join(base, os.path.expanduser(target)), "target")
+        return Target(os.path.join(base, target), "target")
     prefix = inv.opt("--prefix")
     if prefix:
-        return Target(os.path.join(base, os.path.expanduser(prefix)), "prefix")
+        return Target(os.path.join(base, prefix), "prefix")
     python = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
     if python and _looks_like_path(python):
-        found = _env_of_interpreter(os.path.join(base, os.path.expanduser(python)))
-        return Target(found) if found else None
+        path = os.path.join(base, python)
+        found = _env_of_interpreter(path)
+        return Target(found) if found else Target(path, "interpreter")
     if python or inv.has("--system") or env_true(env, "UV_SYSTEM_PYTHON"):
-        return None  # an interpreter uv searches for: asked from uv (see bookkeeping)
+        return None  # an interpreter uv searches for: asked from uv (environments_for)
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
         value = env.get(var)
         if value:
-            return Target(os.path.join(cwd, value))
+            return Target(os.path.join(base, value))
     found = _find_upwards(base, ".venv")
     if found is not None and os.path.isfile(os.path.join(found, ".venv", "pyvenv.cfg")):
         return Target(os.path.join(found, ".venv"))
     return None
 
 
-def targets(inv: Invocation, cwd: str, env: Mapping[str, str]) -> list[Target]:
+def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, str]) -> list[Target]:
     """The environments the command may change (empty when there is nothing to record)."""
     words = inv.words
     if not words:
         return []
     if words[0] == "pip":
-        t = pip_env(inv, cwd, env)
+        t = pip_env(build, inv, cwd, env)
         return [t] if t else []
-    if words[0] in ("sync", "add", "remove", "run"):
+    if words[0] in PROJECT_COMMANDS:
         if inv.has("--no-project", "--script") or (words[0] == "run" and inv.has("--isolated")):
             return []
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
-            return [Target(os.path.join(cwd, env["VIRTUAL_ENV"]))]
-        root = workspace_root(inv, cwd)
+            return [Target(os.path.join(working_dir(build, inv, cwd, env), env["VIRTUAL_ENV"]))]
+        root = workspace_root(build, inv, cwd, env)
         if root is None:
             return []
         return [Target(project_env(root, env))]
     if words[0] == "venv":
-        base = start_dir(inv, cwd)
+        base = working_dir(build, inv, cwd, env)
         path = inv.positionals[0] if inv.positionals else env.get("UV_PROJECT_ENVIRONMENT") or ".venv"
-        return [Target(os.path.join(base, os.path.expanduser(path)))]
-    if words[:2] in (("tool", "install"), ("tool", "upgrade")):
-        return [Target(tools_dir(env), "tools")]
+        return [Target(os.path.join(base, path))]
+    if words[:2] in (("tool", "install"), ("tool", "upgrade"), ("tool", "uninstall")):
+        return [Target(tools_dir(env, working_dir(build, inv, cwd, env)), "tools")]
     return []
 
 
@@ -186,15 +185,15 @@ def _tool_envs(tools: str, inv: Invocation) -> list[tuple[str, str]]:
     return out
 
 
-def _system_env(real: realuv.RealUv, inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
-    """For ``--system`` or ``-p 3.12``: ask uv which interpreter it will use."""
+def _find_interpreter(real: realuv.RealUv, inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[str]:
+    """For ``--system`` or ``-p 3.12``: the interpreter uv will use, asked from uv."""
     import subprocess
 
     args = [real.path, "python", "find"]
-    req = inv.opt("--python", "-p")
+    req = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
     if req:
         args.append(req)
-    if inv.has("--system"):
+    if inv.has("--system") or env_true(env, "UV_SYSTEM_PYTHON"):
         args.append("--system")
     try:
         out = subprocess.run(
@@ -204,23 +203,58 @@ def _system_env(real: realuv.RealUv, inv: Invocation, cwd: str, env: Mapping[str
         return None
     if out.returncode != 0 or not out.stdout.strip():
         return None
-    python = out.stdout.strip().splitlines()[-1]
-    return os.path.dirname(os.path.dirname(python))
+    return out.stdout.strip().splitlines()[-1]
+
+
+_SITES = "import sys, sysconfig; p = sysconfig.get_paths(); print(p['purelib']); print(p['platlib'])"
+
+
+def interpreter_sites(python: str, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Where an interpreter that is not certainly a venv's installs, asked from it as uv does
+    (``sysconfig``): its venv if it reports one, else its site folders as ``target`` roots."""
+    import subprocess
+
+    venv = _env_of_interpreter(python)
+    if venv is not None:
+        return [(venv, "venv")]
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", "import sys; print(sys.prefix != sys.base_prefix and sys.prefix or ''); " + _SITES],
+            env=realuv.child_env(env, exec_=False),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    lines = out.stdout.splitlines()
+    if out.returncode != 0 or len(lines) != 3:
+        return []
+    if lines[0]:
+        return [(lines[0], "venv")]
+    sites: list[tuple[str, str]] = []
+    for site in lines[1:]:
+        if site and (site, "target") not in sites:
+            sites.append((site, "target"))
+    return sites
 
 
 def environments_for(
     inv: Invocation, cache: Cache, real: realuv.RealUv, cwd: str, env: Mapping[str, str]
 ) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    for t in targets(inv, cwd, env):
+    for t in targets(cache.build, inv, cwd, env):
         if t.kind == "tools":
             out.extend(_tool_envs(t.path, inv))
+        elif t.kind == "interpreter":
+            out.extend(interpreter_sites(t.path, env))
         else:
             out.append((t.path, t.kind))
-    if inv.words[:1] == ("pip",) and not out:
-        prefix = _system_env(real, inv, cwd, env)
-        if prefix is not None:
-            out.append((prefix, "venv" if os.path.isfile(os.path.join(prefix, "pyvenv.cfg")) else "prefix"))
+    asks = inv.opt("--python", "-p") or inv.has("--system") or env_true(env, "UV_SYSTEM_PYTHON") or env.get("UV_PYTHON")
+    if inv.words[:1] == ("pip",) and not out and asks and not inv.opt("--target", "--prefix"):
+        python = _find_interpreter(real, inv, working_dir(cache.build, inv, cwd, env), env)
+        if python is not None:
+            out.extend(interpreter_sites(python, env))
     if uses_cached_env(inv):
         out.extend((env, "cached") for env in cache.cached_envs())
     return out

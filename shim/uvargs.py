@@ -29,8 +29,21 @@ GLOBAL_VALUE_OPTIONS: frozenset[str] = frozenset(
     }
 )
 
-# Commands that may change an environment, as (word, second word or None for "any").
-# Everything else is passed straight through.
+# Commands that may change an environment, as (word, second word or None for "any"); everything
+# else is passed straight through. Derived from the real uv by `scripts/uv_commands.py` (every
+# subcommand driven against a project, a venv and a tool, site-packages watched), and checked
+# against it by tests/test_commands.py on the oldest and newest uv the suite drives:
+#
+#   pip install|sync|uninstall, sync, add, remove, run, venv,
+#   tool install|upgrade|uninstall|run           every uv version checked (0.7.0, 0.9.5, 0.13.9)
+#   version (with --bump or a new version)     syncs the project since 0.9.5 (0.7.0: no sync)
+#   check                                      syncs the project (new in 0.13.x)
+#   cache prune|clean                          the prune itself (shim.prune, shim.clean)
+#
+# Never an environment (checked the same way): init, lock, export, tree, build, format,
+# pip compile|freeze|list|show|tree|check, python *, tool list|dir|update-shell, cache dir|size,
+# self version, help, workspace *. Skipped by the script (network or credentials): publish,
+# auth *, python install|uninstall|upgrade, self update, audit.
 INTERCEPTED: dict[str, Optional[frozenset[str]]] = {
     "pip": frozenset({"install", "sync", "uninstall"}),
     "sync": None,
@@ -38,9 +51,14 @@ INTERCEPTED: dict[str, Optional[frozenset[str]]] = {
     "remove": None,
     "run": None,
     "venv": None,
-    "tool": frozenset({"install", "upgrade", "run"}),
+    "version": None,
+    "check": None,
+    "tool": frozenset({"install", "upgrade", "uninstall", "run"}),
     "cache": frozenset({"prune", "clean"}),
 }
+# Commands in INTERCEPTED that change nothing without one of these options or a positional value
+# (`uv version` only prints the version): passed straight through then.
+_ONLY_WITH: dict[tuple[str, ...], frozenset[str]] = {("version",): frozenset({"--bump"})}
 
 # Subcommand options that take a value, per command family. Only needed to find positional
 # arguments (``uv venv PATH``, ``uv tool install NAME``, ``uv run CMD``) and the options we read.
@@ -121,6 +139,7 @@ _COMMON_VALUE = {
     "--excludes",
     "--output-format",
     "--emit-index-annotation",
+    "--bump",
 }
 # Flags in _COMMON_VALUE by mistake would make us skip a positional; keep flags out of it.
 _FLAGS_NOT_VALUES = {"--dev", "--relocatable", "--all-packages", "--script", "-m"}
@@ -149,7 +168,8 @@ class Invocation:
         if rule is False:
             return False
         if rule is None:
-            return True
+            only = _ONLY_WITH.get(self.words)
+            return only is None or bool(self.positionals) or any(o in self.flags for o in only)
         return len(self.words) > 1 and self.words[1] in rule  # type: ignore[operator]
 
     def opt(self, *names: str) -> Optional[str]:

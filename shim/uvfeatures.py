@@ -30,6 +30,20 @@ REFS_FILTERED: tuple[int, ...] = (0, 7, 9)
 # pointed to (the cached environment itself).
 ENV_LINKS_ONLY: tuple[int, ...] = (0, 11, 20)
 
+# `uv version --bump|<new version>` locks and syncs the project (checked by scripts/uv_commands.py:
+# 0.7.0 only edits pyproject.toml; 0.9.5 and 0.13.9 sync). Versions in between are assumed to
+# sync: intercepting a command that changes nothing costs time, never protection.
+VERSION_SYNCS: tuple[int, ...] = (0, 7, 1)
+_SINCE: dict[tuple[str, ...], tuple[int, ...]] = {("version",): VERSION_SYNCS}
+
+
+def changes_environments(words: Sequence[str], version: tuple[int, ...]) -> bool:
+    """Whether an intercepted command (``uvargs.INTERCEPTED``) can change an environment in
+    this uv version (a few began to only in later versions)."""
+    since = _SINCE.get(tuple(words[:1]))
+    return since is None or version >= since
+
+
 # What uv is doing in a `uv run` / `uvx` (shim.followup watches it): still installing, running the
 # user's program (its install step is over), or exited.
 INSTALLING = "installing"

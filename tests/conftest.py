@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -218,17 +219,26 @@ class World:
         out = self.python(venv, f"import {module}; print({module}.VALUE)")
         return out.stdout.strip() if out.returncode == 0 else None
 
-    def broken(self, venv: Path) -> list[str]:
+    def broken(self, venv: Path, site: Optional[Path] = None) -> list[str]:
         """What is broken in an environment ("works" is an empty list): files its distributions'
         RECORDs list that are missing, top-level packages that do not import or import only as
-        an empty namespace package."""
-        out = self.python(venv, _BROKEN_PROBE)
+        an empty namespace package. ``site``: a bare folder of packages (``--target``), probed
+        with ``venv`` as the interpreter's root."""
+        if site is not None:
+            out = subprocess.run(
+                [str(venv / "bin" / "python"), "-c", _BROKEN_PROBE, str(site)],
+                capture_output=True,
+                text=True,
+                env=self.env(),
+            )
+        else:
+            out = self.python(venv, _BROKEN_PROBE)
         if out.returncode != 0:
             return [f"probe failed: {out.stderr.strip()[-300:]}"]
         return [line for line in out.stdout.splitlines() if line.strip()]
 
-    def works(self, venv: Path) -> bool:
-        return self.broken(venv) == []
+    def works(self, venv: Path, site: Optional[Path] = None) -> bool:
+        return self.broken(venv, site) == []
 
     def manifest_dir(self) -> Path:
         from shim import realuv
@@ -267,7 +277,11 @@ class World:
 
 _BROKEN_PROBE = r"""
 import glob, importlib, os, sys
-site = next(p for p in sys.path if p.endswith("site-packages"))
+if len(sys.argv) > 1:
+    site = sys.argv[1]
+    sys.path.insert(0, site)
+else:
+    site = next(p for p in sys.path if p.endswith("site-packages"))
 out = []
 for info in sorted(glob.glob(os.path.join(site, "*.dist-info"))):
     rec = os.path.join(info, "RECORD")
@@ -314,6 +328,27 @@ def make_project(w: World, wheels: Path, dependencies: str = "") -> Path:
         f'[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
     )
     return proj
+
+
+def private_python(folder: Path) -> Path:
+    """A non-venv interpreter of our own: the test Python's executable copied, its standard
+    library linked name by name, an empty site-packages (so nothing installs into a shared one)."""
+    base = Path(os.path.realpath(BASE_PYTHON))
+    prefix = Path(sys.base_prefix)
+    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (folder / "bin").mkdir(parents=True)
+    shutil.copy2(base, folder / "bin" / ver)
+    (folder / "bin" / "python3").symlink_to(ver)
+    (folder / "bin" / "python").symlink_to(ver)
+    lib = folder / "lib" / ver
+    lib.mkdir(parents=True)
+    for entry in (prefix / "lib" / ver).iterdir():
+        if entry.name != "site-packages":
+            (lib / entry.name).symlink_to(entry)
+    (lib / "site-packages").mkdir()
+    for so in (prefix / "lib").glob("libpython*"):
+        (folder / "lib" / so.name).symlink_to(so)
+    return folder / "bin" / "python3"
 
 
 def pair(tmp_path: Path, shim_home: Path, version: str):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shim import targets, uvargs
+from shim.realuv import UvBuild
 
 pytestmark = pytest.mark.fast  # in-process: the fast tier
 
@@ -74,8 +75,12 @@ def _venv(path: Path) -> Path:
     return path
 
 
-def _t(argv, cwd, env=None):
-    return [(t.path, t.kind) for t in targets.targets(uvargs.parse(argv), str(cwd), env or {})]
+NEWEST_BUILD = UvBuild("0.13.9", {}, ["UV_WORKING_DIR", "UV_PROJECT"])  # reads both variables
+OLD_BUILD = UvBuild("0.7.0", {}, ["UV_PROJECT"])  # no UV_WORKING_DIR yet
+
+
+def _t(argv, cwd, env=None, build=NEWEST_BUILD):
+    return [(t.path, t.kind) for t in targets.targets(build, uvargs.parse(argv), str(cwd), env or {})]
 
 
 def test_pip_targets(tmp_path):
@@ -93,6 +98,14 @@ def test_pip_targets(tmp_path):
     assert _t(["pip", "install", "x"], sub) == [(str(b), "venv")]  # .venv in a parent
     assert _t(["--directory", str(sub), "pip", "install", "x"], tmp_path) == [(str(b), "venv")]
     assert _t(["pip", "install", "x", "--system"], tmp_path, {"VIRTUAL_ENV": str(a)}) == []  # asked from uv later
+    # a symlink to a venv's python placed elsewhere runs as the base interpreter: asked from it
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "py").symlink_to(a / "bin" / "python")
+    assert _t(["pip", "install", "x", "-p", "links/py"], tmp_path) == [(str(tmp_path / "links" / "py"), "interpreter")]
+    # uv expands no `~`: a folder named `~` under the working directory
+    assert _t(["pip", "install", "x", "--target", "~/t"], tmp_path) == [(str(tmp_path / "~" / "t"), "target")]
+    assert _t(["pip", "install", "x"], tmp_path, {"UV_WORKING_DIR": "proj/src"}) == [(str(b), "venv")]
+    assert _t(["pip", "install", "x"], tmp_path, {"UV_WORKING_DIR": "proj/src"}, OLD_BUILD) == []  # not read by 0.7.0
 
 
 def test_project_targets(tmp_path):
@@ -113,6 +126,13 @@ def test_project_targets(tmp_path):
     lone.mkdir()
     (lone / "pyproject.toml").write_text('[project]\nname = "lone"\n')
     assert _t(["sync"], lone) == [(str(lone / ".venv"), "venv")]
+    assert _t(["sync"], tmp_path, {"UV_PROJECT": "lone"}) == [(str(lone / ".venv"), "venv")]
+    assert _t(["sync"], tmp_path, {"UV_WORKING_DIR": "lone"}) == [(str(lone / ".venv"), "venv")]
+    assert _t(["sync"], tmp_path, {"UV_WORKING_DIR": "lone"}, OLD_BUILD) == []  # 0.7.0 ignores it
+    assert _t(["--directory", "lone", "sync"], tmp_path, {"UV_PROJECT_ENVIRONMENT": "~/e"}) == [
+        (str(lone / "~" / "e"), "venv")
+    ]
+    assert _t(["version", "--bump", "patch"], lone) == [(str(lone / ".venv"), "venv")]
 
 
 def test_venv_and_tool_targets(tmp_path):
@@ -120,6 +140,9 @@ def test_venv_and_tool_targets(tmp_path):
     assert _t(["venv", "--python", "3.12", "my env"], tmp_path) == [(str(tmp_path / "my env"), "venv")]
     assert _t(["tool", "install", "black"], tmp_path, {"UV_TOOL_DIR": str(tmp_path / "tools")}) == [
         (str(tmp_path / "tools"), "tools")
+    ]
+    assert _t(["tool", "uninstall", "black"], tmp_path, {"UV_TOOL_DIR": "~/t"}) == [
+        (str(tmp_path / "~" / "t"), "tools")
     ]
     home = {"HOME": str(tmp_path)}
     assert _t(["tool", "upgrade", "--all"], tmp_path, home) == [

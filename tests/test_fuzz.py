@@ -14,6 +14,7 @@ from shim import manifest, policy, realuv, uvargs
 from shim import targets as shim_targets
 from shim.cache import Cache, is_archive_id
 from shim.manifest import pin_id, pin_name
+from shim.realuv import UvBuild
 
 pytestmark = pytest.mark.fast  # in-process: the fast tier
 
@@ -66,7 +67,7 @@ def test_argv_model_never_raises(tmp_path, argv):
     inv = uvargs.parse(argv)
     assert isinstance(inv.intercepted, bool)
     env = {"VIRTUAL_ENV": str(tmp_path), "HOME": str(tmp_path)}
-    targets = shim_targets.targets(inv, str(tmp_path), env)
+    targets = shim_targets.targets(UvBuild("0.13.9", {}, ["UV_WORKING_DIR", "UV_PROJECT"]), inv, str(tmp_path), env)
     assert all(os.path.isabs(t.path) for t in targets)
     uvargs.uses_cached_env(inv)
     uvargs.no_cache(inv, env)

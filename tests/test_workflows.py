@@ -187,3 +187,69 @@ def test_an_intercepted_command_in_a_deleted_working_directory(world: World, whe
             continue
         assert out.returncode == bare.returncode, (out, bare)
         assert "Traceback" not in out.stderr and out.stderr.count("uv-shim: warning:") <= 1, out.stderr
+
+
+# -- every way of naming the target, protected end to end -----------------------------------------
+
+FIND = ["--no-index", "--find-links", "{wheels}"]
+# id -> (cwd, argv, env, interpreter root to probe with, site folder to probe or None, first uv)
+TARGET_CASES = {
+    "working-dir-var": (".", ["sync"], {"UV_WORKING_DIR": "proj"}, "proj/.venv", None, (0, 9, 0)),
+    "project-var": (".", ["sync"], {"UV_PROJECT": "proj"}, "proj/.venv", None, (0, 0, 0)),
+    "directory-relative": (".", ["--directory", "proj", "sync"], {}, "proj/.venv", None, (0, 0, 0)),
+    "project-env-tilde": ("proj", ["sync"], {"UV_PROJECT_ENVIRONMENT": "~/penv"}, "proj/~/penv", None, (0, 0, 0)),
+    "version-bump": ("proj", ["version", "--bump", "patch"], {}, "proj/.venv", None, (0, 9, 0)),
+    "target-tilde": (
+        ".",
+        ["pip", "install", "--target", "~/tgt", *FIND, "alpha==1.0", "beta"],
+        {},
+        "base",
+        "~/tgt",
+        (0, 0, 0),
+    ),
+    "python-symlink-outside-venv": (
+        ".",
+        ["pip", "install", "-p", "links/py", *FIND, "alpha==1.0", "beta"],
+        {},
+        "base",
+        None,
+        (0, 0, 0),
+    ),
+}
+
+
+@pytest.mark.parametrize("version", EDGE)
+@pytest.mark.parametrize("case", sorted(TARGET_CASES))
+def test_every_way_of_naming_the_target_is_protected(tmp_path, shim_home, wheels, version, case):
+    """Installed through the shim, then the archives orphaned by a --refresh install elsewhere:
+    prunes through the shim (--unused, --max-size 1B) and a bare prune --ci keep it working.
+    Control: the bare uv's prune --ci breaks the same world."""
+    from conftest import private_python
+
+    cwd_rel, argv_t, env_t, probe, site, since = TARGET_CASES[case]
+    if _vt(version) < since:
+        pytest.skip(f"uv {version} does not have this")
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        local = w.root / "wheels"
+        shutil.copytree(wheels, local)
+        base = private_python(w.root / "base")
+        w.uv("venv", "-q", "--python", str(base), str(w.root / "venvP"), shim=False)
+        (w.root / "links").mkdir()
+        (w.root / "links" / "py").symlink_to(w.root / "venvP" / "bin" / "python")
+        (w.root / "proj").mkdir()
+        (w.root / "proj" / "pyproject.toml").write_text(
+            '[project]\nname = "proj"\nversion = "0.1"\nrequires-python = ">=3.9"\n'
+            f'dependencies = ["alpha==1.0", "beta"]\n[tool.uv]\nno-index = true\nfind-links = ["{local}"]\n'
+        )
+        argv = [a.replace("{wheels}", str(local)) for a in argv_t]
+        w.uv(*argv, cwd=w.root / cwd_rel, shim=shim, UV_LINK_MODE="symlink", UV_PYTHON=BASE_PYTHON, **env_t)
+        interpreter = w.root / probe
+        where = w.root / site if site else None
+        assert w.works(interpreter, where), w.broken(interpreter, where)
+        refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+        if shim:
+            w.uv("cache", "prune", "--unused")
+            w.uv("cache", "prune", "--max-size", "1B")
+        w.prune("--ci")
+        assert w.works(interpreter, where) == shim, (shim, w.broken(interpreter, where))
