@@ -166,6 +166,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     book: Optional[Book] = None
     envs: list[tuple[str, str]] = []
     lock: Optional[SharedLock] = None
+    cached = False  # runs in an environment uv keeps in the cache (it may not exist yet)
     try:
         cwd = os.getcwd()  # FileNotFoundError in a deleted working directory: uv decides then
         build = realuv.build_of(real)
@@ -177,6 +178,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
         if root is not None:
             book = Book(Cache(root, build), warn)
             envs = targets.environments_for(inv, book.cache, real, cwd, env)
+            cached = uvargs.runs_child(inv) and targets.wants_cached_envs(build, inv, cwd, env)
             if envs and not uvargs.runs_child(inv):
                 lock = SharedLock(root)
                 lock.acquire()
@@ -189,13 +191,13 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
         warn(describe(e, "cannot record environments; running uv without protection"))
         book = None
 
-    if book is None or not envs:
+    if book is None or not (envs or cached):
         realuv.exec_uv(exec_path, argv0, args, env)  # nothing to record (or cannot): pure passthrough
     _print_notices(book)
     if uvargs.runs_child(inv):
         # The child may run for hours: a detached helper pins what uv installs, then uv takes over.
         try:
-            followup.start(book.cache.path, book.cache.build, envs, inv)
+            followup.start(book.cache.path, book.cache.build, envs, inv, cached)
         except Exception as e:
             warn(describe(e, "cannot start the helper that records what uv installs"))
         realuv.exec_uv(exec_path, argv0, args, env)

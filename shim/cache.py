@@ -127,14 +127,17 @@ class Cache:
 
     def cached_envs(self) -> list[str]:
         """Environments uv keeps inside the cache (``uvx``, ``uv run --with``, scripts): archives
-        that are environments, named by a link in the environments bucket (one or two levels down)."""
+        that are environments, named by a link in the environments bucket (one or two levels down),
+        and the environments of scripts with inline metadata, real folders in that bucket."""
         out: list[str] = []
         stack = [(self.environments, 0)]
         while stack:
             folder, depth = stack.pop()
             for path, aid in _entries(folder):
                 if aid is None:
-                    if depth == 0 and os.path.isdir(path):
+                    if depth == 0 and os.path.isfile(os.path.join(path, ENV_MARKER)):
+                        out.append(path)  # `uv run script.py`: a venv kept in the bucket itself
+                    elif depth == 0 and os.path.isdir(path):
                         stack.append((path, 1))
                 elif aid and self.is_cached_env(aid) and os.path.join(self.archives, aid) not in out:
                     out.append(os.path.join(self.archives, aid))

@@ -33,13 +33,14 @@ if TYPE_CHECKING:
     from shim.uvargs import Invocation
 
 FIRST_POLL = 0.005  # seconds; doubles up to LAST_POLL while uv installs
-LAST_POLL = 0.1
+LAST_POLL = 0.05
 SLOW_POLL = 2.0  # once the user's program runs but an environment is still missing
 GIVE_UP = 6 * 3600.0  # a helper never outlives this, whatever uv does
 
 
-def start(root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: Invocation) -> None:
-    """Fork the detached helper for uv about to be exec'ed in this process (same pid)."""
+def start(root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: Invocation, cached: bool) -> None:
+    """Fork the detached helper for uv about to be exec'ed in this process (same pid).
+    ``cached``: uv runs the program in an environment it keeps in the cache (found at the end)."""
     uv_pid = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -54,7 +55,7 @@ def start(root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: In
         _detach()
         code = 0
         try:
-            _finish(root, build, envs, inv, uv_pid, middle)
+            _finish(root, build, envs, inv, uv_pid, middle, cached)
         except BaseException:  # nothing may escape into a forked copy of the shim
             code = 1
         os._exit(code)
@@ -81,7 +82,13 @@ def _max_fd() -> int:
 
 
 def _finish(
-    root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: Invocation, uv_pid: int, middle: int
+    root: str,
+    build: realuv.UvBuild,
+    envs: list[tuple[str, str]],
+    inv: Invocation,
+    uv_pid: int,
+    middle: int,
+    cached: bool,
 ) -> None:
     from shim import bookkeeping
     from shim.locks import SharedLock
@@ -95,7 +102,7 @@ def _finish(
         watch(
             book,
             envs,
-            inv,
+            cached,
             _process(uv_pid, root, ignore=middle, user_args=inv.positionals[1:]),
             time.monotonic() + GIVE_UP,
         )
@@ -113,13 +120,12 @@ def _finish(
 def watch(
     book: Book,
     envs: list[tuple[str, str]],
-    inv: Invocation,
+    cached: bool,
     uv_state: Callable[[], str],
     deadline: float,
 ) -> None:
     """Pin while uv installs; one full pass when its install step is over (or uv is gone)."""
     from shim import envscan
-    from shim.uvargs import uses_cached_env
 
     stamps: dict[str, str] = {}
     delay = FIRST_POLL
@@ -141,7 +147,7 @@ def watch(
             delay = max(delay, LAST_POLL)  # running, yet an environment is missing: watch on, slowly
         time.sleep(delay)
         delay = min(delay * 2, LAST_POLL if state == uvfeatures.INSTALLING else SLOW_POLL)
-    if uses_cached_env(inv):  # the environment uv just made in the cache is new
+    if cached:  # the environment uv just made in the cache is new
         envs = envs + [(p, "cached") for p in book.cache.cached_envs() if (p, "cached") not in envs]
     for path, kind in envs:
         book.update(path, kind)

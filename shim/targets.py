@@ -143,6 +143,8 @@ def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
     if words[0] in PROJECT_COMMANDS:
         if inv.has("--no-project", "--script") or (words[0] == "run" and inv.has("--isolated")):
             return []
+        if words[0] == "run" and inline_script(inv, working_dir(build, inv, cwd, env)):
+            return []  # its environment lives in the cache (environments_for), not the project's
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
             return [Target(os.path.join(working_dir(build, inv, cwd, env), env["VIRTUAL_ENV"]))]
         root = workspace_root(build, inv, cwd, env)
@@ -156,6 +158,28 @@ def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
     if words[:2] in (("tool", "install"), ("tool", "upgrade"), ("tool", "uninstall")):
         return [Target(tools_dir(env, working_dir(build, inv, cwd, env)), "tools")]
     return []
+
+
+INLINE_MARK = b"# /// script"  # PEP 723: a script with its own dependencies (uv gives it an environment)
+
+
+def inline_script(inv: Invocation, wd: str) -> bool:
+    """``uv run FILE`` where FILE declares inline metadata (PEP 723): uv runs it in an
+    environment it keeps in the cache, whatever project surrounds it."""
+    if inv.words[:1] != ("run",) or not inv.positionals:
+        return False
+    try:
+        with open(os.path.join(wd, inv.positionals[0]), "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return False
+    return any(line.rstrip() == INLINE_MARK for line in head.splitlines())
+
+
+def wants_cached_envs(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, str]) -> bool:
+    """Whether the command runs in an environment uv keeps in the cache (``uvx``, ``uv run
+    --with``, ``--script``, a script with inline metadata)."""
+    return uses_cached_env(inv) or inline_script(inv, working_dir(build, inv, cwd, env))
 
 
 def _tool_name(spec: str) -> str:
@@ -255,6 +279,6 @@ def environments_for(
         python = _find_interpreter(real, inv, working_dir(cache.build, inv, cwd, env), env)
         if python is not None:
             out.extend(interpreter_sites(python, env))
-    if uses_cached_env(inv):
-        out.extend((env, "cached") for env in cache.cached_envs())
+    if wants_cached_envs(cache.build, inv, cwd, env):
+        out.extend((path, "cached") for path in cache.cached_envs())
     return out

@@ -179,6 +179,26 @@ class World:
             raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until no process holds uv's cache lock, as a prune would: the helpers that finish
+        `uv run`/`uvx` bookkeeping in the background hold it shared until their pins are in."""
+        import fcntl
+        import time
+
+        lock = self.cache / ".lock"
+        if not lock.exists():
+            return
+        deadline = time.monotonic() + timeout
+        with open(lock, "a") as f:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                    return
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "the cache lock is still held"
+                    time.sleep(0.02)
+
     def venv(self, name: str) -> Path:
         path = self.root / name
         self.uv("venv", "-q", "--python", self.python_path, str(path), shim=False)

@@ -35,12 +35,13 @@ def test_sync_records_project_environment(world: World, wheels):
     assert world.value(proj / ".venv", "alpha") == "alpha-1.0"
 
 
-def test_uv_run_registers_then_catches_up(world: World, wheels):
+def test_uv_run_is_recorded_by_its_helper(world: World, wheels):
     proj = make_project(world, wheels, '"alpha==1.0", "beta"')
     world.uv("sync", "-q", "--python", os.sys.executable, cwd=proj, UV_LINK_MODE="symlink", shim=False)
     assert world.records() == {}
     out = world.uv("run", "-q", "python", "-c", "import alpha; print(alpha.VALUE)", cwd=proj, UV_LINK_MODE="symlink")
     assert out.stdout.strip() == "alpha-1.0"
+    world.settle()  # the detached helper is done once it lets go of uv's lock
     rec = world.records()[str((proj / ".venv").resolve())]
     assert sorted(rec.distributions) == ["alpha==1.0", "beta==1.0"]
 
@@ -53,6 +54,7 @@ def test_uvx_cached_environment_is_recorded(world: World, wheels):
     assert first.returncode == 0 and "gamma says hi" in first.stdout, first.stderr
     second = subprocess.run([str(uvx), *args], env=env, capture_output=True, text=True, cwd=world.root)
     assert second.returncode == 0 and "gamma says hi" in second.stdout
+    world.settle()
     kinds = [r.kind for r in world.records().values()]
     assert "cached" in kinds
     # what the cached environment links is pinned: a bare prune --ci keeps it (uv recreates the

@@ -65,6 +65,7 @@ def _random_cache(w: World, wheels, rng: random.Random):
             check=True,
             capture_output=True,
         )
+        w.settle()  # its bookkeeping finishes in the background
     for v in venvs:
         if rng.random() < 0.35:
             shutil.rmtree(v)

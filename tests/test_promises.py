@@ -374,7 +374,7 @@ def test_a_cache_path_this_host_cannot_see_fails_closed(tmp_path, shim_home, whe
 @pytest.mark.parametrize("version", EDGE)
 def test_uv_run_with_pins_what_its_cached_environment_links(tmp_path, shim_home, wheels, version):
     """`uv run --with` builds an environment inside the cache. Through the shim, what it links is
-    pinned (by the second run at the latest, which catches up before handing over), so a bare
+    pinned (by the helper that finishes each run's bookkeeping), so a bare
     prune --ci keeps it and uv rebuilds the environment from it offline. Control: the bare uv."""
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
@@ -395,6 +395,7 @@ def test_uv_run_with_pins_what_its_cached_environment_links(tmp_path, shim_home,
         for _ in range(2):
             out = w.uv(*args, shim=shim, UV_LINK_MODE="symlink")
             assert out.stdout.strip() == "alpha-1.0", out.stderr
+        w.settle()
         w.prune("--ci")
         kept = [a for a in w.archives() if list((w.cache / "archive-v0" / a).glob("alpha-1.0.dist-info"))]
         assert bool(kept) == shim, (shim, w.archives())

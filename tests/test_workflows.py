@@ -253,3 +253,79 @@ def test_every_way_of_naming_the_target_is_protected(tmp_path, shim_home, wheels
             w.uv("cache", "prune", "--max-size", "1B")
         w.prune("--ci")
         assert w.works(interpreter, where) == shim, (shim, w.broken(interpreter, where))
+
+
+def _archive_of(w: World, dist: str) -> list[str]:
+    return [a for a in w.archives() if list((w.cache / "archive-v0" / a).glob(f"{dist}.dist-info"))]
+
+
+@pytest.mark.parametrize("version", EDGE)
+@pytest.mark.parametrize("how", ["inline-script", "uvx", "run-with"])
+def test_first_run_in_a_cached_environment_is_pinned(tmp_path, shim_home, wheels, version, how):
+    """`uv run script.py` with inline metadata (PEP 723), `uvx` and `uv run --with` run in
+    environments uv keeps in its cache. From the very first run, what they link is pinned by the
+    helper, so a bare prune --ci keeps those archives (uv rebuilds the environment from them).
+    Control: with the bare uv the same prune deletes them."""
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        find = f'no-index = true\nfind-links = ["{wheels}"]'
+        if how == "inline-script":
+            (w.root / "s.py").write_text(
+                '# /// script\n# dependencies = ["alpha==1.0"]\n# [tool.uv]\n'
+                + "".join(f"# {line}\n" for line in find.splitlines())
+                + "# ///\nimport alpha; print(alpha.VALUE)\n"
+            )
+            argv = ["run", "--python", BASE_PYTHON, "s.py"]
+            dist = "alpha-1.0"
+        elif how == "uvx":
+            argv = ["tool", "run", "--no-index", "--find-links", str(wheels), "--from", "gamma==1.0", "gamma"]
+            dist = "gamma-1.0"
+        else:
+            argv = ["run", "--no-project", "--python", BASE_PYTHON, "--no-index", "--find-links", str(wheels)]
+            argv += ["--with", "alpha==1.0", "python", "-c", "import alpha; print(alpha.VALUE)"]
+            dist = "alpha-1.0"
+        out = w.uv(*argv, shim=shim, UV_LINK_MODE="symlink")
+        assert "alpha-1.0" in out.stdout or "gamma says hi" in out.stdout, out.stderr
+        (archive,) = _archive_of(w, dist)
+        if shim:
+            deadline = time.monotonic() + SETTLE
+            while archive not in w.pinned() or not [r for r in w.records().values() if r.kind == "cached"]:
+                assert time.monotonic() < deadline, (w.records(), w.pinned())  # pins land before records
+                time.sleep(0.05)
+        w.prune("--ci")
+        assert (archive in w.archives()) == shim, (shim, w.archives())
+
+
+@pytest.mark.parametrize("version", EDGE)
+def test_a_root_recorded_in_another_mount_namespace_is_foreign(tmp_path, shim_home, wheels, version):
+    """A sandbox that shares hostname and machine-id with the host but not its mounts (`unshare
+    -m`, like bubblewrap, Apptainer or a chroot) installs into a path the host cannot see. The
+    host's prune through the shim must keep that root (foreign, until its lease ends), not call
+    it dead: --unused then keeps its archives, and so does a bare prune after it.
+    Control: the bare uv's prune after the refresh breaks it."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare")
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        data, mnt = w.root / "data", w.root / "mnt"  # mnt: empty on the host, `data` inside
+        data.mkdir()
+        mnt.mkdir()
+        local = w.root / "wheels"
+        shutil.copytree(wheels, local)
+        exe = str(w.shim_uv if shim else w.real_uv)
+        script = (
+            f"mount --bind {data} {mnt} && {w.real_uv} venv -q --python {BASE_PYTHON} {mnt}/venv && "
+            f"{exe} pip install -q --python {mnt}/venv/bin/python --no-index --find-links {local} alpha==1.0 beta"
+        )
+        out = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], env=w.env(UV_LINK_MODE="symlink"), capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert not (mnt / "venv").exists() and (data / "venv").is_dir()  # invisible from here
+        assert w.works(data / "venv")
+        refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+        if shim:
+            out = w.uv("cache", "prune", "--unused")
+            assert "on host" in out.stderr, out.stderr  # kept as another host's root
+        w.prune()
+        assert w.works(data / "venv") == shim, (shim, w.broken(data / "venv"))
