@@ -21,4 +21,6 @@ HOT_PATH = (
     "shim.manifest",
     "shim.record",
     "shim.hostid",
+    "shim.followup",
+    "shim.uvfeatures",
 )

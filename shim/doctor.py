@@ -50,18 +50,37 @@ def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
     )
 
 
+RECENT_RELEASES = 20  # shown by `doctor` (all of them in --json)
+
+
+def releases(cache: Cache) -> list[dict[str, Any]]:
+    """The roots released in this cache (``manifest.log_release``), oldest first."""
+    area = cache.area()
+    return manifest.releases(area) if area is not None else []
+
+
 class DoctorResult(report.Result):
     def __init__(
-        self, cache: str, found: dict[str, list[tuple[str, str, str]]], fixed: Optional[dict[str, bool]]
+        self,
+        cache: str,
+        found: dict[str, list[tuple[str, str, str]]],
+        fixed: Optional[dict[str, bool]],
+        released: Optional[list[dict[str, Any]]] = None,
     ) -> None:
         self.cache = cache
         self.found = found
         self.fixed = fixed  # None without --fix
+        self.released = released or []
         self.exit_code = 0 if not found or (fixed is not None and all(fixed.values())) else 1
+
+    def _released(self, path: str) -> Optional[dict[str, Any]]:
+        real = os.path.realpath(path)
+        return next((r for r in reversed(self.released) if r.get("path") in (path, real)), None)
 
     def doc(self) -> dict[str, Any]:
         return {
             "cache": self.cache,
+            "released": self.released,
             "broken": [
                 {
                     "path": env,
@@ -78,12 +97,30 @@ class DoctorResult(report.Result):
             status = "" if self.fixed is None else (" (fixed)" if self.fixed[env] else " (NOT fixed)")
             lines.append(f"{env}: {report.plural(len(broken), 'broken distribution')}{status}")
             lines.extend(f"  {n}=={v} (archive {os.path.basename(a)} is gone)" for n, v, a in broken)
+            gone = self._released(env)
+            if gone is not None:
+                lines.append(f"  its record was released {_ago(gone)}: {gone.get('why', '?')}")
+        recent = self.released[-RECENT_RELEASES:]
+        if recent:
+            lines.append(f"Released roots (last {len(recent)}, oldest first):")
+            for r in recent:
+                what = report.plural(len(r.get("distributions", [])), "distribution")
+                lines.append(f"  {_ago(r)}  {r.get('path', '?')} ({what}): {r.get('why', '?')}")
         return "\n".join(lines) + ("\n" if lines else "")
 
     def facts(self) -> list[str]:
         if not self.found:
             return ["No broken environments found"]
         return ["Run `uv-shim doctor --fix` to reinstall them"] if self.fixed is None else []
+
+
+def _ago(entry: dict[str, Any]) -> str:
+    import time
+
+    try:
+        return report.human_age(max(0.0, time.time() - float(entry["time"]))) + " ago"
+    except (KeyError, TypeError, ValueError):
+        return "at an unknown time"
 
 
 def doctor(
@@ -97,7 +134,7 @@ def doctor(
         if broken:
             found[env] = broken
     fixed = {env: _reinstall(real, cache, env, broken, uv_args, out) for env, broken in found.items()} if fix else None
-    return DoctorResult(cache.path, found, fixed)
+    return DoctorResult(cache.path, found, fixed, releases(cache))
 
 
 def _python_of(env: str) -> str:

@@ -4,9 +4,11 @@ the shim. "Works" is ``World.works`` (every RECORD file exists, regular-package 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -167,6 +169,12 @@ def test_a_deleted_environment_is_released_and_logged(world: World, wheels):
         (entry,) = manifest.releases(area)
     assert entry["path"] == str(v.resolve()) and entry["why"] == "environment no longer exists"
     assert entry["distributions"] == ["alpha==1.0"] and len(entry["archives"]) == 1
+    doctor = subprocess.run([sys.executable, "-m", "shim", "doctor"], env=world.env(), capture_output=True, text=True)
+    assert f"{v.resolve()} (1 distribution): environment no longer exists" in doctor.stdout, doctor
+    doc = subprocess.run(
+        [sys.executable, "-m", "shim", "doctor", "--json"], env=world.env(), capture_output=True, text=True
+    )
+    assert [r["path"] for r in json.loads(doc.stdout)["released"]] == [str(v.resolve())]
 
 
 def test_an_intercepted_command_in_a_deleted_working_directory(world: World, wheels):
@@ -329,3 +337,19 @@ def test_a_root_recorded_in_another_mount_namespace_is_foreign(tmp_path, shim_ho
             assert "on host" in out.stderr, out.stderr  # kept as another host's root
         w.prune()
         assert w.works(data / "venv") == shim, (shim, w.broken(data / "venv"))
+
+
+def test_a_helper_failure_reaches_the_user_once(world: World, wheels):
+    """What a detached helper could not print (the terminal is the user's program's) is kept in
+    the cache and printed by the next intercepted command, once."""
+    from shim import manifest, realuv
+    from shim.cache import Cache
+
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    cache = Cache(str(world.cache), realuv.build_of(realuv.RealUv(str(world.real_uv), "test")))
+    manifest.add_notice(cache, "could not record what `uv run` installed: disk full")
+    first = world.install(v, "beta==1.0", find_links=wheels)
+    assert first.stderr.count("uv-shim: warning: could not record what `uv run` installed: disk full") == 1
+    second = world.install(v, "alpha==2.0", find_links=wheels)
+    assert "disk full" not in second.stderr
