@@ -93,8 +93,9 @@ class Book:
                 if dirty:
                     manifest.save(entry, rec)
 
-    def update(self, env_path: str, kind: str, final: bool = True) -> None:
+    def update(self, env_path: str, kind: str, final: bool = True) -> bool:
         """Scan the environment, pin what it links by symlink, drop pins it no longer needs.
+        True when the environment is recorded (it links something from the cache).
 
         Not ``final`` while uv may still be installing: an environment that does not exist yet
         or links nothing yet keeps its root."""
@@ -102,29 +103,29 @@ class Book:
         if not os.path.isdir(real):
             if final:
                 self._forget(key, "the environment was gone after uv ran")
-            return
+            return False
         try:
             stamp = envscan.site_stamp(real, kind)
             dists = envscan.scan(real, kind, self.cache)
         except OSError as e:
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
-            return
+            return False
         if not dists:
             if final:
                 self._forget(key, "it linked nothing from the cache after uv ran")
-            return
+            return False
         entry = self.cache.entry(key)
         if entry is not None:
             fp, mtime = manifest.quick_state(entry)
             if fp == manifest.fingerprint(dists) and time.time() - mtime < TOUCH_EVERY and self._pinned(entry, dists):
                 entry.close()
-                return  # the common no-op: nothing changed, nothing to write
+                return True  # the common no-op: nothing changed, nothing to write
             entry.close()
         with self.cache.entry(key, create=True) as entry, manifest.lock(entry):  # type: ignore[union-attr]
             rec, _ = self._load(entry, key, real, kind)
             old_pins = set(pins(entry))
             rec.set_dists(dists)
-            rec.site_stamp = stamp
+            rec.site_stamp = stamp if final else ""  # a scan during an install may miss what lands in the same tick
             rec.uv_version = self.cache.build.version
             rec.python = rec.python or envscan.python_version(real)
             rec.inode = envscan.inode_of(real)
@@ -135,6 +136,7 @@ class Book:
             manifest.save(entry, rec)
             for aid in sorted(old_pins - new_pins):
                 unpin(entry, aid)
+        return True
 
     def _forget(self, key: str, why: str) -> None:
         entry = self.cache.entry(key)

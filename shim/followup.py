@@ -127,7 +127,7 @@ def watch(
     """Pin while uv installs; one full pass when its install step is over (or uv is gone)."""
     from shim import envscan
 
-    stamps: dict[str, str] = {}
+    stamps: dict[str, str] = {}  # the stamp each environment was last scanned at
     delay = FIRST_POLL
     while True:
         state = uv_state()
@@ -149,8 +149,8 @@ def watch(
         delay = min(delay * 2, LAST_POLL if state == uvfeatures.INSTALLING else SLOW_POLL)
     if cached:  # the environment uv just made in the cache is new
         envs = envs + [(p, "cached") for p in book.cache.cached_envs() if (p, "cached") not in envs]
-    for path, kind in envs:
-        book.update(path, kind)
+    for path, kind in envs:  # always a full pass: folder times are coarse (a few ms), and two
+        book.update(path, kind)  # packages landing in one tick leave the same stamp
 
 
 def _process(pid: int, cache_root: str, ignore: int, user_args: list[str]) -> Callable[[], str]:
