@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from shim import envscan, followup, hostid, manifest, realuv, targets, uvargs, uvfeatures
+from shim import envscan, followup, generations, hostid, hostindex, manifest, realuv, targets, uvargs, uvfeatures
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir
@@ -51,6 +51,43 @@ class Book:
         self.cache = cache
         self.warn = warn
         self.host, self.host_id = hostid.identity()
+        self.generations: list[str] = [generations.current(cache)]  # see sync_generations
+        self._index: Optional[hostindex.Index] = None
+
+    @property
+    def index(self) -> hostindex.Index:
+        if self._index is None:
+            self._index = hostindex.Index(self.cache.path)
+        return self._index
+
+    def sync_generations(self) -> None:
+        """Before any record is written: learn every uv generation this cache has seen (its
+        areas and the host index), rebuild the areas a prune by another generation removed
+        (from a surviving copy, else by rescanning what the host index lists), one line if so."""
+        cache = self.cache
+        names = generations.seen(cache, self.index.generations)
+        survivors = [n for n in names if generations.area_exists(cache, n)]
+        if not survivors and self.index.envs:
+            self.warn(
+                f"the records of {len(self.index.envs)} environment(s) are gone from {cache.path} (a prune by "
+                "another uv version, or `uv cache clean`); rebuilding them by a rescan"
+            )
+            generations.note(cache, names)
+            self.generations = names
+            for path, kind in sorted(self.index.envs.items()):
+                try:
+                    self.update(path, kind)
+                except (OSError, RecordError):
+                    continue
+        else:
+            restored = generations.restore(cache, names, survivors)
+            generations.note(cache, names)
+            if [b for b in restored if b != generations.current(cache) or b in self.index.generations]:
+                self.warn(
+                    f"restored uv-shim's records in {', '.join(restored)} (a prune by another uv version removed them)"
+                )
+            self.generations = names
+        self.index.add_generations(names)
 
     def key(self, env_path: str) -> tuple[str, str]:
         real = os.path.realpath(env_path)
@@ -122,6 +159,7 @@ class Book:
                 return True  # the common no-op: nothing changed, nothing to write
             entry.close()
         with self.cache.entry(key, create=True) as entry, manifest.lock(entry):  # type: ignore[union-attr]
+            created = not manifest.exists(entry)
             rec, _ = self._load(entry, key, real, kind)
             old_pins = set(pins(entry))
             rec.set_dists(dists)
@@ -136,6 +174,9 @@ class Book:
             manifest.save(entry, rec)
             for aid in sorted(old_pins - new_pins):
                 unpin(entry, aid)
+        generations.mirror(self.cache, self.generations, key, rec, new_pins, old_pins)
+        if created or real not in self.index.envs:
+            self.index.add_env(real, kind)
         return True
 
     def _forget(self, key: str, why: str) -> None:
@@ -150,6 +191,7 @@ class Book:
             except (OSError, RecordError):
                 pass  # no readable record: nothing to say about it
             manifest.remove(area, key)
+        generations.forget(self.cache, self.generations, key)
 
     @staticmethod
     def _pinned(entry: Dir, dists: dict[str, envscan.Dist]) -> bool:
@@ -179,6 +221,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
         if root is not None:
             book = Book(Cache(root, build), warn)
+            book.sync_generations()
             envs = targets.environments_for(inv, book.cache, real, cwd, env)
             cached = uvargs.runs_child(inv) and targets.wants_cached_envs(build, inv, cwd, env)
             if envs and not uvargs.runs_child(inv):

@@ -182,7 +182,7 @@ class Dir:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write_atomic(self, name: str, data: bytes, mode: int = 0o644) -> None:
+    def write_atomic(self, name: str, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
         """Write a file so a reader sees the old or the new one, never a torn one: a temp file
         beside it (``.<name>.<pid>.<hex>.tmp``), fsync, rename over the old name. The rename
         replaces whatever was there (a symlink included) without following it."""
@@ -195,7 +195,8 @@ class Dir:
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fchmod(fd, mode)
-                os.fsync(fd)
+                if fsync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             _change()

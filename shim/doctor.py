@@ -8,6 +8,7 @@ real uv; ``adopt`` records existing environments.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -44,10 +45,13 @@ def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
             if not envscan.is_environment(os.path.abspath(p)):
                 raise UserError(f"{p} is not a Python environment (no pyvenv.cfg or site-packages)")
         return [os.path.abspath(p) for p in paths]
+    from shim import hostindex
+
     this = hostid.identity()[1]
-    return sorted(
-        r.path for r in verified_roots(cache) if r.record and r.record.host_id == this and os.path.isdir(r.path)
-    )
+    known = {r.path for r in verified_roots(cache) if r.record and r.record.host_id == this}
+    known |= {p for p, kind in hostindex.Index(cache.path).envs.items() if kind != "cached"}
+    known |= {str(r["path"]) for r in releases(cache) if r.get("host") == hostid.identity()[0] and "path" in r}
+    return sorted(p for p in known if envscan.is_environment(p))
 
 
 RECENT_RELEASES = 20  # shown by `doctor` (all of them in --json)
@@ -97,6 +101,8 @@ class DoctorResult(report.Result):
             status = "" if self.fixed is None else (" (fixed)" if self.fixed[env] else " (NOT fixed)")
             lines.append(f"{env}: {report.plural(len(broken), 'broken distribution')}{status}")
             lines.extend(f"  {n}=={v} (archive {os.path.basename(a)} is gone)" for n, v, a in broken)
+            if self.fixed is None:
+                lines.append(f"  repair: uv-shim doctor --fix {shlex.quote(env)}")
             gone = self._released(env)
             if gone is not None:
                 lines.append(f"  its record was released {_ago(gone)}: {gone.get('why', '?')}")

@@ -49,6 +49,7 @@ SIZES = ".archive-sizes"  # archive id -> bytes (an unpacked wheel never changes
 LAST_PRUNE = ".last-prune"  # its mtime: the last prune through the shim
 HOLD_PREFIX = ".evicting."  # .evicting.<pid>/: uv's references set aside while uv prunes
 RELEASED = ".released."  # .released.<key>.<pid>/: a root being removed
+GENERATIONS = ".generations"  # the sdists buckets (uv generations) this cache has seen (shim.generations)
 NOTICES = ".notices"  # .notices/<pid>: what a detached helper could not print (next command does)
 RELEASE_LOG = ".release-log"  # one JSON line per released root: path, when, why, what it held
 RELEASE_LOG_MAX = 256 * 1024  # bytes; then it becomes .release-log.old (one generation kept)

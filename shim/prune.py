@@ -170,6 +170,7 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
             what = report.plural(len(ev.chosen), "archive")
             out.warn(f"uv's prune failed; put back uv's references to the {what} chosen for eviction")
     if code == 0:
+        _restore_generations(cache)
         _stamp_last_prune(cache)
         if ev is not None:
             out.facts(eviction_facts(ev, would=False))
@@ -189,6 +190,19 @@ def eviction_facts(ev: evict.Eviction, would: bool) -> list[str]:
     if ev.recent:
         facts.append(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
     return facts
+
+
+def _restore_generations(cache: Cache) -> None:
+    """uv's prune removed every other generation's buckets: put our records and pins back in
+    those this cache has seen, so a bare prune by those versions keeps honouring them."""
+    from shim import generations, hostindex
+
+    try:
+        names = generations.seen(cache, hostindex.Index(cache.path).generations)
+        survivors = [n for n in names if generations.area_exists(cache, n)]
+        generations.restore(cache, names, survivors)
+    except OSError as e:
+        report.Out().warn(f"cannot restore uv-shim's records for other uv versions: {e.strerror} ({e.filename})")
 
 
 def _stamp_last_prune(cache: Cache) -> None:

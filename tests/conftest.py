@@ -22,6 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 UV_ROOT = Path(os.environ.get("UV_SHIM_TEST_UV_ROOT") or REPO / ".test-env" / "uv")
 VERSIONS: list[str] = (os.environ.get("UV_SHIM_TEST_UV_VERSIONS") or "0.7.0 0.9.5 0.13.9").split()
+# installed beside them for the mixed-version matrix only: another bucket generation (sdists-v10)
+EXTRA_VERSIONS: list[str] = (os.environ.get("UV_SHIM_TEST_UV_EXTRA") or "0.13.8").split()
 
 
 def _vt(v: str):

@@ -1,0 +1,117 @@
+"""One cache, several uv versions (issue 14): protection that survives a bare prune by any uv
+version that has used the cache through the shim, whatever its bucket generation, and records
+that survive a prune that wiped them.
+
+Versions: the suite's (0.7.0 and 0.9.5 share sdists-v9, 0.13.9 has sdists-v11) plus 0.13.8
+(sdists-v10). Every test has its control: the same world with the bare uv breaks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXTRA_VERSIONS, VERSIONS, World, _vt, pair
+
+ALL = sorted(set(VERSIONS) | set(EXTRA_VERSIONS), key=_vt)
+PAIRS = [(x, y) for x, y in itertools.permutations(ALL, 2)]
+
+
+@pytest.fixture(autouse=True)
+def _home(shim_home, monkeypatch):
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+
+
+def _sdists(version: str) -> str:
+    from conftest import uv_path
+
+    from shim import realuv
+
+    return realuv.build_of(realuv.RealUv(str(uv_path(version)), "test")).buckets["sdists"]
+
+
+def _as(w: World, version: str) -> World:
+    """The same world (root, cache, home) driven by another uv version."""
+    return World(w.root, w.shim_home, version)
+
+
+def _orphan(w: World, wheels: Path) -> None:
+    """The wheel changes and is installed again with --refresh elsewhere: uv's index forgets the
+    first archive, so only a pin keeps it (bare uv of the installing version)."""
+    local = w.root / "wheels"
+    whl = local / "alpha-1.0-py3-none-any.whl"
+    st = whl.stat()
+    import os
+
+    os.utime(whl, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    other = w.venv("elsewhere")
+    w.install(other, "alpha==1.0", find_links=local, shim=False, extra=["--refresh"])
+
+
+@pytest.mark.parametrize("installer, pruner", PAIRS, ids=[f"{x}-then-bare-{y}" for x, y in PAIRS])
+def test_a_bare_prune_by_any_version_seen_keeps_what_another_installed(tmp_path, shim_home, wheels, installer, pruner):
+    """The pruning version used the cache through the shim once; then another version installs
+    through the shim; a bare prune by the first keeps the environment working."""
+    for w in pair(tmp_path, shim_home, installer):
+        shim = w.root.name == "shim"
+        shutil.copytree(wheels, w.root / "wheels")
+        p = _as(w, pruner)
+        seen = p.venv("seen-by-pruner")
+        p.install(seen, "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        v = w.venv("v")
+        w.install(v, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        _orphan(w, wheels)
+        p.prune()
+        assert w.works(v) == shim, (shim, w.broken(v))
+        assert p.works(seen)  # its own index keeps it either way
+
+
+@pytest.mark.parametrize("version", [v for v in ALL if v != min(ALL, key=_vt)])
+def test_records_a_prune_removed_are_restored_by_the_next_command(tmp_path, shim_home, wheels, version):
+    """Both versions used the cache through the shim; a bare prune by the oldest removes the
+    newer version's bucket, records and pins with it. The next shim command puts them back (one
+    line says so), so a later bare prune by the newer version still keeps everything.
+    Control: without the shim that last prune breaks the environment."""
+    old = min(ALL, key=_vt)
+    if _sdists(old) == _sdists(version):
+        pytest.skip(f"uv {old} and {version} share one sdists bucket: a prune by one keeps the other's")
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        shutil.copytree(wheels, w.root / "wheels")
+        o = _as(w, old)
+        v = o.venv("v")
+        o.install(v, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        other = w.venv("other")
+        w.install(other, "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        _orphan(o, wheels)
+        o.prune()  # bare: the newer version's sdists bucket goes, records and pins with it
+        out = o.install(other, "gamma==1.0", find_links=w.root / "wheels", shim=shim)
+        if shim:
+            assert "restored uv-shim's records" in out.stderr, out.stderr
+        w.prune()  # bare, by the newer version
+        assert w.works(v) == shim, (shim, w.broken(v))
+
+
+def test_records_wiped_with_the_cache_are_rebuilt_and_doctor_reports(world: World, wheels):
+    """`uv cache clean` removes every record (and every archive). The next shim command says so in
+    one line and rebuilds the records by rescanning what the host index lists; `uv-shim doctor`
+    then reports the broken environments (exit 1) with the command that repairs them, instead of
+    "No broken environments found". Control: the records are really gone after the clean."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    world.uv("cache", "clean", shim=False)  # bare: records, pins and archives go
+    assert world.records() == {} and not world.works(v)
+    out = world.install(world.venv("w"), "beta==1.0", find_links=wheels)
+    assert "the records of 1 environment(s) are gone" in out.stderr, out.stderr
+    assert str(v.resolve()) in world.records()
+    doctor = subprocess.run(
+        [sys.executable, "-m", "shim", "doctor", "--json"], env=world.env(), capture_output=True, text=True
+    )
+    assert doctor.returncode == 1, doctor
+    broken = {b["path"] for b in json.loads(doctor.stdout)["broken"]}
+    assert str(v.resolve()) in broken
