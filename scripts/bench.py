@@ -8,6 +8,7 @@ Prints medians for the bare uv and through the shim, the difference and the targ
   no-op install    `uv pip install pkg000` into a 100-distribution venv   target: +25 ms
   no-op run        `uv run python -c pass` in a 100-distribution project  target: +25 ms
   100-dist install symlink install of 100 wheels into a fresh venv        target: +10 %
+  generations      the same install with a second uv generation seen on the cache  target: x1.05
   prune            10,000 archives, 1,000 roots (synthetic, scripts/gencache.py)  target: x1.5, 200 MiB
 
 Bare and shim runs alternate so machine noise hits both alike. All paths are absolute (no
@@ -109,6 +110,50 @@ def install_100(args, real_uv, shim_uv, env, tmp, python, files) -> bool:
     return ok and k / b <= 0.10
 
 
+def generations_bench(args, real_uv, shim_uv, env, tmp, python) -> bool:
+    """Bookkeeping cost of a second uv generation seen on the cache (issue 14): the same fresh
+    100-distribution symlink install through the shim into a cache that only the running uv has
+    used, and into one where another generation's record area exists (so every root is mirrored
+    there). Both caches warm; runs alternate."""
+    wheels = tmp / "wheels"
+    names = [f"pkg{i:03d}" for i in range(100)]
+    find = ["--no-index", "--find-links", str(wheels)]
+    caches = {"one": tmp / "cache-one", "two": tmp / "cache-two"}
+    counter = iter(range(10**6))
+
+    def install(which: str) -> float:
+        venv = tmp / f"gen-{which}-{next(counter)}"
+        e = {**env, "UV_CACHE_DIR": str(caches[which])}
+        subprocess.run([real_uv, "venv", "-q", "--python", python, str(venv)], check=True, env=e)
+        t0 = time.perf_counter()
+        subprocess.run(
+            [shim_uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, *names],
+            check=True,
+            env=e,
+        )
+        return time.perf_counter() - t0
+
+    install("one")
+    install("two")
+    from shim import realuv  # the other generation: any sdists bucket name but the running uv's
+
+    current = realuv.build_of(realuv.RealUv(real_uv, "bench")).buckets["sdists"]
+    other = "sdists-v9" if current != "sdists-v9" else "sdists-v11"
+    (caches["two"] / other / "uv-shim").mkdir(parents=True)
+    install("two")  # restores the copies there: from now on, every install mirrors
+    runs = {"one": [], "two": []}
+    for i in range(max(5, args.rounds // 2)):
+        for which in ("one", "two") if i % 2 == 0 else ("two", "one"):
+            runs[which].append(install(which))
+    one, two = statistics.median(runs["one"]), statistics.median(runs["two"])
+    good = two / one <= 1.05
+    print(
+        f"{'two uv generations, 100 dists':<30} one {one * 1000:8.1f} ms   two {two * 1000:8.1f} ms   "
+        f"x{two / one:.3f}   target x1.05 {'ok' if good else 'MISSED'}"
+    )
+    return good
+
+
 def run_rss(cmd, env):
     """(seconds, peak RSS in MiB of the process and what it waited for)."""
     t0 = time.perf_counter()
@@ -182,7 +227,7 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=40, help="modules per wheel in the second install benchmark")
     ap.add_argument("--archives", type=int, default=10000, help="archives in the synthetic prune cache")
     ap.add_argument("--envs", type=int, default=1000, help="recorded environments in the synthetic prune cache")
-    ap.add_argument("--only", choices=["overhead", "prune"], help="run one part only")
+    ap.add_argument("--only", choices=["overhead", "prune", "generations"], help="run one part only")
     args = ap.parse_args()
     if not args.uv:
         ap.error("no real uv found: pass --uv /path/to/uv")
@@ -221,6 +266,8 @@ def main() -> int:
         ok = True
         if args.only == "prune":
             return 0 if prune_bench(args, real_uv, shim_uv, env, tmp) else 1
+        if args.only == "generations":
+            return 0 if generations_bench(args, real_uv, shim_uv, env, tmp, python) else 1
         bare, shim = pair(args.rounds, [real_uv, "--version"], [shim_uv, "--version"], env, tmp)
         ok &= report("passthrough", bare, shim, target_ms=5)
 
@@ -250,6 +297,7 @@ def main() -> int:
 
         for files in (1, args.files):
             ok &= install_100(args, real_uv, shim_uv, env, tmp, python, files)
+        ok &= generations_bench(args, real_uv, shim_uv, env, tmp, python)
         if args.only != "overhead":
             ok &= prune_bench(args, real_uv, shim_uv, env, tmp)
         return 0 if ok else 1

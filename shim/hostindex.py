@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     pass
 
-MAX_BYTES = 1 << 20  # compacted (duplicates dropped) when it grows past this
+MAX_BYTES = 1 << 20  # compacted (duplicates and environments gone dropped) past this
 
 
 def file_for(cache_path: str) -> str:
@@ -64,7 +64,7 @@ class Index:
 
     def _compact(self) -> None:
         lines = [f"generation\t{g}" for g in sorted(self.generations)]
-        lines += [f"env\t{k}\t{p}" for p, k in sorted(self.envs.items())]
+        lines += [f"env\t{k}\t{p}" for p, k in sorted(self.envs.items()) if os.path.isdir(p)]  # the gone go
         paths.write_atomic(self.path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
 
     def add_env(self, env_path: str, kind: str) -> None:
