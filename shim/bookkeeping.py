@@ -171,10 +171,10 @@ class Book:
             for aid in sorted(new_pins):
                 pin(entry, aid)  # pins before the record: fail closed if we die here
             rec.last_used = manifest.now()
-            manifest.save(entry, rec)
+            data = manifest.save(entry, rec)
             for aid in sorted(old_pins - new_pins):
                 unpin(entry, aid)
-        generations.mirror(self.cache, self.generations, key, rec, new_pins, old_pins)
+        generations.mirror(self.cache, self.generations, key, data, new_pins)
         if created or real not in self.index.envs:
             self.index.add_env(real, kind)
         return True

@@ -7,7 +7,11 @@ a prune by a version whose sdists bucket holds them. So:
 
 - each area lists the sdists buckets this cache has seen (``manifest.GENERATIONS``), and so does
   the host index (``shim.hostindex``);
-- an install writes its pins and record into the area of every generation seen (``mirror``);
+- an install writes its record into the area of every generation seen, and its pins into that
+  area's pool (``manifest.POOL``: one pin per archive, shared by all roots, so a second
+  generation costs a few pins per install rather than one per distribution; ``mirror``). The
+  pool only grows between prunes (fail closed); a prune through the shim under that generation
+  replaces it by per-root pins (``liveness``), and a restore rebuilds it from the live pins;
 - the next shim invocation on the cache (and every prune through the shim, right after uv's
   prune) rebuilds the area of any seen generation that a prune removed (``restore``), from the
   newest surviving copy; buckets of generations the cache has never seen are never created.
@@ -27,7 +31,6 @@ if TYPE_CHECKING:
     from typing import Optional
 
     from shim.cache import Cache
-    from shim.record import Record
 
 
 def _parse(data: bytes) -> set[str]:
@@ -116,14 +119,19 @@ def restore(cache: Cache, names: Iterable[str], survivors: list[str]) -> list[st
 
 
 def copy_area(src: Dir, dst: Dir) -> int:
-    """Copy every root (record and pins) and the generation list from ``src`` to ``dst``; roots
-    already in ``dst`` are brought up to date. Records are written without fsync: a torn copy is
-    an unusable record, which the next reader replaces from another copy or a rescan."""
+    """Copy every root's record, the pool of every archive any root pins, and the generation list
+    from ``src`` to ``dst``. Records are written without fsync: a torn copy is an unusable
+    record, which the next reader replaces from another copy or a rescan."""
     copied = 0
     try:
-        data = src.read(manifest.GENERATIONS)
-        dst.write_atomic(manifest.GENERATIONS, data, fsync=False)
+        dst.write_atomic(manifest.GENERATIONS, src.read(manifest.GENERATIONS), fsync=False)
     except FileNotFoundError:
+        pass
+    pool: set[str] = set()
+    try:
+        with src.sub(manifest.POOL) as p:
+            pool.update(manifest.pins(p))
+    except OSError:
         pass
     for key in src.listdir():
         if key.startswith("."):
@@ -131,31 +139,44 @@ def copy_area(src: Dir, dst: Dir) -> int:
         try:
             with src.sub(key) as s:
                 record = s.read(manifest.RECORD)
-                aids = list(manifest.pins(s))
+                pool.update(manifest.pins(s))
         except OSError:
             continue  # not a root folder, or unreadable: nothing to copy
         with dst.sub(key, create=True, ours=True) as d:
-            for aid in aids:
-                manifest.pin(d, aid)  # pins first, as everywhere
             d.write_atomic(manifest.RECORD, record, fsync=False)
         copied += 1
+    _pool_add(dst, pool)
     return copied
 
 
-def mirror(cache: Cache, names: Iterable[str], key: str, record: Record, new: set[str], old: set[str]) -> None:
-    """Write one root into the area of every other generation seen: pins, record, then the pins
-    it no longer needs (the order of ``Book.update``)."""
+def _pool_add(area: Dir, aids: Iterable[str]) -> None:
+    with area.sub(manifest.POOL, create=True, ours=True) as pool:
+        have = set(manifest.pins(pool))
+        for aid in sorted(set(aids) - have):
+            manifest.pin(pool, aid)
+
+
+def mirror(cache: Cache, names: Iterable[str], key: str, record: bytes, new: set[str]) -> None:
+    """Write one root into the area of every other generation seen: the archives it pins into
+    the pool first, then its record (its bytes, not synced: a torn copy is an unusable record,
+    replaced from the synced one). Pins it no longer needs stay in the pool until it is rebuilt."""
     for bucket in names:
         if bucket == current(cache):
             continue
         area = _area(cache, bucket, create=True)
         assert area is not None
-        with area, area.sub(key, create=True, ours=True) as entry:
-            for aid in sorted(new):
-                manifest.pin(entry, aid)
-            manifest.save(entry, record)
-            for aid in sorted(old - new):
-                manifest.unpin(entry, aid)
+        with area:
+            _pool_add(area, new)
+            with area.sub(key, create=True, ours=True) as entry:
+                entry.write_atomic(manifest.RECORD, record, fsync=False)
+
+
+def drop_pool(cache: Cache) -> None:
+    """The current area's pool goes once every live root has its own pins here (a prune through
+    the shim under this generation): it would keep archives nothing uses any more."""
+    area = cache.area()
+    if area is not None and area.lexists(manifest.POOL):
+        area.remove_tree(manifest.POOL)
 
 
 def forget(cache: Cache, names: Iterable[str], key: str) -> None:

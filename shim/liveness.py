@@ -12,7 +12,7 @@ import copy
 import os
 import time
 
-from shim import envscan, manifest, moves
+from shim import envscan, generations, manifest, moves
 from shim.cache import Cache
 from shim.confined import Dir
 from shim.manifest import Record, RecordError, pin, pins, unpin
@@ -245,6 +245,8 @@ def verify(
             continue
         roots.append(_verify_own_full(store, key, entries, record, now))
     store.release_dropped()
+    if not dry_run:
+        generations.drop_pool(cache)  # every live root is pinned by now: the stand-in goes
     return roots
 
 
@@ -265,7 +267,8 @@ def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
         stamp = envscan.site_stamp(head.path, head.kind)
     except OSError:
         return None
-    if stamp and "?" not in stamp and stamp == head.site_stamp:
+    copy = envscan.SYMLINK in head.link_modes and not have  # another generation's copy: pins in its pool
+    if stamp and "?" not in stamp and stamp == head.site_stamp and not copy:
         # no dist-info folder came or went since the last scan: its links are the pinned ones
         return Root(key, LIVE, head, have)
     try:

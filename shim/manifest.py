@@ -49,6 +49,7 @@ SIZES = ".archive-sizes"  # archive id -> bytes (an unpacked wheel never changes
 LAST_PRUNE = ".last-prune"  # its mtime: the last prune through the shim
 HOLD_PREFIX = ".evicting."  # .evicting.<pid>/: uv's references set aside while uv prunes
 RELEASED = ".released."  # .released.<key>.<pid>/: a root being removed
+POOL = ".pool"  # in another generation's area: one pin per archive any root links (shim.generations)
 GENERATIONS = ".generations"  # the sdists buckets (uv generations) this cache has seen (shim.generations)
 NOTICES = ".notices"  # .notices/<pid>: what a detached helper could not print (next command does)
 RELEASE_LOG = ".release-log"  # one JSON line per released root: path, when, why, what it held
@@ -180,8 +181,11 @@ def exists(entry: Optional[Dir]) -> bool:
     return entry is not None and entry.is_file(RECORD)
 
 
-def save(entry: Dir, record: Record) -> None:
-    entry.write_atomic(RECORD, dump(record))
+def save(entry: Dir, record: Record) -> bytes:
+    """Write the record (atomically, synced); returns its bytes (copies elsewhere reuse them)."""
+    data = dump(record)
+    entry.write_atomic(RECORD, data)
+    return data
 
 
 class EntryLock:

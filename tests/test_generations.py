@@ -115,3 +115,27 @@ def test_records_wiped_with_the_cache_are_rebuilt_and_doctor_reports(world: Worl
     assert doctor.returncode == 1, doctor
     broken = {b["path"] for b in json.loads(doctor.stdout)["broken"]}
     assert str(v.resolve()) in broken
+
+
+@pytest.mark.parametrize(
+    "installer, pruner", [(min(ALL, key=_vt), max(ALL, key=_vt)), (max(ALL, key=_vt), min(ALL, key=_vt))]
+)
+def test_a_shim_prune_under_another_version_keeps_what_one_installed(tmp_path, shim_home, wheels, installer, pruner):
+    """Records copied into another generation's area (pins in its pool) are verified like any:
+    `--unused` through the shim under that version keeps the environment, and a bare prune by
+    the installing version after it too. Control: the bare prune by the pruning version breaks it."""
+    for w in pair(tmp_path, shim_home, installer):
+        shim = w.root.name == "shim"
+        shutil.copytree(wheels, w.root / "wheels")
+        p = _as(w, pruner)
+        p.install(p.venv("seen"), "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        v = w.venv("v")
+        w.install(v, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        _orphan(w, wheels)
+        if shim:
+            p.uv("cache", "prune", "--unused")  # removes the installer's bucket, then restores it
+            assert w.works(v), w.broken(v)
+            w.prune()  # bare, by the installing version: the restored area's pool keeps it
+        else:
+            p.prune()
+        assert w.works(v) == shim, (shim, w.broken(v))
