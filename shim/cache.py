@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # versions come from the binary: ``realuv.build_of``).
 ARCHIVE_BUCKET = "archive-v0"  # unpacked wheels and cached environments, one folder per id
 _ARCHIVE_MARKER = os.sep + ARCHIVE_BUCKET + os.sep
+CAS_ID_LEN = 24  # archive ids of the content-addressed-cache preview: their files are also in the files bucket
 SDISTS_PREFIX = "sdists-v"  # every uv version's sdists bucket: sdists-v9, sdists-v11, ...
 BUILDS_PREFIX = "builds-v"  # build environments (builds-v0/.tmpXXXX/bin/python runs a build backend)
 SHIM_DIR = "uv-shim"  # our record area inside the sdists bucket (its contents: shim.manifest)
@@ -91,6 +92,7 @@ class Cache:
         self.sdists = j(path, build.buckets["sdists"])
         self.wheels = j(path, build.buckets["wheels"])
         self.environments = j(path, build.buckets.get("environments", "environments-v2"))
+        self.files = j(path, build.buckets["files"]) if "files" in build.buckets else None
         self.manifest = j(self.sdists, SHIM_DIR)  # for messages and reads; writes go through area()
         self._same_root: dict[str, Optional[bool]] = {}
         self._indexes: Optional[list[str]] = None
@@ -121,6 +123,29 @@ class Cache:
         if same is False and os.path.isdir(os.path.join(prefix, ARCHIVE_BUCKET, aid)):
             return None
         return aid if os.path.isdir(self.archives + os.sep + aid) else None
+
+    def link_baseline(self, aid: str) -> int:
+        """How many links an archive's files have with no environment linking them: 2 for an
+        archive of the content-addressed-cache preview (its files are also in the files bucket),
+        else 1. A link count above it means an environment hardlinks the file."""
+        if len(aid) == CAS_ID_LEN and self.files is not None and os.path.isdir(self.files):
+            return 2
+        return 1
+
+    def hardlinked(self, aid: str) -> bool:
+        """Does an environment hardlink this archive? (its METADATA has a link beyond the baseline)"""
+        archive = os.path.join(self.archives, aid)
+        try:
+            names = os.listdir(archive)
+        except OSError:
+            return False
+        for name in names:
+            if name.endswith(".dist-info"):
+                try:
+                    return os.stat(os.path.join(archive, name, "METADATA")).st_nlink > self.link_baseline(aid)
+                except OSError:
+                    return False
+        return False
 
     def is_cached_env(self, aid: str) -> bool:
         return os.path.isfile(os.path.join(self.archives, aid, ENV_MARKER))

@@ -74,27 +74,12 @@ class Survey:
         for aid in archives:
             size = sizes.get(aid)
             self.total += size
-            if _hardlinked(os.path.join(cache.archives, aid)):
+            if cache.hardlinked(aid):
                 self.hardlinked.add(aid)
             else:
                 self.freeable[aid] = size
         if write:
             sizes.save(archives)
-
-
-def _hardlinked(archive: str) -> bool:
-    """Does an environment hardlink this archive? (its METADATA has another link)"""
-    try:
-        names = os.listdir(archive)
-    except OSError:
-        return False
-    for name in names:
-        if name.endswith(".dist-info"):
-            try:
-                return os.stat(os.path.join(archive, name, "METADATA")).st_nlink > 1
-            except OSError:
-                return False
-    return False
 
 
 # -- last use ------------------------------------------------------------------------------

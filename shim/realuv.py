@@ -185,10 +185,13 @@ def mirror_exit(code: int) -> NoReturn:
 # ---------------------------------------------------------------------------------------------
 
 _BUCKET_KINDS = ("sdists", "wheels", "environments", "simple", "interpreter")
+# Buckets whose name is not in that run of literals: `files-v0`, the content-addressed files of
+# the `content-addressed-cache` preview (0.13.x), kept by every prune of a version that has it.
+_LONE_BUCKETS = ("files",)
 # Variables whose support differs between uv versions and changes where uv works: looked up as
 # plain strings in the binary (uv names every variable it reads as a literal).
 ENV_VARS = ("UV_WORKING_DIR", "UV_PROJECT")
-MEMO_FILE = "uv-builds-v3.tsv"
+MEMO_FILE = "uv-builds-v4.tsv"
 
 
 class UvBuild:
@@ -247,7 +250,13 @@ def _scan_binary(path: str) -> dict[str, str]:
             run = m[max(0, i - 300) : i + 300]
             names = {mt.group(1).decode(): mt.group(0).decode() for mt in token.finditer(run)}
             if "sdists" in names and "wheels" in names:
-                names["all"] = "|".join(_bucket_run(run, names["wheels"], i - max(0, i - 300)))
+                buckets = _bucket_run(run, names["wheels"], i - max(0, i - 300))
+                for kind in _LONE_BUCKETS:  # named elsewhere in the binary: the one such literal
+                    lone = {mt.group(0).decode() for mt in re.finditer(kind.encode() + rb"-v\d+", m)}
+                    if len(lone) == 1 and not (lone & set(buckets)):
+                        names[kind] = lone.pop()
+                        buckets.append(names[kind])
+                names["all"] = "|".join(buckets)
                 names["env"] = env_vars
                 return names
             start = i + 1

@@ -16,7 +16,6 @@ from shim import doctor, envscan, hostid, liveness, report
 from shim.cache import Cache
 from shim.cachecmd import open_cache, verified_roots
 from shim.errors import UserError
-from shim.evict import _hardlinked
 from shim.manifest import LAST_PRUNE
 
 
@@ -135,7 +134,7 @@ def status(cache: Cache) -> StatusResult:
     sizes: dict[str, int] = {k: 0 for k in states}
     for aid in ids:
         path = os.path.join(cache.archives, aid)
-        state = "symlinked" if aid in kept else ("hardlinked" if _hardlinked(path) else "only_cached")
+        state = "symlinked" if aid in kept else ("hardlinked" if cache.hardlinked(aid) else "only_cached")
         states[state].append(aid)
         sizes[state] += report.tree_size(path, seen)
     policies = {}
@@ -217,7 +216,7 @@ def why(cache: Cache, target: str) -> WhyResult:
     for aid in chosen:
         label = planner.archive_label(cache, aid)
         keepers = sorted({r.path for r in kept.get(aid, [])})
-        hard = _hardlinked(os.path.join(cache.archives, aid))
+        hard = cache.hardlinked(aid)
         if keepers:
             verdict = "kept for live environments"
         elif aid in uv_refs:

@@ -1,0 +1,73 @@
+"""uv's `content-addressed-cache` preview (issue 14): a `files-v0` bucket of content-addressed
+files hardlinked into every archive, so an archive's files have a link count of 2 with no
+environment at all. Pins must hold, that link is not an environment, `--unused` reclaims what no
+environment uses, the dry run matches the real prune, and freed sizes count each file once.
+Driven on the newest uv (skipped where the binary has no files bucket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest import NEWEST, World
+
+from shim import realuv
+
+CAS = {"UV_PREVIEW_FEATURES": "content-addressed-cache"}
+
+
+@pytest.fixture
+def cas(tmp_path, shim_home, monkeypatch) -> World:
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+    w = World(tmp_path, shim_home, NEWEST)
+    if "files" not in realuv.build_of(realuv.RealUv(str(w.real_uv), "test")).buckets:
+        pytest.skip(f"uv {NEWEST} has no content-addressed files bucket")
+    return w
+
+
+def _disk(root) -> int:
+    """Bytes of distinct files under ``root`` (hardlinks once)."""
+    seen, total = set(), 0
+    for d, _dirs, files in os.walk(root):
+        for f in files:
+            st = os.lstat(os.path.join(d, f))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def test_pins_hold_with_the_files_bucket(cas: World, wheels, tmp_path, shim_home):
+    """A bare prune --ci drops uv's own index: only pins keep the archive. Control: bare."""
+    control = World(tmp_path / "control", shim_home, NEWEST)
+    for w, shim in ((control, False), (cas, True)):
+        v = w.venv("v")
+        w.install(v, "alpha==1.0", find_links=wheels, shim=shim, **CAS)
+        assert (w.cache / "files-v0").is_dir()
+        w.uv("cache", "prune", "--ci", shim=False, **CAS)
+        assert w.works(v) == shim, (shim, w.broken(v))
+
+
+def test_unused_reclaims_what_no_environment_uses_and_counts_it_once(cas: World, wheels):
+    keep, gone = cas.venv("keep"), cas.venv("gone")
+    cas.install(keep, "alpha==1.0", find_links=wheels, **CAS)
+    cas.install(gone, "beta==1.0", find_links=wheels, **CAS)
+    shutil.rmtree(gone)
+    dry = cas.uv("cache", "prune", "--unused", "--dry-run", "--json", **CAS)
+    plan = json.loads(dry.stdout)
+    assert not [p for p in plan["remove"]["stale"] if os.path.basename(p).startswith("files-v")], plan["remove"][
+        "stale"
+    ]
+    evicted = {a["id"] for a in plan["evict"]["archives"]}
+    assert len(evicted) == 1 and not plan["evict"]["skipped_hardlinked"], plan["evict"]
+    (aid,) = evicted
+    own = _disk(cas.cache / "archive-v0" / aid)  # its files, each once (the files-v0 twin is the same inode)
+    before, disk_before = set(cas.archives()), _disk(cas.cache)
+    out = cas.uv("cache", "prune", "--unused", **CAS)
+    removed = before - set(cas.archives())
+    assert removed == evicted == {a["id"] for a in plan["remove"]["archives"]} | evicted, (removed, plan)
+    assert (cas.cache / "files-v0").is_dir() and cas.works(keep)
+    freed = disk_before - _disk(cas.cache)  # also uv's index entries for it
+    assert plan["evict"]["freed_bytes"] == own <= freed, (plan["evict"]["freed_bytes"], own, freed, out.stderr)
