@@ -2,7 +2,7 @@
 files hardlinked into every archive, so an archive's files have a link count of 2 with no
 environment at all. Pins must hold, that link is not an environment, `--unused` reclaims what no
 environment uses, the dry run matches the real prune, and freed sizes count each file once.
-Driven on the newest uv (skipped where the binary has no files bucket)."""
+Driven on the newest uv (skipped where the binary has no files bucket; 0.12.24 and later have it)."""
 
 from __future__ import annotations
 
