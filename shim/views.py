@@ -111,7 +111,8 @@ class StatusResult(report.Result):
             (
                 "Environments",
                 f"{env['live']} live, {env['dead']} dead{other}"
-                + (f", {env['unverifiable']} unverifiable" if env["unverifiable"] else ""),
+                + (f", {env['unverifiable']} unverifiable" if env["unverifiable"] else "")
+                + (f", {env['broken']} BROKEN (run `uv-shim doctor`)" if env["broken"] else ""),
             ),
             ("Last prune", _age(last) if last else "never through uv-shim"),
         ]
@@ -164,11 +165,30 @@ def status(cache: Cache) -> StatusResult:
             "other_hosts": counts.get(liveness.FOREIGN, 0),
             "expired": counts.get(liveness.EXPIRED, 0),
             "unverifiable": counts.get(liveness.UNVERIFIABLE, 0),
+            "broken": len(_broken(cache, roots)),
         },
         "next_lease_end_seconds": next_lease,
         "last_prune": last,
     }
     return StatusResult(doc)
+
+
+def _broken(cache: Cache, roots: list[liveness.Root]) -> list[str]:
+    """This host's environments (recorded, or in its index) whose links into a uv cache dangle."""
+    from shim import hostid, hostindex
+    from shim.doctor import broken_dists
+
+    this = hostid.identity()[1]
+    paths = {r.path for r in roots if r.record is not None and r.record.host_id == this}
+    paths |= {p for p, kind in hostindex.Index(cache.path).envs.items() if kind != "cached"}
+    out = []
+    for p in sorted(paths):
+        try:
+            if os.path.isdir(p) and broken_dists(p):
+                out.append(p)
+        except OSError:
+            continue
+    return out
 
 
 # -- why --------------------------------------------------------------------------------------

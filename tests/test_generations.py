@@ -115,6 +115,10 @@ def test_records_wiped_with_the_cache_are_rebuilt_and_doctor_reports(world: Worl
     assert doctor.returncode == 1, doctor
     broken = {b["path"] for b in json.loads(doctor.stdout)["broken"]}
     assert str(v.resolve()) in broken
+    status = subprocess.run(
+        [sys.executable, "-m", "shim", "status", "--json"], env=world.env(), capture_output=True, text=True
+    )
+    assert json.loads(status.stdout)["environments"]["broken"] == 1, status
 
 
 @pytest.mark.parametrize(

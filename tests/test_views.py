@@ -77,7 +77,7 @@ def test_status(world: World, scene):
     assert doc["archives"]["symlinked"]["count"] == 2  # alpha 1.0 and beta (live, other host)
     assert doc["archives"]["hardlinked"]["count"] == 1  # gamma
     assert doc["archives"]["only_cached"]["count"] == 1  # alpha 2.0 of the deleted venv
-    assert doc["environments"] == {"live": 2, "dead": 1, "other_hosts": 1, "expired": 0, "unverifiable": 0}
+    assert doc["environments"] == {"live": 2, "dead": 1, "other_hosts": 1, "expired": 0, "unverifiable": 0, "broken": 0}
     assert doc["policies"]["uv cache prune --ci"]["archives"] == 2  # alpha 2.0, and gamma (hardlinked, unpinned)
     assert 29 * 86400 < doc["next_lease_end_seconds"] <= 30 * 86400
     assert doc["last_prune"] is None
