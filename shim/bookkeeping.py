@@ -154,7 +154,12 @@ class Book:
         entry = self.cache.entry(key)
         if entry is not None:
             fp, mtime = manifest.quick_state(entry)
-            if fp == manifest.fingerprint(dists) and time.time() - mtime < TOUCH_EVERY and self._pinned(entry, dists):
+            if (
+                fp == manifest.fingerprint(dists)
+                and time.time() - mtime < TOUCH_EVERY
+                and self._pinned(entry, dists)
+                and generations.mirrored(self.cache, self.generations, key, fp)
+            ):
                 entry.close()
                 return True  # the common no-op: nothing changed, nothing to write
             entry.close()
@@ -172,7 +177,7 @@ class Book:
                 pin(entry, aid)  # pins before the record: fail closed if we die here
             rec.last_used = manifest.now()
             data = manifest.save(entry, rec)
-            for aid in sorted(old_pins - new_pins):
+            for aid in sorted(old_pins - new_pins) if final else ():  # during an install: only add
                 unpin(entry, aid)
         generations.mirror(self.cache, self.generations, key, data, new_pins)
         if created or real not in self.index.envs:
@@ -221,7 +226,10 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
         if root is not None:
             book = Book(Cache(root, build), warn)
-            book.sync_generations()
+            try:
+                book.sync_generations()
+            except (OSError, RecordError) as e:  # the other generations wait; this one is protected
+                warn(describe(e, "cannot keep uv-shim's records for other uv versions"))
             envs = targets.environments_for(inv, book.cache, real, cwd, env)
             cached = uvargs.runs_child(inv) and targets.wants_cached_envs(build, inv, cwd, env)
             if envs and not uvargs.runs_child(inv):
@@ -242,7 +250,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     if uvargs.runs_child(inv):
         # The child may run for hours: a detached helper pins what uv installs, then uv takes over.
         try:
-            followup.start(book.cache.path, book.cache.build, envs, inv, cached)
+            followup.start(book.cache.path, book.cache.build, envs, inv, cached, book.generations)
         except Exception as e:
             warn(describe(e, "cannot start the helper that records what uv installs"))
         realuv.exec_uv(exec_path, argv0, args, env)
@@ -254,6 +262,10 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
         if lock is not None:
             lock.acquire()  # the cache may not have existed before uv ran
         _update_all(book, envs, warn, "could not record what uv installed")
+    except Exception as e:
+        warn(describe(e, "could not record what uv installed"))
+    except KeyboardInterrupt:
+        pass  # uv has finished: its exit code stands
     finally:
         if lock is not None:
             lock.release()

@@ -35,10 +35,13 @@ if TYPE_CHECKING:
 FIRST_POLL = 0.005  # seconds; doubles up to LAST_POLL while uv installs
 LAST_POLL = 0.05
 SLOW_POLL = 2.0  # once the user's program runs but an environment is still missing
+QUIET = 60.0  # seconds without a change, every environment there: done, whatever uv runs
 GIVE_UP = 6 * 3600.0  # a helper never outlives this, whatever uv does
 
 
-def start(root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: Invocation, cached: bool) -> None:
+def start(
+    root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: Invocation, cached: bool, gens: list[str]
+) -> None:
     """Fork the detached helper for uv about to be exec'ed in this process (same pid).
     ``cached``: uv runs the program in an environment it keeps in the cache (found at the end)."""
     uv_pid = os.getpid()
@@ -55,7 +58,7 @@ def start(root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: In
         _detach()
         code = 0
         try:
-            _finish(root, build, envs, inv, uv_pid, middle, cached)
+            _finish(root, build, envs, inv, uv_pid, middle, cached, gens)
         except BaseException:  # nothing may escape into a forked copy of the shim
             code = 1
         os._exit(code)
@@ -89,6 +92,7 @@ def _finish(
     uv_pid: int,
     middle: int,
     cached: bool,
+    gens: list[str],
 ) -> None:
     from shim import bookkeeping
     from shim.locks import SharedLock
@@ -99,11 +103,12 @@ def _finish(
     try:
         lock.acquire()
         book = bookkeeping.Book(Cache(root, build), warn)
+        book.generations = gens  # every uv generation seen (the parent synced them)
         watch(
             book,
             envs,
             cached,
-            _process(uv_pid, root, ignore=middle, user_args=inv.positionals[1:]),
+            _process(uv_pid, root, ignore=middle, user_argv=inv.positionals),
             time.monotonic() + GIVE_UP,
         )
     except Exception as e:
@@ -129,6 +134,7 @@ def watch(
 
     stamps: dict[str, str] = {}  # the stamp each environment was last scanned at
     delay = FIRST_POLL
+    last_change = time.monotonic()
     while True:
         state = uv_state()
         for path, kind in envs:
@@ -138,9 +144,13 @@ def watch(
                 continue
             if stamp and stamp != stamps.get(path):
                 stamps[path] = stamp
-                book.update(path, kind, final=False)  # what has landed so far
+                last_change = time.monotonic()
+                _update(book, path, kind, final=False)  # what has landed so far
         if state == uvfeatures.GONE or time.monotonic() > deadline:
             break
+        quiet = time.monotonic() - last_change
+        if quiet > QUIET and all(os.path.isdir(p) for p, k in envs if k != "cached"):
+            break  # nothing landed for a while: a program we do not recognize runs (a renamed title)
         if state == uvfeatures.RUNNING:
             if all(os.path.isdir(p) for p, k in envs if k != "cached"):
                 break
@@ -150,10 +160,20 @@ def watch(
     if cached:  # the environment uv just made in the cache is new
         envs = envs + [(p, "cached") for p in book.cache.cached_envs() if (p, "cached") not in envs]
     for path, kind in envs:  # always a full pass: folder times are coarse (a few ms), and two
-        book.update(path, kind)  # packages landing in one tick leave the same stamp
+        _update(book, path, kind, final=True)  # packages landing in one tick leave the same stamp
 
 
-def _process(pid: int, cache_root: str, ignore: int, user_args: list[str]) -> Callable[[], str]:
+def _update(book: Book, path: str, kind: str, final: bool) -> None:
+    """One environment; its failure is reported (once) and the others go on."""
+    from shim import bookkeeping
+
+    try:
+        book.update(path, kind, final=final)
+    except Exception as e:
+        book.warn(bookkeeping.describe(e, f"could not record {path}"))
+
+
+def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str]) -> Callable[[], str]:
     """uv's state by pid: INSTALLING, RUNNING (the user's program started) or GONE. The process
     is told apart from a later one with the same pid by its start time."""
     import psutil
@@ -173,7 +193,7 @@ def _process(pid: int, cache_root: str, ignore: int, user_args: list[str]) -> Ca
         except psutil.Error:
             return uvfeatures.GONE
         for child in children:
-            if child.pid == ignore:
+            if child.pid in (ignore, os.getpid()):  # the middle process; this helper when uv is PID 1
                 continue
             try:
                 argv = child.cmdline()
@@ -181,7 +201,7 @@ def _process(pid: int, cache_root: str, ignore: int, user_args: list[str]) -> Ca
                     continue  # forked, not yet exec'ed: nobody yet
             except psutil.Error:
                 continue
-            if argv and uvfeatures.is_user_program(argv, user_args, cache_root):
+            if argv and uvfeatures.is_user_program(argv, user_argv, cache_root):
                 return uvfeatures.RUNNING
         return uvfeatures.INSTALLING
 

@@ -33,11 +33,20 @@ if TYPE_CHECKING:
     from shim.cache import Cache
 
 
+MAX_GENERATIONS = 8  # a list planted in a shared cache cannot make every install write forever
+
+
+def valid(name: str) -> bool:
+    """``sdists-v<1 to 4 ASCII digits>``: what uv names its sdists buckets."""
+    digits = name[len(SDISTS_PREFIX) :]
+    return name.startswith(SDISTS_PREFIX) and 0 < len(digits) <= 4 and digits.isascii() and digits.isdigit()
+
+
 def _parse(data: bytes) -> set[str]:
     out = set()
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in data[:4096].decode("utf-8", "replace").splitlines():
         name = line.strip()
-        if name.startswith(SDISTS_PREFIX) and os.sep not in name and name[len(SDISTS_PREFIX) :].isdigit():
+        if valid(name):
             out.add(name)
     return out
 
@@ -49,15 +58,19 @@ def current(cache: Cache) -> str:
 def seen(cache: Cache, extra: Iterable[str] = ()) -> list[str]:
     """Every sdists bucket this cache has seen: the running uv's, those named in any surviving
     area's list, those on disk holding an area, and ``extra`` (the host index's memory)."""
-    names = {current(cache), *extra}
+    names = {n for n in extra if valid(n)}
     area = cache.area()
     if area is not None:
         names |= _listed(area)
     for other in cache.other_areas():
         with other:
-            names.add(os.path.basename(os.path.dirname(other.path)))
+            bucket = os.path.basename(os.path.dirname(other.path))
+            if valid(bucket):
+                names.add(bucket)
             names |= _listed(other)
-    return sorted(names)
+    # the running uv's first, then the newest others, at most MAX_GENERATIONS in all
+    others = sorted(names - {current(cache)}, key=lambda n: -int(n[len(SDISTS_PREFIX) :]))
+    return [current(cache), *others[: MAX_GENERATIONS - 1]]
 
 
 def _listed(area: Dir) -> set[str]:
@@ -90,62 +103,72 @@ def note(cache: Cache, names: Iterable[str]) -> None:
 
 
 def area_exists(cache: Cache, bucket: str) -> bool:
-    area = _area(cache, bucket, create=False)
+    """Our area in ``bucket`` exists and is complete (its generation list, written last by a
+    restore, is there); an area a killed restore left half-written is restored again."""
+    try:
+        area = _area(cache, bucket, create=False)
+    except OSError:
+        return False
     if area is None:
         return False
-    area.close()
-    return True
+    with area:
+        return area.lexists(manifest.GENERATIONS)
 
 
 def restore(cache: Cache, names: Iterable[str], survivors: list[str]) -> list[str]:
-    """Rebuild the area of every generation in ``names`` that has none (a prune by another
-    generation removed it), copying the first surviving area (the current one if it survived);
-    the generations restored."""
+    """Rebuild the area of every generation in ``names`` that has no complete one (a prune by
+    another generation removed it), from every surviving area (the current one first: its
+    records win); the generations restored. One that cannot be written is skipped."""
     if not survivors:
         return []
-    source = current(cache) if current(cache) in survivors else survivors[0]
-    missing = [b for b in names if b not in survivors]
-    if not missing:
-        return []
-    src = _area(cache, source, create=False)
-    assert src is not None
-    with src:
-        for bucket in missing:
+    order = sorted(survivors, key=lambda b: b != current(cache))
+    done = []
+    for bucket in [b for b in names if b not in survivors]:
+        try:
             dst = _area(cache, bucket, create=True)
             assert dst is not None
             with dst:
-                copy_area(src, dst)
-    return missing
+                for source in order:
+                    src = _area(cache, source, create=False)
+                    if src is not None:
+                        with src:
+                            copy_area(src, dst)
+                gens = "".join(f"{n}\n" for n in sorted(set(names)))
+                dst.write_atomic(manifest.GENERATIONS, gens.encode(), fsync=False)  # last: complete
+        except OSError:
+            continue
+        done.append(bucket)
+    return done
 
 
 def copy_area(src: Dir, dst: Dir) -> int:
-    """Copy every root's record, the pool of every archive any root pins, and the generation list
-    from ``src`` to ``dst``. Records are written without fsync: a torn copy is an unusable
-    record, which the next reader replaces from another copy or a rescan."""
-    copied = 0
-    try:
-        dst.write_atomic(manifest.GENERATIONS, src.read(manifest.GENERATIONS), fsync=False)
-    except FileNotFoundError:
-        pass
+    """Copy into ``dst`` the pool of every archive any root of ``src`` pins (first, as pins always
+    come before records), then every root's record that ``dst`` does not have yet. Records are
+    written without fsync: a torn copy is an unusable record, replaced from another copy or a
+    rescan. The caller writes the generation list last."""
     pool: set[str] = set()
     try:
         with src.sub(manifest.POOL) as p:
             pool.update(manifest.pins(p))
     except OSError:
         pass
+    records: dict[str, bytes] = {}
     for key in src.listdir():
         if key.startswith("."):
             continue
         try:
             with src.sub(key) as s:
-                record = s.read(manifest.RECORD)
+                records[key] = s.read(manifest.RECORD)
                 pool.update(manifest.pins(s))
         except OSError:
             continue  # not a root folder, or unreadable: nothing to copy
-        with dst.sub(key, create=True, ours=True) as d:
-            d.write_atomic(manifest.RECORD, record, fsync=False)
-        copied += 1
     _pool_add(dst, pool)
+    copied = 0
+    for key, record in sorted(records.items()):
+        with dst.sub(key, create=True, ours=True) as d:
+            if not d.lexists(manifest.RECORD):
+                d.write_atomic(manifest.RECORD, record, fsync=False)
+                copied += 1
     return copied
 
 
@@ -164,11 +187,35 @@ def mirror(cache: Cache, names: Iterable[str], key: str, record: bytes, new: set
         if bucket == current(cache):
             continue
         area = _area(cache, bucket, create=True)
-        assert area is not None
+        if area is None:
+            continue
         with area:
             _pool_add(area, new)
             with area.sub(key, create=True, ours=True) as entry:
                 entry.write_atomic(manifest.RECORD, record, fsync=False)
+
+
+def mirrored(cache: Cache, names: Iterable[str], key: str, fp: Optional[str]) -> bool:
+    """Whether every other generation's area holds this root's record with fingerprint ``fp``
+    (the no-op path skips the mirror only then)."""
+    for bucket in names:
+        if bucket == current(cache):
+            continue
+        try:
+            area = _area(cache, bucket, create=False)
+            if area is None:
+                return False
+            with area:
+                try:
+                    entry = area.sub(key)
+                except FileNotFoundError:
+                    return False
+                with entry:
+                    if manifest.quick_state(entry)[0] != fp:
+                        return False
+        except OSError:
+            return False
+    return True
 
 
 def drop_pool(cache: Cache) -> None:

@@ -68,6 +68,18 @@ def filesystem_view() -> str:
     return f"{ns} {root}"
 
 
+def legacy_identity() -> Optional[str]:
+    """The host id uv-shim used before it covered the filesystem view (records written then);
+    None when ``UV_SHIM_HOST_ID`` names the host explicitly."""
+    from shim.record import _sha256
+
+    if os.environ.get("UV_SHIM_HOST_ID"):
+        return None
+    machine = _read("/etc/machine-id").strip() or _read("/var/lib/dbus/machine-id").strip()
+    raw = "\0".join((os.uname().nodename, machine, container_id()))
+    return _sha256(raw.encode()).hexdigest()[:16]
+
+
 def identity() -> tuple[str, str]:
     """(hostname, host id)."""
     global _identity

@@ -41,8 +41,9 @@ class Index:
         self.generations: set[str] = set()
         self.size = 0
         try:
+            self.path = file_for(cache_path)
             data = paths.read_bytes(self.path)
-        except OSError:
+        except (OSError, ValueError):
             return
         self.size = len(data)
         for line in data.decode("utf-8", "surrogateescape").splitlines():
@@ -53,19 +54,29 @@ class Index:
                 self.generations.add(parts[1])
 
     def _append(self, line: str) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Best effort: an index that cannot be written (read-only home, a file in the way) never
+        costs the user's command its protection in the cache."""
+        if "\n" in line or "\r" in line:
+            return  # a path no line can hold
         try:
-            os.write(fd, (line + "\n").encode("utf-8", "surrogateescape"))
-        finally:
-            os.close(fd)
-        if self.size > MAX_BYTES:
-            self._compact()
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode("utf-8", "surrogateescape"))
+                self.size += len(line) + 1
+            finally:
+                os.close(fd)
+            if self.size > MAX_BYTES:
+                self._compact()
+        except OSError:
+            pass
 
     def _compact(self) -> None:
         lines = [f"generation\t{g}" for g in sorted(self.generations)]
         lines += [f"env\t{k}\t{p}" for p, k in sorted(self.envs.items()) if os.path.isdir(p)]  # the gone go
-        paths.write_atomic(self.path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        paths.write_atomic(self.path, data)
+        self.size = len(data)
 
     def add_env(self, env_path: str, kind: str) -> None:
         if self.envs.get(env_path) != kind:

@@ -12,7 +12,7 @@ import copy
 import os
 import time
 
-from shim import envscan, generations, manifest, moves
+from shim import envscan, generations, hostid, manifest, moves
 from shim.cache import Cache
 from shim.confined import Dir
 from shim.manifest import Record, RecordError, pin, pins, unpin
@@ -206,11 +206,15 @@ def verify(
 
     ``dry_run`` decides the same without writing anything (``uv cache prune --dry-run``)."""
     now = time.time() if now is None else now
+    legacy_id = hostid.legacy_identity()
     store = _Store(cache, write=not dry_run)
     roots: list[Root] = []
     area = cache.area()
     if not dry_run and area is not None:
         manifest.clean_leftovers(area)  # memo files a killed prune was writing
+    # Another generation mirrored roots here with their pins in the pool: a root's own pins may
+    # be partial, so every root is verified in full (and pinned on its own) before the pool goes.
+    pooled = area is not None and area.lexists(manifest.POOL)
     for key, entries in sorted(entries_by_key(cache).items()):
         if not dry_run:
             for entry in entries:
@@ -219,7 +223,7 @@ def verify(
                         manifest.clean_leftovers(d)  # what a killed writer left behind
                 except OSError:
                     pass
-        if len(entries) == 1 and entries[0].area is area:
+        if len(entries) == 1 and entries[0].area is area and not pooled:
             fast = _verify_own(cache, entries[0], host_id)
             if fast is not None:
                 roots.append(fast)
@@ -233,9 +237,12 @@ def verify(
             store.keep(key, None, kept)
             roots.append(Root(key, UNVERIFIABLE, None, kept, error))
             continue
+        if record.host_id != host_id and legacy_id is not None and record.host_id == legacy_id:
+            roots.append(_verify_own_full(store, key, entries, record, now))  # this host, before the
+            continue  # identity covered mounts: verified as its own
         if record.host_id != host_id:
             age = now - record.last_used.timestamp()
-            if age > lease:
+            if age > lease and not _visible_here(record):
                 store.drop(entries, record, f"lease ended (host {record.host}, last seen {int(age // 86400)} days ago)")
                 roots.append(Root(key, EXPIRED, record, set(), f"last seen {int(age // 86400)} days ago"))
                 continue
@@ -245,8 +252,8 @@ def verify(
             continue
         roots.append(_verify_own_full(store, key, entries, record, now))
     store.release_dropped()
-    if not dry_run:
-        generations.drop_pool(cache)  # every live root is pinned by now: the stand-in goes
+    if not dry_run and not any(r.state == UNVERIFIABLE for r in roots):
+        generations.drop_pool(cache)  # every root is pinned on its own by now: the stand-in goes
     return roots
 
 
@@ -314,6 +321,12 @@ def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Reco
     kept = set(record.pinned)
     store.keep(key, record, kept, exact=True, rewrite=changed)
     return Root(key, LIVE, record, kept)
+
+
+def _visible_here(record: Record) -> bool:
+    """Another host's root whose folder this host sees with the device and inode it was recorded
+    with (a volume mounted at the same path): never expired while that holds."""
+    return bool(record.inode) and record.kind != "cached" and envscan.inode_of(record.path) == record.inode
 
 
 def _reroot(store: _Store, key: str, entries: list[Entry], record: Record, moved: str) -> Root:

@@ -312,7 +312,8 @@ def take_notices(cache: Cache) -> list[str]:
                     out.append(d.read(name).decode("utf-8", "replace").strip())
                 finally:
                     d.unlink(name)
-    return [m for m in out if m]
+    clean = ("".join(ch if ch.isprintable() else " " for ch in m.splitlines()[0] if m) for m in out if m.strip())
+    return [c[:300] for c in clean if c.strip()]  # one printable line each: the cache may be shared
 
 
 def log_release(area: Dir, record: Record, why: str, when: Optional[float] = None) -> None:

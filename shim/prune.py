@@ -201,8 +201,9 @@ def _restore_generations(cache: Cache) -> None:
         names = generations.seen(cache, hostindex.Index(cache.path).generations)
         survivors = [n for n in names if generations.area_exists(cache, n)]
         generations.restore(cache, names, survivors)
-    except OSError as e:
-        report.Out().warn(f"cannot restore uv-shim's records for other uv versions: {e.strerror} ({e.filename})")
+    except Exception as e:  # the prune itself succeeded: this is one warning, never a traceback
+        what = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) else str(e)
+        report.Out().warn(f"cannot restore uv-shim's records for other uv versions: {what}")
 
 
 def _stamp_last_prune(cache: Cache) -> None:

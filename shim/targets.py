@@ -168,8 +168,13 @@ def inline_script(inv: Invocation, wd: str) -> bool:
     environment it keeps in the cache, whatever project surrounds it."""
     if inv.words[:1] != ("run",) or not inv.positionals:
         return False
+    import stat
+
+    path = os.path.join(wd, inv.positionals[0])
     try:
-        with open(os.path.join(wd, inv.positionals[0]), "rb") as f:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO or a device would block or never end
+        with open(path, "rb") as f:
             head = f.read(65536)
     except OSError:
         return False

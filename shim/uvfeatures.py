@@ -71,10 +71,16 @@ def is_install_step_child(argv: Sequence[str], cache_root: str) -> bool:
     return argv[0].startswith(builds) or os.path.realpath(argv[0]).startswith(os.path.realpath(builds))
 
 
-def is_user_program(argv: Sequence[str], user_args: Sequence[str], cache_root: str) -> bool:
+def is_user_program(argv: Sequence[str], user_argv: Sequence[str], cache_root: str) -> bool:
     """Whether a child of `uv run CMD ARGS...` / `uvx CMD ARGS...` is the user's program: not part
-    of the install step, and (when there are ARGS) its command line ends with them, as uv passes
-    them on unchanged (`uv run pytest` runs `.venv/bin/python .venv/bin/pytest`)."""
-    if is_install_step_child(argv, cache_root):
+    of the install step, its command line ends with ARGS (uv passes them on unchanged), and CMD
+    is one of its first words (`uv run pytest` runs `.venv/bin/python .venv/bin/pytest`,
+    `uv run main.py` runs `python main.py`, `uv run -m http.server` runs `python -m http.server`)."""
+    if is_install_step_child(argv, cache_root) or not user_argv:
+        return not is_install_step_child(argv, cache_root)
+    command, args = user_argv[0], list(user_argv[1:])
+    if args and list(argv[-len(args) :]) != args:
         return False
-    return not user_args or list(argv[-len(user_args) :]) == list(user_args)
+    head = argv[: len(argv) - len(args)][:3]
+    name = os.path.basename(command)
+    return any(a == command or os.path.basename(a) == name for a in head)

@@ -143,3 +143,48 @@ def test_a_shim_prune_under_another_version_keeps_what_one_installed(tmp_path, s
         else:
             p.prune()
         assert w.works(v) == shim, (shim, w.broken(v))
+
+
+def _newest_other_generation() -> tuple[str, str]:
+    """(a version of sdists-v9, the newest version): two generations."""
+    old = min(ALL, key=_vt)
+    new = max(ALL, key=_vt)
+    return old, new
+
+
+def test_partial_own_pins_never_lose_the_pool(tmp_path, shim_home, wheels):
+    """One environment, one package installed under each generation: in the older generation's
+    area it has its own pin for one and only the pool for the other. A bare prune by the older
+    version, then a prune through the shim under it, must keep both (the pool is replaced by
+    per-root pins only after a full verification). Control: bare prunes break it."""
+    old, new = _newest_other_generation()
+    for w in pair(tmp_path, shim_home, old):
+        shim = w.root.name == "shim"
+        shutil.copytree(wheels, w.root / "wheels")
+        n = _as(w, new)
+        e = w.venv("e")
+        w.install(e, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        n.install(e, "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        w.uv("cache", "prune", "--ci", shim=False)  # bare, older: the newer bucket goes
+        if shim:
+            w.uv("cache", "prune", "--ci")
+        n.uv("cache", "prune", "--ci", shim=False)
+        assert w.works(e) == shim, (shim, w.broken(e))
+
+
+def test_the_first_uv_run_is_mirrored_into_other_generations(tmp_path, shim_home, wheels):
+    """The helper that finishes `uv run` writes into every generation seen, like an install:
+    a bare prune by the other generation after the first run keeps the project working."""
+    from conftest import make_project
+
+    old, new = _newest_other_generation()
+    for w in pair(tmp_path, shim_home, new):
+        shim = w.root.name == "shim"
+        shutil.copytree(wheels, w.root / "wheels")
+        o = _as(w, old)
+        o.install(o.venv("seen"), "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        proj = make_project(w, w.root / "wheels", '"alpha==1.0"')
+        w.uv("run", "-q", "python", "-c", "pass", cwd=proj, shim=shim, UV_LINK_MODE="symlink", UV_PYTHON=sys.executable)
+        w.settle()
+        o.uv("cache", "prune", "--ci", shim=False)
+        assert w.works(proj / ".venv") == shim, (shim, w.broken(proj / ".venv"))

@@ -353,3 +353,28 @@ def test_a_helper_failure_reaches_the_user_once(world: World, wheels):
     assert first.stderr.count("uv-shim: warning: could not record what `uv run` installed: disk full") == 1
     second = world.install(v, "alpha==2.0", find_links=wheels)
     assert "disk full" not in second.stderr
+
+
+def test_uv_run_as_pid_1(world: World, wheels):
+    """In a container uv is often PID 1 (`CMD ["uv", "run", ...]`): the helper is then uv's own
+    child and must not take itself for the user's program."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare")
+    proj = init_project(world, wheels, True)
+    out = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", str(world.shim_uv), "run", "-q", "python", "-c",
+         "import time, alpha; time.sleep(1); print(alpha.VALUE)"],
+        cwd=proj, env=world.env(UV_LINK_MODE="symlink"), capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "alpha-1.0", out.stderr
+    wait_for_pins(world, proj / ".venv", 2)
+
+
+def test_an_unwritable_state_folder_keeps_protection(world: World, wheels, tmp_path):
+    """The host index lives outside the cache; when it cannot be written the install is still
+    recorded and pinned in the cache."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    v = world.venv("v")
+    out = world.install(v, "alpha==1.0", find_links=wheels, UV_SHIM_HOME=str(blocker))
+    assert str(v.resolve()) in world.records() and world.pinned(), out.stderr
