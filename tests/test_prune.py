@@ -102,6 +102,9 @@ def test_other_hosts_are_kept_until_their_lease_ends(world: World, wheels):
     out = shim_prune(world)  # this host cannot see container-1's environments
     assert "of " + str(v.resolve()) in out.stderr and "lease ends in 29 days" in out.stderr
     assert world.value(v, "alpha") == "alpha-1.0"
+    out = shim_prune(world, "--ci", UV_SHIM_LEASE="0s")  # its folder is visible here, same inode: kept
+    assert "lease ended" not in out.stderr and world.value(v, "alpha") == "alpha-1.0"
+    shutil.rmtree(v)  # now this host cannot see it: its lease decides
     out = shim_prune(world, "--ci", UV_SHIM_LEASE="0s")
     assert "lease ended" in out.stderr
     assert world.records() == {} and world.archives() == []
