@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 FIRST_POLL = 0.005  # seconds; doubles up to LAST_POLL while uv installs
 LAST_POLL = 0.05
 SLOW_POLL = 2.0  # once the user's program runs but an environment is still missing
-QUIET = 60.0  # seconds without a change, every environment there: done, whatever uv runs
+QUIET = 60.0  # seconds without a change while uv runs a child we do not recognize: done
 GIVE_UP = 6 * 3600.0  # a helper never outlives this, whatever uv does
 
 
@@ -149,14 +149,14 @@ def watch(
         if state == uvfeatures.GONE or time.monotonic() > deadline:
             break
         quiet = time.monotonic() - last_change
-        if quiet > QUIET and all(os.path.isdir(p) for p, k in envs if k != "cached"):
-            break  # nothing landed for a while: a program we do not recognize runs (a renamed title)
+        if state == uvfeatures.UNRECOGNIZED and quiet > QUIET:
+            break  # a program we do not recognize (a renamed title) and nothing landed for a while
         if state == uvfeatures.RUNNING:
             if all(os.path.isdir(p) for p, k in envs if k != "cached"):
                 break
             delay = max(delay, LAST_POLL)  # running, yet an environment is missing: watch on, slowly
         time.sleep(delay)
-        delay = min(delay * 2, LAST_POLL if state == uvfeatures.INSTALLING else SLOW_POLL)
+        delay = min(delay * 2, SLOW_POLL if state == uvfeatures.RUNNING else LAST_POLL)
     if cached:  # the environment uv just made in the cache is new
         envs = envs + [(p, "cached") for p in book.cache.cached_envs() if (p, "cached") not in envs]
     for path, kind in envs:  # always a full pass: folder times are coarse (a few ms), and two
@@ -192,6 +192,7 @@ def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str]) -> Ca
             own = proc.cmdline()
         except psutil.Error:
             return uvfeatures.GONE
+        unrecognized = False
         for child in children:
             if child.pid in (ignore, os.getpid()):  # the middle process; this helper when uv is PID 1
                 continue
@@ -203,6 +204,8 @@ def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str]) -> Ca
                 continue
             if argv and uvfeatures.is_user_program(argv, user_argv, cache_root):
                 return uvfeatures.RUNNING
-        return uvfeatures.INSTALLING
+            if argv and not uvfeatures.is_install_step_child(argv, cache_root):
+                unrecognized = True
+        return uvfeatures.UNRECOGNIZED if unrecognized else uvfeatures.INSTALLING
 
     return state

@@ -47,6 +47,7 @@ def changes_environments(words: Sequence[str], version: tuple[int, ...]) -> bool
 # What uv is doing in a `uv run` / `uvx` (shim.followup watches it): still installing, running the
 # user's program (its install step is over), or exited.
 INSTALLING = "installing"
+UNRECOGNIZED = "unrecognized"  # a child that is neither the install step's nor the user's program
 RUNNING = "running"
 GONE = "gone"
 # Children uv starts during its install step, never the user's program: interpreter queries
