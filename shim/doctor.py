@@ -14,29 +14,47 @@ from typing import Any, Optional
 
 from shim import envscan, hostid, manifest, realuv, report
 from shim.bookkeeping import Book, Warnings
-from shim.cache import ARCHIVE_BUCKET, Cache, split_archive_target
+from shim.cache import Cache, split_archive_target
 from shim.cachecmd import verified_roots
 from shim.errors import UserError
 
 
 def broken_dists(env_path: str) -> list[tuple[str, str, str]]:
-    """(name, version, archive path) for each distribution whose METADATA symlink into a uv cache
-    no longer resolves (its archive was deleted, by any prune, with or without uv-shim)."""
+    """(name, version, what is wrong) for each distribution that is broken however it broke: its
+    METADATA links into a uv archive that is gone (any prune, with or without uv-shim), or a file
+    its RECORD lists is missing or a dangling link."""
     out = []
     for site in envscan.site_dirs(env_path, "venv"):
         for entry in sorted(os.listdir(site)):
             if not entry.endswith(".dist-info"):
                 continue
-            meta = os.path.join(site, entry, "METADATA")
-            try:
-                target = os.readlink(meta)
-            except OSError:
-                continue
-            split = split_archive_target(target)
-            if split is not None and not os.path.exists(meta):
-                name, _, version = entry[: -len(".dist-info")].partition("-")
-                out.append((envscan.normalize(name), version, os.path.join(split[0], ARCHIVE_BUCKET, split[1])))
+            name, _, version = entry[: -len(".dist-info")].partition("-")
+            problem = _problem(site, entry)
+            if problem:
+                out.append((envscan.normalize(name), version, problem))
     return out
+
+
+def _problem(site: str, dist_info: str) -> str:
+    meta = os.path.join(site, dist_info, "METADATA")
+    try:
+        split = split_archive_target(os.readlink(meta))
+    except OSError:
+        split = None
+    if split is not None and not os.path.exists(meta):
+        return f"archive {split[1]} is gone"
+    try:
+        with open(os.path.join(site, dist_info, "RECORD"), encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return "its RECORD is gone"
+    except OSError:
+        return ""
+    for line in lines:
+        path = line.rsplit(",", 2)[0]
+        if path and not path.startswith("..") and not os.path.exists(os.path.join(site, path)):
+            return f"{path} is missing"
+    return ""
 
 
 def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
@@ -68,14 +86,20 @@ class DoctorResult(report.Result):
         self,
         cache: str,
         found: dict[str, list[tuple[str, str, str]]],
-        fixed: Optional[dict[str, bool]],
+        repairs: Optional[dict[str, dict[str, dict[str, Any]]]],
         released: Optional[list[dict[str, Any]]] = None,
     ) -> None:
         self.cache = cache
         self.found = found
-        self.fixed = fixed  # None without --fix
+        self.repairs = repairs  # None without --fix: env -> name==version -> {fixed, from, command, error}
         self.released = released or []
-        self.exit_code = 0 if not found or (fixed is not None and all(fixed.values())) else 1
+        self.fixed = (
+            {env: all(r["fixed"] for r in rs.values()) for env, rs in repairs.items()} if repairs is not None else None
+        )
+        self.exit_code = 0 if not found or (self.fixed is not None and all(self.fixed.values())) else 1
+
+    def _repair(self, env: str, n: str, v: str) -> Optional[dict[str, Any]]:
+        return (self.repairs or {}).get(env, {}).get(f"{n}=={v}")
 
     def _released(self, path: str) -> Optional[dict[str, Any]]:
         real = os.path.realpath(path)
@@ -88,7 +112,9 @@ class DoctorResult(report.Result):
             "broken": [
                 {
                     "path": env,
-                    "distributions": [{"name": n, "version": v, "archive": a} for n, v, a in b],
+                    "distributions": [
+                        {"name": n, "version": v, "problem": p, **(self._repair(env, n, v) or {})} for n, v, p in b
+                    ],
                     "fixed": self.fixed.get(env) if self.fixed is not None else None,
                 }
                 for env, b in self.found.items()
@@ -100,7 +126,15 @@ class DoctorResult(report.Result):
         for env, broken in self.found.items():
             status = "" if self.fixed is None else (" (fixed)" if self.fixed[env] else " (NOT fixed)")
             lines.append(f"{env}: {report.plural(len(broken), 'broken distribution')}{status}")
-            lines.extend(f"  {n}=={v} (archive {os.path.basename(a)} is gone)" for n, v, a in broken)
+            for n, v, p in broken:
+                r = self._repair(env, n, v)
+                if r is None:
+                    lines.append(f"  {n}=={v} ({p})")
+                elif r["fixed"]:
+                    lines.append(f"  {n}=={v} ({p}): reinstalled from {r['from']}")
+                else:
+                    fix = f"; to repair: {r['command']}" if r["command"] else ""
+                    lines.append(f"  {n}=={v} ({p}): NOT fixed, {r['error']} (from {r['from']}){fix}")
             if self.fixed is None:
                 lines.append(f"  repair: uv-shim doctor --fix {shlex.quote(env)}")
             gone = self._released(env)
@@ -139,8 +173,10 @@ def doctor(
         broken = broken_dists(env)
         if broken:
             found[env] = broken
-    fixed = {env: _reinstall(real, cache, env, broken, uv_args, out) for env, broken in found.items()} if fix else None
-    return DoctorResult(cache.path, found, fixed, releases(cache))
+    repairs = (
+        {env: _reinstall(real, cache, env, broken, uv_args, out) for env, broken in found.items()} if fix else None
+    )
+    return DoctorResult(cache.path, found, repairs, releases(cache))
 
 
 def _python_of(env: str) -> str:
@@ -158,32 +194,34 @@ def _reinstall(
     broken: list[tuple[str, str, str]],
     uv_args: Sequence[str],
     out: report.Out,
-) -> bool:
+) -> dict[str, dict[str, Any]]:
+    """Each broken distribution restored on its own, from where it came from (``origins``):
+    name -> {fixed, from, command, error}. One that cannot be restored does not stop the others."""
     import subprocess
 
-    specs = [f"{n}=={v}" for n, v, _a in broken]
-    names = [n for n, _v, _a in broken]
-    args = [
-        real.path,
-        "pip",
-        "install",
-        "--python",
-        _python_of(env),
-        "--link-mode",
-        "symlink",
-        "--no-deps",
-        "--cache-dir",
-        cache.path,
-    ]
-    for n in names:
-        args += ["--reinstall-package", n, "--refresh-package", n]
-    args += [*uv_args, *specs]
-    out.fact(f"Reinstalling {', '.join(specs)} into {env}")
-    code = subprocess.run(args, env=realuv.child_env(os.environ, exec_=False)).returncode
-    if code != 0:
-        return False
+    from shim import origins
+
+    python = _python_of(env)
+    results: dict[str, dict[str, Any]] = {}
+    for name, version, _problem in broken:
+        how = origins.restore(env, python, name, version, uv_args, os.environ)
+        command = shlex.join(["uv", *how.args]) if how.args else ""
+        result: dict[str, Any] = {"fixed": False, "from": how.origin, "command": command, "error": how.reason}
+        results[f"{name}=={version}"] = result
+        if how.args is None:
+            continue
+        out.fact(f"Reinstalling {name}=={version} into {env} from {how.origin}")
+        args = [real.path, *how.args, "--cache-dir", cache.path]
+        proc = subprocess.run(args, env=realuv.child_env(os.environ, exec_=False), cwd=how.cwd)
+        if proc.returncode != 0:
+            result["error"] = f"uv exited with {proc.returncode}"
+            continue
+        still = {(n, v) for n, v, _p in broken_dists(env)}
+        result["fixed"] = (name, version) not in still
+        if not result["fixed"]:
+            result["error"] = "still broken after the reinstall"
     Book(cache, Warnings()).update(env, "venv")
-    return not broken_dists(env)
+    return results
 
 
 SKIP_DIRS = frozenset(
