@@ -19,23 +19,23 @@ from shim.cachecmd import verified_roots
 from shim.errors import UserError
 
 
-def broken_dists(env_path: str) -> list[tuple[str, str, str]]:
+def broken_dists(env_path: str, thorough: bool = True) -> list[tuple[str, str, str]]:
     """(name, version, what is wrong) for each distribution that is broken however it broke: its
-    METADATA links into a uv archive that is gone (any prune, with or without uv-shim), or a file
-    its RECORD lists is missing or a dangling link."""
+    METADATA links into a uv archive that is gone (any prune, with or without uv-shim), or
+    (``thorough``: one stat per file) a file its RECORD lists is missing or a dangling link."""
     out = []
     for site in envscan.site_dirs(env_path, "venv"):
         for entry in sorted(os.listdir(site)):
             if not entry.endswith(".dist-info"):
                 continue
             name, _, version = entry[: -len(".dist-info")].partition("-")
-            problem = _problem(site, entry)
+            problem = _problem(site, entry, thorough)
             if problem:
                 out.append((envscan.normalize(name), version, problem))
     return out
 
 
-def _problem(site: str, dist_info: str) -> str:
+def _problem(site: str, dist_info: str, thorough: bool) -> str:
     meta = os.path.join(site, dist_info, "METADATA")
     try:
         split = split_archive_target(os.readlink(meta))
@@ -43,6 +43,8 @@ def _problem(site: str, dist_info: str) -> str:
         split = None
     if split is not None and not os.path.exists(meta):
         return f"archive {split[1]} is gone"
+    if not thorough:
+        return ""
     try:
         with open(os.path.join(site, dist_info, "RECORD"), encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()

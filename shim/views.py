@@ -184,7 +184,7 @@ def _broken(cache: Cache, roots: list[liveness.Root]) -> list[str]:
     out = []
     for p in sorted(paths):
         try:
-            if os.path.isdir(p) and broken_dists(p):
+            if os.path.isdir(p) and broken_dists(p, thorough=False):  # one readlink per distribution
                 out.append(p)
         except OSError:
             continue
