@@ -274,8 +274,8 @@ def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
         stamp = envscan.site_stamp(head.path, head.kind)
     except OSError:
         return None
-    copy = envscan.SYMLINK in head.link_modes and not have  # another generation's copy: pins in its pool
-    if stamp and "?" not in stamp and stamp == head.site_stamp and not copy:
+    copied = envscan.SYMLINK in head.link_modes and not have  # another generation's copy: pins in its pool
+    if stamp and "?" not in stamp and stamp == head.site_stamp and not copied:
         # no dist-info folder came or went since the last scan: its links are the pinned ones
         return Root(key, LIVE, head, have)
     try:
