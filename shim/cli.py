@@ -68,8 +68,24 @@ def _refresh_launchers(self_path: str) -> None:
         sys.stderr.write(f"uv-shim: warning: cannot refresh the launchers in {os.path.dirname(self_path)}: {e}\n")
 
 
+UNSUPPORTED = (
+    "uv-shim does not support this platform yet (it needs POSIX file locks and symlinks); "
+    "run uv itself: every uv command works there, without uv-shim's protection"
+)
+
+
+def supported() -> bool:
+    """POSIX with ``fcntl`` (Linux, macOS, the BSDs); not Windows."""
+    import importlib.util
+
+    return os.name == "posix" and importlib.util.find_spec("fcntl") is not None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """``uv-shim COMMAND``: parse, run one command, turn its error into an exit code (here only)."""
+    if not supported():
+        sys.stderr.write(f"uv-shim: error: {UNSUPPORTED}\n")
+        return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     uv_args: list[str] = []
     if argv[:1] == ["doctor"] and "--" in argv:  # `doctor [PATH...] -- UV-ARGS`: argparse cannot declare it

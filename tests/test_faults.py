@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import World, hold_shared_lock
+from conftest import REPO, World, hold_shared_lock
 
 
 def _warnings(stderr: str):
@@ -290,3 +290,15 @@ def test_permission_denied_on_an_environment_keeps_its_pins(world: World, wheels
     finally:
         os.chmod(v / "lib", 0o755)
     assert world.value(v, "alpha") == "alpha-1.0"
+
+
+def test_an_unsupported_platform_is_one_line_and_exit_2():
+    """Windows (simulated: os.name and a missing fcntl): the `uv-shim` command says so in one
+    line and exits 2, never a traceback."""
+    code = (
+        "import os, sys; os.name = 'nt'; sys.modules['fcntl'] = None\n"
+        "from shim.cli import main\nsys.exit(main(['status']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out
+    assert out.stderr.count("\n") == 1 and "does not support this platform" in out.stderr
