@@ -149,7 +149,11 @@ def watch(
         if state == uvfeatures.GONE or time.monotonic() > deadline:
             break
         quiet = time.monotonic() - last_change
-        if state == uvfeatures.UNRECOGNIZED and quiet > QUIET:
+        if (
+            state == uvfeatures.UNRECOGNIZED
+            and quiet > QUIET
+            and all(os.path.isdir(p) for p, k in envs if k != "cached")
+        ):
             break  # a program we do not recognize (a renamed title) and nothing landed for a while
         if state == uvfeatures.RUNNING:
             if all(os.path.isdir(p) for p, k in envs if k != "cached"):
@@ -173,6 +177,22 @@ def _update(book: Book, path: str, kind: str, final: bool) -> None:
         book.warn(bookkeeping.describe(e, f"could not record {path}"))
 
 
+def _blind(pid: int) -> Callable[[], str]:
+    """uv's state when its children cannot be seen: UNRECOGNIZED while it lives (so the watch ends
+    after QUIET seconds without a change), GONE after."""
+
+    def state() -> str:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return uvfeatures.GONE
+        except OSError:
+            pass  # alive, someone else's: cannot be (uv is ours), keep watching
+        return uvfeatures.UNRECOGNIZED
+
+    return state
+
+
 def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str]) -> Callable[[], str]:
     """uv's state by pid: INSTALLING, RUNNING (the user's program started) or GONE. The process
     is told apart from a later one with the same pid by its start time."""
@@ -182,7 +202,9 @@ def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str]) -> Ca
         proc = psutil.Process(pid)
         started = proc.create_time()
     except psutil.Error:
-        return lambda: uvfeatures.GONE
+        return _blind(pid)  # no process table here (a hidden /proc): alive or not is all we see
+    except Exception:
+        return _blind(pid)
 
     def state() -> str:
         try:

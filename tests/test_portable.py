@@ -1,0 +1,67 @@
+"""Where Linux-only facts are missing (issue 19, simulated without a Mac): `/proc` hidden (an
+empty tmpfs over it in a mount namespace) and `/etc/machine-id` absent. Installs, prunes and
+the first `uv run` (whose helper cannot see uv's children then) still protect, and the bare uv
+still breaks the same world (the control)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import NEWEST, World, pair
+from test_workflows import SETTLE, init_project, refresh_elsewhere
+
+
+@pytest.fixture(autouse=True)
+def _home(shim_home, monkeypatch):
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+
+
+def _hidden(w: World, script: str) -> subprocess.CompletedProcess:
+    """Run ``script`` (sh) in a mount namespace where /proc is empty and there is no machine-id."""
+    empty = w.root / "empty-machine-id"
+    empty.write_text("")
+    setup = f"mount -t tmpfs tmpfs /proc && mount --bind {empty} /etc/machine-id && "
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", setup + script], env=w.env(UV_LINK_MODE="symlink"), capture_output=True, text=True
+    )
+
+
+def test_the_first_uv_run_without_proc_is_protected(tmp_path, shim_home, wheels):
+    if shutil.which("unshare") is None or os.geteuid() != 0 or not os.path.exists("/etc/machine-id"):
+        pytest.skip("needs root, unshare and a machine-id to hide")
+    for w in pair(tmp_path, shim_home, NEWEST):
+        shim = w.root.name == "shim"
+        proj = init_project(w, wheels, shim)
+        exe = w.shim_uv if shim else w.real_uv
+        out = _hidden(w, f"cd {proj} && {exe} run -q python -c 'import alpha; print(alpha.VALUE)'")
+        assert out.returncode == 0 and out.stdout.strip() == "alpha-1.0", out.stderr
+        venv = proj / ".venv"
+        if shim:
+            deadline = time.monotonic() + SETTLE
+            while len(w.pinned()) < 2 or str(venv.resolve()) not in w.records():
+                assert time.monotonic() < deadline, (w.records(), w.pinned())
+                time.sleep(0.05)
+        refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
+        out = _hidden(w, f"{w.real_uv} cache prune -q")  # bare, in the same view
+        assert out.returncode == 0, out.stderr
+        assert w.works(venv) == shim, (shim, w.broken(venv))
+
+
+def test_install_and_prune_through_the_shim_without_proc(world: World, wheels):
+    if shutil.which("unshare") is None or os.geteuid() != 0 or not os.path.exists("/etc/machine-id"):
+        pytest.skip("needs root, unshare and a machine-id to hide")
+    v, gone = world.venv("v"), world.venv("gone")
+    py = lambda e: f"{e}/bin/python"  # noqa: E731
+    find = f"--no-index --find-links {wheels}"
+    script = (
+        f"{world.shim_uv} pip install -q --python {py(v)} {find} alpha==1.0 && "
+        f"{world.shim_uv} pip install -q --python {py(gone)} {find} beta==1.0 && rm -rf {gone} && "
+        f"{world.shim_uv} cache prune --unused && {world.real_uv} cache prune --ci"
+    )
+    out = _hidden(world, script)
+    assert out.returncode == 0, out.stderr
+    assert "Removed 1 unused archive" in out.stderr and world.works(v), out.stderr
