@@ -68,6 +68,61 @@ def filesystem_view() -> str:
     return f"{ns} {root}"
 
 
+_MACHINE_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+_UUID_MARK = '"IOPlatformUUID" = "'
+
+
+def machine_id() -> str:
+    """A stable id of the machine, from whatever this system has, chosen at run time: systemd's
+    or D-Bus's machine-id, else the hardware UUID that macOS's ``ioreg`` reports (memoized in
+    uv-shim's state folder: it never changes). "" when none can be had: see ``strong``."""
+    for path in _MACHINE_FILES:
+        found = _read(path).strip()
+        if found:
+            return found
+    from shim import paths
+
+    memo = os.path.join(paths.state_dir(), "machine-uuid")
+    found = _read(memo).strip()
+    if found:
+        return found
+    ioreg = next(
+        (
+            c
+            for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d
+            for c in [os.path.join(d, "ioreg")]
+            if os.access(c, os.X_OK)
+        ),
+        None,
+    )  # found at run time, not by platform name (shutil costs the hot path milliseconds)
+    if ioreg is None:
+        return ""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [ioreg, "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    i = out.find(_UUID_MARK)
+    found = out[i + len(_UUID_MARK) :].split('"', 1)[0].strip() if i >= 0 else ""
+    if found:
+        try:
+            paths.write_atomic(memo, found.encode())
+        except OSError:
+            pass
+    return found
+
+
+def strong() -> bool:
+    """Whether this host's identity is certain: named by ``UV_SHIM_HOST_ID`` or a machine id.
+    Without one, two machines with one hostname could take each other for themselves, so a prune
+    never calls a root of this identity dead: fail closed (``liveness``)."""
+    return bool(os.environ.get("UV_SHIM_HOST_ID")) or bool(machine_id())
+
+
 def legacy_identity() -> Optional[str]:
     """The host id uv-shim used before it covered the filesystem view (records written then);
     None when ``UV_SHIM_HOST_ID`` names the host explicitly."""
@@ -75,8 +130,7 @@ def legacy_identity() -> Optional[str]:
 
     if os.environ.get("UV_SHIM_HOST_ID"):
         return None
-    machine = _read("/etc/machine-id").strip() or _read("/var/lib/dbus/machine-id").strip()
-    raw = "\0".join((os.uname().nodename, machine, container_id()))
+    raw = "\0".join((os.uname().nodename, machine_id(), container_id()))
     return _sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -91,7 +145,6 @@ def identity() -> tuple[str, str]:
         if override:
             _identity = (hostname, override)
         else:
-            machine = _read("/etc/machine-id").strip() or _read("/var/lib/dbus/machine-id").strip()
-            raw = "\0".join((hostname, machine, container_id(), filesystem_view()))
+            raw = "\0".join((hostname, machine_id(), container_id(), filesystem_view()))
             _identity = (hostname, _sha256(raw.encode()).hexdigest()[:16])
     return _identity

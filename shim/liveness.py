@@ -299,6 +299,10 @@ def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Reco
             return _reroot(store, key, entries, record, moved)
         if not record.scanned and now - record.registered.timestamp() < PENDING_GRACE:
             return Root(key, PENDING, record, set(), "registered before uv created it")
+        if not hostid.strong() and now - record.last_used.timestamp() <= DEFAULT_LEASE:
+            kept = set(record.pinned) | _pinned_anywhere(entries)  # maybe another machine's: fail closed
+            store.keep(key, record, kept)
+            return Root(key, UNVERIFIABLE, record, kept, "this host has no machine id (set UV_SHIM_HOST_ID)")
     try:
         os.stat(record.path)
         exists = os.path.isdir(record.path)

@@ -53,13 +53,17 @@ class SharedLock:
 
 
 def lock_holders(path: str) -> list[tuple[int, str]]:
-    """(pid, command line) of the processes holding a flock on ``path`` (from /proc/locks)."""
+    """(pid, command line) of the processes holding a flock on ``path``: from /proc/locks where
+    it exists (Linux), else the processes that have the file open (psutil: macOS, the BSDs)."""
     try:
         st = os.stat(path)
+    except OSError:
+        return []
+    try:
         with open("/proc/locks", encoding="ascii", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
-        return []
+        return _openers(path)
     ino = f":{st.st_ino} "
     pids = []
     for line in lines:
@@ -81,6 +85,25 @@ def lock_holders(path: str) -> list[tuple[int, str]]:
             cmd = "?"
         out.append((pid, cmd))
     return out
+
+
+def _openers(path: str) -> list[tuple[int, str]]:
+    try:
+        import psutil
+
+        real = os.path.realpath(path)
+        out = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if proc.pid == os.getpid():
+                continue
+            try:
+                if any(f.path == real for f in proc.open_files()):
+                    out.append((proc.pid, " ".join(proc.info["cmdline"] or []) or "?"))
+            except psutil.Error:
+                continue
+        return out
+    except Exception:  # no process table here: nobody can be named
+        return []
 
 
 class ExclusiveLock:

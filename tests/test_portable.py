@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -25,6 +26,8 @@ def _hidden(w: World, script: str) -> subprocess.CompletedProcess:
     empty = w.root / "empty-machine-id"
     empty.write_text("")
     setup = f"mount -t tmpfs tmpfs /proc && mount --bind {empty} /etc/machine-id && "
+    if os.path.exists("/var/lib/dbus/machine-id"):
+        setup += f"mount --bind {empty} /var/lib/dbus/machine-id && "
     return subprocess.run(
         ["unshare", "-m", "sh", "-c", setup + script], env=w.env(UV_LINK_MODE="symlink"), capture_output=True, text=True
     )
@@ -51,17 +54,50 @@ def test_the_first_uv_run_without_proc_is_protected(tmp_path, shim_home, wheels)
         assert w.works(venv) == shim, (shim, w.broken(venv))
 
 
-def test_install_and_prune_through_the_shim_without_proc(world: World, wheels):
+@pytest.mark.parametrize("identity", ["none", "ioreg", "override"])
+def test_install_and_prune_through_the_shim_without_proc(world: World, wheels, identity, tmp_path):
+    """Without a machine id the host's identity is uncertain: a prune keeps the roots of an
+    environment that is gone (another machine of the same hostname may have it), and says so.
+    With an id from elsewhere (macOS's `ioreg`, simulated by a script printing a hardware UUID)
+    or UV_SHIM_HOST_ID, the gone environment is released and `--unused` reclaims its archive."""
     if shutil.which("unshare") is None or os.geteuid() != 0 or not os.path.exists("/etc/machine-id"):
         pytest.skip("needs root, unshare and a machine-id to hide")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    if identity == "ioreg":
+        (fake / "ioreg").write_text('#!/bin/sh\necho \'  "IOPlatformUUID" = "0A1B2C3D-0000-4000-8000-00000000ABCD"\'\n')
+        (fake / "ioreg").chmod(0o755)
+    env = f"export PATH={fake}:$PATH UV_SHIM_HOME={tmp_path / 'state'}; "  # its own memo of a hardware id
+    env += "export UV_SHIM_HOST_ID=this-host; " if identity == "override" else ""
     v, gone = world.venv("v"), world.venv("gone")
     py = lambda e: f"{e}/bin/python"  # noqa: E731
     find = f"--no-index --find-links {wheels}"
-    script = (
+    script = env + (
         f"{world.shim_uv} pip install -q --python {py(v)} {find} alpha==1.0 && "
         f"{world.shim_uv} pip install -q --python {py(gone)} {find} beta==1.0 && rm -rf {gone} && "
-        f"{world.shim_uv} cache prune --unused && {world.real_uv} cache prune --ci"
+        f"{world.shim_uv} cache prune --unused && {world.real_uv} cache prune --ci && "
+        f"{sys.executable} -m shim status && {sys.executable} -m shim doctor && {sys.executable} -m shim envs"
     )
     out = _hidden(world, script)
     assert out.returncode == 0, out.stderr
-    assert "Removed 1 unused archive" in out.stderr and world.works(v), out.stderr
+    assert world.works(v), out.stderr
+    assert "Environments:" in out.stdout and "No broken environments found" in out.stderr, out
+    if identity == "none":
+        assert "no machine id" in out.stderr and "Removed 1 unused archive" not in out.stderr, out.stderr
+    else:
+        assert "Removed 1 unused archive" in out.stderr, out.stderr
+
+
+def test_lock_holders_without_proc_locks(tmp_path):
+    """Where /proc/locks does not exist (macOS, the BSDs) the holders of uv's cache lock are the
+    processes that have it open (psutil)."""
+    from conftest import hold_shared_lock
+
+    from shim import locks
+
+    lock = tmp_path / ".lock"
+    holder = hold_shared_lock(lock)
+    try:
+        assert holder.pid in {pid for pid, _cmd in locks._openers(str(lock))}
+    finally:
+        holder.kill()
