@@ -176,7 +176,7 @@ def inline_script(inv: Invocation, wd: str) -> bool:
             return False  # a FIFO or a device would block or never end
         with open(path, "rb") as f:
             head = f.read(65536)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the argument
         return False
     return any(line.rstrip() == INLINE_MARK for line in head.splitlines())
 
@@ -228,7 +228,7 @@ def _find_interpreter(real: realuv.RealUv, inv: Invocation, cwd: str, env: Mappi
         out = subprocess.run(
             args, cwd=cwd, env=realuv.child_env(env, exec_=False), capture_output=True, text=True, timeout=60
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0 or not out.stdout.strip():
         return None
@@ -254,7 +254,7 @@ def interpreter_sites(python: str, env: Mapping[str, str]) -> list[tuple[str, st
             text=True,
             timeout=60,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, ValueError, subprocess.TimeoutExpired):
         return []
     lines = out.stdout.splitlines()
     if out.returncode != 0 or len(lines) != 3:

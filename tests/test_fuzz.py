@@ -7,7 +7,7 @@ import os
 import string
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shim import manifest, policy, realuv, uvargs
@@ -63,6 +63,7 @@ argv_items = st.one_of(st.sampled_from(WORDS), st.text(max_size=12))
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(argv_items, max_size=12))
+@example(argv=["run", "\x00"])  # found by hypothesis: a NUL where a script path may be
 def test_argv_model_never_raises(tmp_path, argv):
     inv = uvargs.parse(argv)
     assert isinstance(inv.intercepted, bool)
