@@ -45,6 +45,7 @@ class Survey:
         self.freeable: dict[str, int] = {}
         self.hardlinked: set[str] = set()
         self.refs: dict[str, list[str]] = {}
+        self.sizes: dict[str, int] = {}  # archive id -> bytes
         seen: set[tuple[int, int]] = set()
         buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
         manifest = cache.manifest + os.sep
@@ -73,6 +74,7 @@ class Survey:
             archives = []
         for aid in archives:
             size = sizes.get(aid)
+            self.sizes[aid] = size
             self.total += size
             if cache.hardlinked(aid):
                 self.hardlinked.add(aid)
@@ -157,6 +159,9 @@ class Eviction:
         self.freed = 0
         self.size_before = 0
         self.refs: dict[str, list[str]] = {}
+        self.budget: Optional[int] = None  # --max-size
+        self.size_after = 0  # what the cache comes to once the chosen archives go
+        self.held: list[tuple[str, int]] = []  # (environment, bytes its protected archives hold), largest first
 
 
 def choose(
@@ -206,6 +211,14 @@ def choose(
                 size -= survey.freeable.get(aid, 0)
     ev.chosen = [a for a in candidates if a in chosen]
     ev.freed = sum(survey.freeable.get(a, 0) for a in ev.chosen)
+    ev.size_after = survey.total - ev.freed
+    if policy.max_size is not None:
+        ev.budget = int(policy.max_size)
+        held: dict[str, int] = {}
+        for aid, holders in protected.items():
+            for root in holders:
+                held[root.path] = held.get(root.path, 0) + survey.sizes.get(aid, 0)
+        ev.held = sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))
     ev.hardlinked = sorted(set(ev.hardlinked))
     ev.recent = sorted(set(ev.recent))
     return ev

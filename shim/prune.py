@@ -70,6 +70,9 @@ class DryRunResult(report.Result):
                 "skipped_hardlinked": self.ev.hardlinked,
                 "kept_recent": self.ev.recent,
                 "cache_bytes_before": self.ev.size_before,
+                "cache_bytes_after": self.ev.size_after,
+                "budget_bytes": self.ev.budget,
+                "held_by_live_environments": [{"path": p, "bytes": b} for p, b in self.ev.held],
             }
         return doc
 
@@ -189,6 +192,13 @@ def eviction_facts(ev: evict.Eviction, would: bool) -> list[str]:
         )
     if ev.recent:
         facts.append(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
+    if ev.budget is not None and ev.size_after > ev.budget:
+        live = sum(b for _p, b in ev.held)
+        largest = f" (the largest: {ev.held[0][0]}, {report.human_size(ev.held[0][1])})" if ev.held else ""
+        facts.append(
+            f"The cache {'would stay' if would else 'stays'} at {report.human_size(ev.size_after)}, over the "
+            f"{report.human_size(ev.budget)} budget: live environments hold {report.human_size(live)}{largest}"
+        )
     return facts
 
 

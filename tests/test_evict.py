@@ -215,3 +215,20 @@ def test_uv_shim_gc_is_the_same(world: World, wheels):
         [sys.executable, "-m", "shim", "gc", "--unused"], env=world.env(), capture_output=True, text=True
     )
     assert out.returncode == 0 and "Removed 1 unused archive" in out.stderr and world.archives() == []
+
+
+def test_max_size_out_of_reach_says_why(world: World, wheels):
+    """`--max-size 1B` cannot be met while an environment lives: the prune says in one line how
+    much live environments hold and names the largest, and exits 0; the dry run says the same."""
+    a, b = world.venv("a"), world.venv("b")
+    world.install(a, "alpha==1.0", "beta==1.0", find_links=wheels)
+    world.install(b, "gamma==1.0", find_links=wheels)
+    dry = world.uv("cache", "prune", "--max-size", "1B", "--dry-run", "--json")
+    doc = json.loads(dry.stdout)["evict"]
+    assert doc["budget_bytes"] == 1 and doc["cache_bytes_after"] > 1
+    assert [h["path"] for h in doc["held_by_live_environments"]][0] == str(a.resolve())  # two packages: the largest
+    out = world.uv("cache", "prune", "--max-size", "1B")
+    line = [ln for ln in out.stderr.splitlines() if "over the 1B budget" in ln]
+    assert out.returncode == 0 and len(line) == 1, out.stderr
+    assert f"the largest: {a.resolve()}" in line[0] and "live environments hold" in line[0]
+    assert world.works(a) and world.works(b)
