@@ -65,8 +65,7 @@ class Book:
         areas and the host index), rebuild the areas a prune by another generation removed
         (from a surviving copy, else by rescanning what the host index lists), one line if so."""
         cache = self.cache
-        names = generations.seen(cache, self.index.generations)
-        survivors = [n for n in names if generations.area_exists(cache, n)]
+        names, survivors = generations.survey(cache, self.index.generations)
         if not survivors and self.index.envs:
             self.warn(
                 f"the records of {len(self.index.envs)} environment(s) are gone from {cache.path} (a prune by "

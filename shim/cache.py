@@ -132,20 +132,23 @@ class Cache:
             return 2
         return 1
 
+    def dist_info(self, aid: str) -> Optional[str]:
+        """The ``*.dist-info`` folder name of an unpacked wheel (None: not one, or unreadable)."""
+        try:
+            names = os.listdir(os.path.join(self.archives, aid))
+        except OSError:
+            return None
+        return next((n for n in names if n.endswith(".dist-info")), None)
+
     def hardlinked(self, aid: str) -> bool:
         """Does an environment hardlink this archive? (its METADATA has a link beyond the baseline)"""
-        archive = os.path.join(self.archives, aid)
+        info = self.dist_info(aid)
+        if info is None:
+            return False
         try:
-            names = os.listdir(archive)
+            return os.stat(os.path.join(self.archives, aid, info, "METADATA")).st_nlink > self.link_baseline(aid)
         except OSError:
             return False
-        for name in names:
-            if name.endswith(".dist-info"):
-                try:
-                    return os.stat(os.path.join(archive, name, "METADATA")).st_nlink > self.link_baseline(aid)
-                except OSError:
-                    return False
-        return False
 
     def is_cached_env(self, aid: str) -> bool:
         return os.path.isfile(os.path.join(self.archives, aid, ENV_MARKER))

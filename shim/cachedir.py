@@ -41,8 +41,7 @@ def working_dir(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[s
 
 def _mentions_cache_dir(path: str) -> bool:
     try:
-        with open(path, "rb") as f:
-            return b"cache-dir" in f.read()
+        return b"cache-dir" in paths.read_bytes(path)
     except FileNotFoundError:
         return False
     except OSError:

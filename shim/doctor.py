@@ -24,14 +24,10 @@ def broken_dists(env_path: str, thorough: bool = True) -> list[tuple[str, str, s
     METADATA links into a uv archive that is gone (any prune, with or without uv-shim), or
     (``thorough``: one stat per file) a file its RECORD lists is missing or a dangling link."""
     out = []
-    for site in envscan.site_dirs(env_path, "venv"):
-        for entry in sorted(os.listdir(site)):
-            if not entry.endswith(".dist-info"):
-                continue
-            name, _, version = entry[: -len(".dist-info")].partition("-")
-            problem = _problem(site, entry, thorough)
-            if problem:
-                out.append((envscan.normalize(name), version, problem))
+    for site, entry, name, version in envscan.dist_infos(env_path, "venv"):
+        problem = _problem(site, entry, thorough)
+        if problem:
+            out.append((name, version, problem))
     return out
 
 

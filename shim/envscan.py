@@ -13,7 +13,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Iterator
 
 SYMLINK = "symlink"
 HARDLINK = "hardlink"
@@ -146,38 +146,42 @@ def _hardlink_archive(cache: Cache, name: str, distinfo: str, st: os.stat_result
     return ""
 
 
+def dist_infos(root: str, kind: str) -> Iterator[tuple[str, str, str, str]]:
+    """(site folder, ``*.dist-info`` folder name, normalized name, version) of every distribution
+    installed in an environment, in name order. OSError if a site folder cannot be listed."""
+    for site in site_dirs(root, kind):
+        for entry in sorted(os.listdir(site)):
+            if entry.endswith(".dist-info"):
+                name, _, version = entry[: -len(".dist-info")].partition("-")
+                if version:
+                    yield site, entry, normalize(name), version
+
+
 def scan(root: str, kind: str, cache: Cache) -> dict[str, Dist]:
     """Every distribution installed from this cache into the environment, keyed ``name==version``.
 
     Raises OSError when the environment cannot be read (the caller keeps what it had recorded).
     """
     found: dict[str, Dist] = {}
-    for site in site_dirs(root, kind):
-        for entry in os.listdir(site):
-            if not entry.endswith(".dist-info"):
-                continue
-            name, _, version = entry[: -len(".dist-info")].partition("-")
-            if not version:
-                continue
-            dist_info = site + os.sep + entry
-            meta = dist_info + os.sep + "METADATA"
-            name = normalize(name)
-            key = f"{name}=={version}"
-            try:
-                target = os.readlink(meta)
-            except OSError:
-                target = None
-            if target is not None:
-                aid = cache.archive_of_link(target)
-                if aid:
-                    found[key] = Dist(name, version, SYMLINK, aid)
-                continue
-            try:
-                st = os.stat(meta)
-            except FileNotFoundError:
-                continue
-            if st.st_nlink > 1:
-                found[key] = Dist(name, version, HARDLINK, _hardlink_archive(cache, name, entry, st))
-            elif _installed_by_uv(dist_info):
-                found[key] = Dist(name, version, COPY)
+    for site, entry, name, version in dist_infos(root, kind):
+        dist_info = site + os.sep + entry
+        meta = dist_info + os.sep + "METADATA"
+        key = f"{name}=={version}"
+        try:
+            target = os.readlink(meta)
+        except OSError:
+            target = None
+        if target is not None:
+            aid = cache.archive_of_link(target)
+            if aid:
+                found[key] = Dist(name, version, SYMLINK, aid)
+            continue
+        try:
+            st = os.stat(meta)
+        except FileNotFoundError:
+            continue
+        if st.st_nlink > 1:
+            found[key] = Dist(name, version, HARDLINK, _hardlink_archive(cache, name, entry, st))
+        elif _installed_by_uv(dist_info):
+            found[key] = Dist(name, version, COPY)
     return found

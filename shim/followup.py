@@ -149,14 +149,10 @@ def watch(
         if state == uvfeatures.GONE or time.monotonic() > deadline:
             break
         quiet = time.monotonic() - last_change
-        if (
-            state == uvfeatures.UNRECOGNIZED
-            and quiet > QUIET
-            and all(os.path.isdir(p) for p, k in envs if k != "cached")
-        ):
+        if state == uvfeatures.UNRECOGNIZED and quiet > QUIET and _all_exist(envs):
             break  # a program we do not recognize (a renamed title) and nothing landed for a while
         if state == uvfeatures.RUNNING:
-            if all(os.path.isdir(p) for p, k in envs if k != "cached"):
+            if _all_exist(envs):
                 break
             delay = max(delay, LAST_POLL)  # running, yet an environment is missing: watch on, slowly
         time.sleep(delay)
@@ -165,6 +161,11 @@ def watch(
         envs = envs + [(p, "cached") for p in book.cache.cached_envs() if (p, "cached") not in envs]
     for path, kind in envs:  # always a full pass: folder times are coarse (a few ms), and two
         _update(book, path, kind, final=True)  # packages landing in one tick leave the same stamp
+
+
+def _all_exist(envs: list[tuple[str, str]]) -> bool:
+    """Every environment uv was to make outside the cache is there (cached ones are found later)."""
+    return all(os.path.isdir(p) for p, k in envs if k != "cached")
 
 
 def _update(book: Book, path: str, kind: str, final: bool) -> None:

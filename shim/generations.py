@@ -115,6 +115,12 @@ def area_exists(cache: Cache, bucket: str) -> bool:
         return area.lexists(manifest.GENERATIONS)
 
 
+def survey(cache: Cache, extra: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """(every generation seen, those whose area is there and complete)."""
+    names = seen(cache, extra)
+    return names, [n for n in names if area_exists(cache, n)]
+
+
 def restore(cache: Cache, names: Iterable[str], survivors: list[str]) -> list[str]:
     """Rebuild the area of every generation in ``names`` that has no complete one (a prune by
     another generation removed it), from every surviving area (the current one first: its

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 _MARKERS = ("docker", "containers", "libpod", "crio", "cri-containerd")
 _HEX = frozenset("0123456789abcdef")
 _identity: Optional[tuple[str, str]] = None
+_machine: Optional[str] = None
 
 
 def _read(path: str, limit: int = 65536) -> str:
@@ -75,7 +76,15 @@ _UUID_MARK = '"IOPlatformUUID" = "'
 def machine_id() -> str:
     """A stable id of the machine, from whatever this system has, chosen at run time: systemd's
     or D-Bus's machine-id, else the hardware UUID that macOS's ``ioreg`` reports (memoized in
-    uv-shim's state folder: it never changes). "" when none can be had: see ``strong``."""
+    uv-shim's state folder: it never changes). "" when none can be had: see ``strong``.
+    Looked up once per process."""
+    global _machine
+    if _machine is None:
+        _machine = _find_machine_id()
+    return _machine
+
+
+def _find_machine_id() -> str:
     for path in _MACHINE_FILES:
         found = _read(path).strip()
         if found:

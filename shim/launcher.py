@@ -71,7 +71,12 @@ def _case(words: Iterable[str]) -> str:
 def _launcher_source(name: str, self_path: str, boot: str) -> str:
     q = shlex.quote
     value_opts = _case(uvargs.GLOBAL_VALUE_OPTIONS)
-    one_word = [w for w, rule in uvargs.INTERCEPTED.items() if rule is None]
+    one_word = [w for w, rule in uvargs.INTERCEPTED.items() if rule is None and (w,) not in uvargs.ONLY_WITH]
+    # `uv version` changes nothing without --bump or a value: still no Python for it
+    only_with = "\n".join(
+        f'    {w}) [ -n "$w2" ] && fast=0; for a in "$@"; do case "$a" in {_case(o for f in flags for o in (f, f + "=*"))}) fast=0;; esac; done;;'
+        for (w,), flags in sorted(uvargs.ONLY_WITH.items())
+    )
     two_word = {w: rule for w, rule in uvargs.INTERCEPTED.items() if rule is not None}
     true_words = _case({v for w in uvargs._TRUE for v in (w, w.upper(), w.capitalize())})
     second = "\n".join(f'    {w}) case "$w2" in {_case(rule)}) fast=0;; esac;;' for w, rule in sorted(two_word.items()))
@@ -104,6 +109,7 @@ if [ $fast = 1 ]; then
   done
   case "$w1" in
     {_case(one_word)}) fast=0;;
+{only_with}
 {second}
   esac
 fi

@@ -39,12 +39,9 @@ class Restore:
 def _dist_info(env: str, name: str, version: str) -> Optional[str]:
     from shim import envscan
 
-    for site in envscan.site_dirs(env, "venv"):
-        for entry in os.listdir(site):
-            if entry.endswith(".dist-info"):
-                n, _, v = entry[: -len(".dist-info")].partition("-")
-                if envscan.normalize(n) == name and v == version:
-                    return os.path.join(site, entry)
+    for site, entry, n, v in envscan.dist_infos(env, "venv"):
+        if (n, v) == (name, version):
+            return os.path.join(site, entry)
     return None
 
 

@@ -13,7 +13,6 @@ import os
 from shim import report, uvfeatures
 from shim.cache import (
     ARCHIVE_BUCKET,
-    ENV_MARKER,
     LOCK_FILE,
     REF_SKIP_EXT,
     REF_SKIP_NAMES,
@@ -278,15 +277,10 @@ def _measure(plan: Plan, paths: list[str]) -> None:
 
 def archive_label(cache: Cache, aid: str) -> str:
     """``name==version`` of an unpacked wheel, ``cached environment`` for a venv, else the id."""
-    path = os.path.join(cache.archives, aid)
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return aid
-    if ENV_MARKER in names:
+    if cache.is_cached_env(aid):
         return "cached environment"
-    for n in names:
-        if n.endswith(".dist-info"):
-            name, _, version = n[: -len(".dist-info")].partition("-")
-            return f"{name.replace('_', '-').lower()}=={version}"
-    return aid
+    info = cache.dist_info(aid)
+    if info is None:
+        return aid
+    name, _, version = info[: -len(".dist-info")].partition("-")
+    return f"{name.replace('_', '-').lower()}=={version}"

@@ -208,9 +208,7 @@ def _restore_generations(cache: Cache) -> None:
     from shim import generations, hostindex
 
     try:
-        names = generations.seen(cache, hostindex.Index(cache.path).generations)
-        survivors = [n for n in names if generations.area_exists(cache, n)]
-        generations.restore(cache, names, survivors)
+        generations.restore(cache, *generations.survey(cache, hostindex.Index(cache.path).generations))
     except Exception as e:  # the prune itself succeeded: this is one warning, never a traceback
         what = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) else str(e)
         report.Out().warn(f"cannot restore uv-shim's records for other uv versions: {what}")

@@ -16,7 +16,7 @@ import os
 
 from shim import realuv
 from shim.cachedir import working_dir
-from shim.paths import parents
+from shim.paths import parents, read_bytes
 from shim.uvargs import Invocation, env_true, uses_cached_env
 
 TYPE_CHECKING = False
@@ -53,8 +53,7 @@ def _find_upwards(start: str, name: str) -> Optional[str]:
 
 def _is_workspace_root(pyproject: str) -> bool:
     try:
-        with open(pyproject, "rb") as f:
-            return b"[tool.uv.workspace]" in f.read()
+        return b"[tool.uv.workspace]" in read_bytes(pyproject)
     except OSError:
         return False
 
@@ -163,14 +162,23 @@ def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
 INLINE_MARK = b"# /// script"  # PEP 723: a script with its own dependencies (uv gives it an environment)
 
 
+_inline: dict[str, bool] = {}  # script path -> answer: one invocation asks up to three times
+
+
 def inline_script(inv: Invocation, wd: str) -> bool:
     """``uv run FILE`` where FILE declares inline metadata (PEP 723): uv runs it in an
     environment it keeps in the cache, whatever project surrounds it."""
     if inv.words[:1] != ("run",) or not inv.positionals:
         return False
+    path = os.path.join(wd, inv.positionals[0])
+    if path not in _inline:
+        _inline[path] = _declares_inline_metadata(path)
+    return _inline[path]
+
+
+def _declares_inline_metadata(path: str) -> bool:
     import stat
 
-    path = os.path.join(wd, inv.positionals[0])
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False  # a FIFO or a device would block or never end

@@ -58,7 +58,7 @@ INTERCEPTED: dict[str, Optional[frozenset[str]]] = {
 }
 # Commands in INTERCEPTED that change nothing without one of these options or a positional value
 # (`uv version` only prints the version): passed straight through then.
-_ONLY_WITH: dict[tuple[str, ...], frozenset[str]] = {("version",): frozenset({"--bump"})}
+ONLY_WITH: dict[tuple[str, ...], frozenset[str]] = {("version",): frozenset({"--bump"})}
 
 # Subcommand options that take a value, per command family. Only needed to find positional
 # arguments (``uv venv PATH``, ``uv tool install NAME``, ``uv run CMD``) and the options we read.
@@ -168,7 +168,7 @@ class Invocation:
         if rule is False:
             return False
         if rule is None:
-            only = _ONLY_WITH.get(self.words)
+            only = ONLY_WITH.get(self.words)
             return only is None or bool(self.positionals) or any(o in self.flags for o in only)
         return len(self.words) > 1 and self.words[1] in rule  # type: ignore[operator]
 

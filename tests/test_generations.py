@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,14 +41,19 @@ def _as(w: World, version: str) -> World:
     return World(w.root, w.shim_home, version)
 
 
+def _local_wheels(w: World, wheels: Path) -> Path:
+    """A copy of the test wheels in the world (``_orphan`` changes it)."""
+    local = w.root / "wheels"
+    shutil.copytree(wheels, local)
+    return local
+
+
 def _orphan(w: World, wheels: Path) -> None:
     """The wheel changes and is installed again with --refresh elsewhere: uv's index forgets the
     first archive, so only a pin keeps it (bare uv of the installing version)."""
     local = w.root / "wheels"
     whl = local / "alpha-1.0-py3-none-any.whl"
     st = whl.stat()
-    import os
-
     os.utime(whl, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     other = w.venv("elsewhere")
     w.install(other, "alpha==1.0", find_links=local, shim=False, extra=["--refresh"])
@@ -59,12 +65,12 @@ def test_a_bare_prune_by_any_version_seen_keeps_what_another_installed(tmp_path,
     through the shim; a bare prune by the first keeps the environment working."""
     for w in pair(tmp_path, shim_home, installer):
         shim = w.root.name == "shim"
-        shutil.copytree(wheels, w.root / "wheels")
+        local = _local_wheels(w, wheels)
         p = _as(w, pruner)
         seen = p.venv("seen-by-pruner")
-        p.install(seen, "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        p.install(seen, "beta==1.0", find_links=local, shim=shim)
         v = w.venv("v")
-        w.install(v, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        w.install(v, "alpha==1.0", find_links=local, shim=shim)
         _orphan(w, wheels)
         p.prune()
         assert w.works(v) == shim, (shim, w.broken(v))
@@ -82,15 +88,15 @@ def test_records_a_prune_removed_are_restored_by_the_next_command(tmp_path, shim
         pytest.skip(f"uv {old} and {version} share one sdists bucket: a prune by one keeps the other's")
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
-        shutil.copytree(wheels, w.root / "wheels")
+        local = _local_wheels(w, wheels)
         o = _as(w, old)
         v = o.venv("v")
-        o.install(v, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        o.install(v, "alpha==1.0", find_links=local, shim=shim)
         other = w.venv("other")
-        w.install(other, "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        w.install(other, "beta==1.0", find_links=local, shim=shim)
         _orphan(o, wheels)
         o.prune()  # bare: the newer version's sdists bucket goes, records and pins with it
-        out = o.install(other, "gamma==1.0", find_links=w.root / "wheels", shim=shim)
+        out = o.install(other, "gamma==1.0", find_links=local, shim=shim)
         if shim:
             assert "restored uv-shim's records" in out.stderr, out.stderr
         w.prune()  # bare, by the newer version
@@ -130,11 +136,11 @@ def test_a_shim_prune_under_another_version_keeps_what_one_installed(tmp_path, s
     the installing version after it too. Control: the bare prune by the pruning version breaks it."""
     for w in pair(tmp_path, shim_home, installer):
         shim = w.root.name == "shim"
-        shutil.copytree(wheels, w.root / "wheels")
+        local = _local_wheels(w, wheels)
         p = _as(w, pruner)
-        p.install(p.venv("seen"), "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        p.install(p.venv("seen"), "beta==1.0", find_links=local, shim=shim)
         v = w.venv("v")
-        w.install(v, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
+        w.install(v, "alpha==1.0", find_links=local, shim=shim)
         _orphan(w, wheels)
         if shim:
             p.uv("cache", "prune", "--unused")  # removes the installer's bucket, then restores it
@@ -160,11 +166,11 @@ def test_partial_own_pins_never_lose_the_pool(tmp_path, shim_home, wheels):
     old, new = _newest_other_generation()
     for w in pair(tmp_path, shim_home, old):
         shim = w.root.name == "shim"
-        shutil.copytree(wheels, w.root / "wheels")
+        local = _local_wheels(w, wheels)
         n = _as(w, new)
         e = w.venv("e")
-        w.install(e, "alpha==1.0", find_links=w.root / "wheels", shim=shim)
-        n.install(e, "beta==1.0", find_links=w.root / "wheels", shim=shim)
+        w.install(e, "alpha==1.0", find_links=local, shim=shim)
+        n.install(e, "beta==1.0", find_links=local, shim=shim)
         w.uv("cache", "prune", "--ci", shim=False)  # bare, older: the newer bucket goes
         if shim:
             w.uv("cache", "prune", "--ci")
@@ -180,10 +186,10 @@ def test_the_first_uv_run_is_mirrored_into_other_generations(tmp_path, shim_home
     old, new = _newest_other_generation()
     for w in pair(tmp_path, shim_home, new):
         shim = w.root.name == "shim"
-        shutil.copytree(wheels, w.root / "wheels")
+        local = _local_wheels(w, wheels)
         o = _as(w, old)
-        o.install(o.venv("seen"), "beta==1.0", find_links=w.root / "wheels", shim=shim)
-        proj = make_project(w, w.root / "wheels", '"alpha==1.0"')
+        o.install(o.venv("seen"), "beta==1.0", find_links=local, shim=shim)
+        proj = make_project(w, local, '"alpha==1.0"')
         w.uv("run", "-q", "python", "-c", "pass", cwd=proj, shim=shim, UV_LINK_MODE="symlink", UV_PYTHON=sys.executable)
         w.settle()
         o.uv("cache", "prune", "--ci", shim=False)

@@ -9,11 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import NEWEST, World, pair
-from test_workflows import SETTLE, init_project, refresh_elsewhere
+from test_workflows import init_project, refresh_elsewhere, wait_for_pins
 
 
 @pytest.fixture(autouse=True)
@@ -44,10 +43,7 @@ def test_the_first_uv_run_without_proc_is_protected(tmp_path, shim_home, wheels)
         assert out.returncode == 0 and out.stdout.strip() == "alpha-1.0", out.stderr
         venv = proj / ".venv"
         if shim:
-            deadline = time.monotonic() + SETTLE
-            while len(w.pinned()) < 2 or str(venv.resolve()) not in w.records():
-                assert time.monotonic() < deadline, (w.records(), w.pinned())
-                time.sleep(0.05)
+            wait_for_pins(w, venv, 2)
         refresh_elsewhere(w, wheels, "alpha==1.0", "beta==1.0")
         out = _hidden(w, f"{w.real_uv} cache prune -q")  # bare, in the same view
         assert out.returncode == 0, out.stderr

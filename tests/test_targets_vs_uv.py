@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, private_python
+from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_project, private_python
 
 from shim import envscan, realuv, targets, uvargs, uvfeatures
 from shim.cache import Cache
@@ -73,10 +73,8 @@ def _world(w: World, wheels: Path) -> None:
     (root / "links" / "py").symlink_to(root / "venvP" / "bin" / "python")  # runs as `base`
     (root / "reqs.txt").write_text("alpha==1.0\n")
     project = f'requires-python = ">=3.9"\n[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
-    (root / "proj" / "sub").mkdir(parents=True)
-    (root / "proj" / "pyproject.toml").write_text(
-        f'[project]\nname = "proj"\nversion = "0.1"\ndependencies = ["alpha==1.0"]\n{project}'
-    )
+    make_project(w, wheels, '"alpha==1.0"')
+    (root / "proj" / "sub").mkdir()
     w.uv("venv", "-q", "--python", BASE_PYTHON, str(root / "proj" / ".venv"), shim=False)
     member = root / "ws" / "pkgs" / "m"
     member.mkdir(parents=True)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, pair
+from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_project, pair
 
 EDGE = sorted({OLDEST, NEWEST}, key=_vt)
 SETTLE = 30.0  # seconds a detached helper may take to pin (it needs well under one)
@@ -245,11 +245,7 @@ def test_every_way_of_naming_the_target_is_protected(tmp_path, shim_home, wheels
         w.uv("venv", "-q", "--python", str(base), str(w.root / "venvP"), shim=False)
         (w.root / "links").mkdir()
         (w.root / "links" / "py").symlink_to(w.root / "venvP" / "bin" / "python")
-        (w.root / "proj").mkdir()
-        (w.root / "proj" / "pyproject.toml").write_text(
-            '[project]\nname = "proj"\nversion = "0.1"\nrequires-python = ">=3.9"\n'
-            f'dependencies = ["alpha==1.0", "beta"]\n[tool.uv]\nno-index = true\nfind-links = ["{local}"]\n'
-        )
+        make_project(w, local, '"alpha==1.0", "beta"')
         argv = [a.replace("{wheels}", str(local)) for a in argv_t]
         w.uv(*argv, cwd=w.root / cwd_rel, shim=shim, UV_LINK_MODE="symlink", UV_PYTHON=BASE_PYTHON, **env_t)
         interpreter = w.root / probe
