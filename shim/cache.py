@@ -27,6 +27,7 @@ SHIM_DIR = "uv-shim"  # our record area inside the sdists bucket (its contents: 
 CACHEDIR_TAG = "CACHEDIR.TAG"
 LOCK_FILE = ".lock"  # uv's cache lock (a flock), also beside wheels-bucket entries
 ROOT_MARKERS = (CACHEDIR_TAG, ".gitignore", ".git")  # kept at the root by every prune (and LOCK_FILE since LOCKS_CACHE)
+REVISION_POINTERS = ("revision.http", "revision.rev")  # in a built sdist's folder: the revision in use
 POINTERS = (".http", ".rev")  # beside a wheels-bucket link: they name its archive too
 REF_SKIP_NAMES = ("src", LOCK_FILE, ".gitignore")  # never a reference (uv's prune, since REFS_FILTERED)
 REF_SKIP_EXT = ("lock", "whl", "http", "rev", "msgpack")  # neither

@@ -20,7 +20,7 @@ from shim.locks import ExclusiveLock
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import NoReturn, Optional
+    from typing import Any, NoReturn, Optional
 
 
 def lease_seconds(env: Mapping[str, str]) -> float:
@@ -46,51 +46,39 @@ def error(message: str) -> NoReturn:
     raise ShimError(message)
 
 
-class KeptSize:
-    """Bytes of the kept archives, measured in a thread while uv prunes (kept archives are
-    pinned, so uv leaves them alone), from the size memo where it can."""
-
-    def __init__(self, cache: Cache, roots: list[liveness.Root]) -> None:
-        import threading
-
-        self.archives = sorted(liveness.protected(roots))
-        self.cache = cache
-        self.size = 0
-        self.thread = threading.Thread(target=self._measure, daemon=True)
-        self.thread.start()
-
-    def _measure(self) -> None:
+def kept(cache: Cache, roots: list[liveness.Root], sizes: Optional[dict[str, int]] = None) -> dict[str, Any]:
+    """The archives still in the cache that roots protect: count, bytes (``shim.sizes``) and by
+    how many environments. ``sizes``: archive id -> bytes, when already known."""
+    protected = liveness.protected(roots)
+    try:
+        present = sorted(set(os.listdir(cache.archives)).intersection(protected))
+    except OSError:
+        present = []
+    if sizes is None:
         from shim.sizes import ArchiveSizes
 
-        sizes = ArchiveSizes(self.cache)
-        self.size = sum(sizes.get(aid) for aid in self.archives)
-        try:
-            present = os.listdir(self.cache.archives)
-        except OSError:
-            present = []
-        sizes.save(present)
-
-    def result(self) -> int:
-        self.thread.join()
-        return self.size
+        memo = ArchiveSizes(cache)
+        sizes = {aid: memo.get(aid)[0] for aid in present}
+    holders = {r.key for aid in present for r in protected[aid]}
+    return {"archives": len(present), "bytes": sum(sizes.get(a, 0) for a in present), "environments": len(holders)}
 
 
-def summarize(out: report.Out, roots: list[liveness.Root], cache: Cache, sizes: Optional[KeptSize] = None) -> None:
-    """What was kept and why, in uv's style, after uv's own lines."""
+def kept_fact(k: dict[str, Any], would: bool = False) -> str:
+    return (
+        f"{'Would keep' if would else 'Kept'} {report.plural(k['archives'], 'archive')} ({report.human_size(k['bytes'])})"
+        f" used by {report.plural(k['environments'], 'environment')}"
+    )
+
+
+def summarize(out: report.Out, roots: list[liveness.Root], cache: Cache, counted: bool = False) -> None:
+    """What was kept and why, in uv's style, after uv's own lines (``counted``: the caller has
+    already said how much was kept)."""
     if out.quiet:
         return
-    kept = liveness.protected(roots)
-    try:
-        present = set(os.listdir(cache.archives)).intersection(kept)
-    except OSError:
-        present = set()
-    holders = {r.key for aid in present for r in kept[aid]}
-    if present:
-        size = (sizes or KeptSize(cache, roots)).result()
-        out.fact(
-            f"Kept {report.plural(len(present), 'archive')} ({report.human_size(size)}) used by "
-            f"{report.plural(len(holders), 'environment')}"
-        )
+    if not counted:
+        k = kept(cache, roots)
+        if k["archives"]:
+            out.fact(kept_fact(k))
     for root in roots:
         if root.moved_from:
             out.fact(f"Followed {root.moved_from} to {root.path} (moved or renamed)")

@@ -86,25 +86,23 @@ KEEP_AT_ROOT = frozenset((*ROOT_MARKERS, LOCK_FILE))
 
 
 def clear_except(cache: Cache, archives: set[str]) -> tuple:
-    """Remove everything in the cache but ``archives`` and our record areas: (files, bytes).
+    """Remove everything in the cache but ``archives`` and our record areas: (files removed,
+    bytes freed as ``shim.sizes`` measures them: an inode counts once all its links are gone).
 
     Every removal walks from the cache's folder descriptor and never follows a symlink (see
-    ``shim.confined``); each inode is counted once.
+    ``shim.confined``).
     """
     import stat
 
     from shim.cache import ARCHIVE_BUCKET, SDISTS_PREFIX, SHIM_DIR
     from shim.confined import Unsafe
+    from shim.sizes import disk_bytes
 
-    seen: set = set()
-    counts = [0, 0]
+    links: dict[tuple[int, int], list[int]] = {}  # inode -> [links removed, link count, bytes, is a folder]
 
     def count(st: os.stat_result) -> None:
-        counts[0] += 1
-        key = (st.st_dev, st.st_ino)
-        if key not in seen:
-            seen.add(key)
-            counts[1] += st.st_size
+        seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, disk_bytes(st), stat.S_ISDIR(st.st_mode)])
+        seen[0] += 1
 
     root = cache.dir()
     for name in sorted(root.listdir()):
@@ -121,4 +119,6 @@ def clear_except(cache: Cache, archives: set[str]) -> tuple:
             except Unsafe:
                 pass  # swapped for a link since the lstat: removed below, never followed
         root.remove_tree(name, count)
-    return counts[0], counts[1]
+    files = sum(n for n, _nlink, _size, is_dir in links.values() if not is_dir)
+    freed = sum(size for n, nlink, size, is_dir in links.values() if is_dir or n >= nlink)
+    return files, freed

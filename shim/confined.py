@@ -243,7 +243,8 @@ class Dir:
         A symlink is unlinked, never followed, wherever it is met, even one swapped in for a
         folder while this runs: the folder is entered through ``openat(O_NOFOLLOW)``, so a swap
         either fails that open (the link is then unlinked) or happens after it (we keep working in
-        the real folder we opened). ``count`` sees the ``lstat`` of every file and link removed."""
+        the real folder we opened). ``count`` sees the ``lstat`` of everything removed (folders once
+        they are gone)."""
         try:
             st = self.lstat(name)
         except FileNotFoundError:
@@ -261,6 +262,8 @@ class Dir:
                         child.remove_tree(entry, count)
                 try:
                     self.rmdir(name)
+                    if count is not None:
+                        count(st)
                     return
                 except NotADirectoryError:
                     pass  # swapped for a link after we emptied the folder: unlink the link

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from shim import liveness, report
+from shim import liveness
 from shim.cache import Cache, archive_id_of
 from shim.manifest import LAST_USE
 
@@ -26,62 +26,38 @@ if TYPE_CHECKING:
     from typing import Optional
 
     from shim.policy import Policy
+    from shim.sizes import Footprint
 
 # -- what the cache holds: one walk ---------------------------------------------------------
 
 
 class Survey:
-    """One walk of the cache: total size, each archive's freeable bytes, hardlinked archives,
-    and every link in uv's wheels and sdists buckets by the archive it names.
-
-    Archives themselves are not walked file by file: their sizes come from the size memo (an
-    unpacked wheel never changes) and one stat of their METADATA tells whether an environment
-    hardlinks them (uv links every file of a wheel the same way)."""
+    """One look at the cache (``shim.sizes.Footprint``): its size, each archive's size and
+    freeable bytes, the archives environments hardlink, and every link in uv's wheels and sdists
+    buckets by the archive it names."""
 
     def __init__(self, cache: Cache, write: bool = True) -> None:
-        from shim.sizes import ArchiveSizes
+        from shim.sizes import Footprint
 
-        self.total = 0
-        self.freeable: dict[str, int] = {}
-        self.hardlinked: set[str] = set()
         self.refs: dict[str, list[str]] = {}
-        self.sizes: dict[str, int] = {}  # archive id -> bytes
-        seen: set[tuple[int, int]] = set()
         buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
         manifest = cache.manifest + os.sep
-        for e in report.walk(cache.path, descend=lambda e: e.path != cache.archives):
-            try:
-                if e.is_symlink():
-                    d = os.path.dirname(e.path) + os.sep
-                    if d.startswith(buckets) and not d.startswith(manifest):
-                        aid = archive_id_of(os.readlink(e.path))
-                        if aid:
-                            self.refs.setdefault(aid, []).append(e.path)
-                    continue
-                if e.is_dir():
-                    continue
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key not in seen:
-                seen.add(key)
-                self.total += st.st_size
-        sizes = ArchiveSizes(cache)
-        try:
-            archives = os.listdir(cache.archives)
-        except OSError:
-            archives = []
-        for aid in archives:
-            size = sizes.get(aid)
-            self.sizes[aid] = size
-            self.total += size
-            if cache.hardlinked(aid):
-                self.hardlinked.add(aid)
-            else:
-                self.freeable[aid] = size
-        if write:
-            sizes.save(archives)
+
+        def on_link(path: str) -> None:
+            d = os.path.dirname(path) + os.sep
+            if d.startswith(buckets) and not d.startswith(manifest):
+                try:
+                    aid = archive_id_of(os.readlink(path))
+                except OSError:
+                    return
+                if aid:
+                    self.refs.setdefault(aid, []).append(path)
+
+        self.footprint = fp = Footprint(cache, on_link, write)
+        self.total = fp.total
+        self.hardlinked = set(fp.hardlinked)
+        self.sizes = {aid: size for aid, (size, _free) in fp.archives.items()}
+        self.freeable = {aid: free for aid, (_size, free) in fp.archives.items() if aid not in fp.hardlinked}
 
 
 # -- last use ------------------------------------------------------------------------------
@@ -160,16 +136,40 @@ class Eviction:
         self.size_before = 0
         self.refs: dict[str, list[str]] = {}
         self.budget: Optional[int] = None  # --max-size
-        self.size_after = 0  # what the cache comes to once the chosen archives go
-        self.held: list[tuple[str, int]] = []  # (environment, bytes its protected archives hold), largest first
+        self.size_after = 0  # what the cache comes to once uv's prune and the eviction are done
+        self.held: list[tuple[str, int]] = []  # (environment, bytes of the archives it keeps), largest first
+        self.held_bytes = 0  # bytes of every archive live environments keep (pinned or hardlinked), once
+        self.footprint: Optional[Footprint] = None  # the cache as it was when this was decided
+        self.released = 0  # bytes of the records a real prune releases first (a dry run's estimate)
+
+
+def released_bytes(cache: Cache, roots: list[liveness.Root]) -> int:
+    """What the records of dead and expired roots occupy: a prune releases them before it
+    measures anything, so a dry run (which releases nothing) takes them off its figures."""
+    from shim.sizes import tree_bytes
+
+    gone = [r for r in roots if r.state in (liveness.DEAD, liveness.EXPIRED)]
+    return sum(tree_bytes(cache.entry_dir(r.key))[0] for r in gone)
 
 
 def choose(
-    cache: Cache, roots: list[liveness.Root], policy: Policy, now: Optional[float] = None, write: bool = True
+    cache: Cache,
+    roots: list[liveness.Root],
+    policy: Policy,
+    now: Optional[float] = None,
+    write: bool = True,
+    ci: bool = False,
 ) -> Eviction:
+    """The archives ``policy`` evicts, least recently used first. ``--max-size`` counts the whole
+    cache as ``shim.sizes`` measures it, less what uv's own prune (``ci`` or not) removes anyway."""
+    from shim import plan as planner
+
     now = time.time() if now is None else now
+    memo = remember_last_use(cache, roots, write)  # first: what it writes counts in the survey
     survey = Survey(cache, write)
     ev = Eviction()
+    ev.released = 0 if write else released_bytes(cache, roots)
+    ev.footprint = survey.footprint
     ev.size_before = survey.total
     ev.refs = survey.refs
     protected = liveness.protected(roots)
@@ -177,10 +177,10 @@ def choose(
         archives = sorted(os.listdir(cache.archives))
     except OSError:
         archives = []
-    used = last_use(cache, remember_last_use(cache, roots, write), archives)
+    used = last_use(cache, memo, archives)
     candidates = []
     for aid in archives:
-        if aid in protected or cache.is_cached_env(aid):
+        if aid in protected or aid in survey.footprint.cached_envs:
             continue  # pinned, or a cached environment (uv's prune handles those)
         candidates.append(aid)
     candidates.sort(key=lambda a: (used.get(a, 0), a))  # least recently used first
@@ -199,26 +199,40 @@ def choose(
         if policy.unused or (policy.max_age is not None and now - used.get(aid, 0) > policy.max_age):
             if eligible(aid):
                 chosen.add(aid)
+    going: set[str] = set()  # what uv's prune removes with no eviction at all
+    size = survey.total - ev.released
     if policy.max_size is not None:
-        size = survey.total - sum(survey.freeable.get(a, 0) for a in chosen)
+        base = planner.plan_prune(cache, set(protected), ci=ci, footprint=survey.footprint)
+        going = set(base.archives)
+        size -= base.shrink + sum(survey.sizes.get(a, 0) for a in chosen - going)
         for aid in candidates:
             if size <= policy.max_size:
                 break
-            if aid in chosen or aid in ev.hardlinked or aid in ev.recent:
+            if aid in chosen or aid in going or aid in ev.hardlinked or aid in ev.recent:
                 continue
             if eligible(aid):
                 chosen.add(aid)
-                size -= survey.freeable.get(aid, 0)
+                size -= survey.sizes.get(aid, 0)
     ev.chosen = [a for a in candidates if a in chosen]
     ev.freed = sum(survey.freeable.get(a, 0) for a in ev.chosen)
-    ev.size_after = survey.total - ev.freed
+    ev.size_after = size if policy.max_size is not None else survey.total - ev.freed
     if policy.max_size is not None:
         ev.budget = int(policy.max_size)
-        held: dict[str, int] = {}
+        holds: dict[str, set[str]] = {}  # environment -> the archives it keeps in the cache
         for aid, holders in protected.items():
             for root in holders:
-                held[root.path] = held.get(root.path, 0) + survey.sizes.get(aid, 0)
+                holds.setdefault(root.path, set()).add(aid)
+        for r in roots:  # and what environments hardlink (uv-shim never evicts those)
+            if r.record is None or r.state in (liveness.DEAD, liveness.EXPIRED):
+                continue
+            if set(r.record.link_modes) - {"symlink"}:
+                dists = r.record.distributions or r.distributions(cache)
+                linked = {d.archive for d in dists.values() if d.archive in survey.hardlinked}
+                if linked:
+                    holds.setdefault(r.path, set()).update(linked)
+        held = {path: sum(survey.sizes.get(a, 0) for a in ids) for path, ids in holds.items()}
         ev.held = sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))
+        ev.held_bytes = sum(survey.sizes.get(a, 0) for a in set().union(*holds.values()) | survey.hardlinked)
     ev.hardlinked = sorted(set(ev.hardlinked))
     ev.recent = sorted(set(ev.recent))
     return ev

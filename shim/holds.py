@@ -42,6 +42,29 @@ class Held:
         return _restore(self.cache, self.name)
 
 
+def _references(cache: Cache, ev: Eviction) -> list[tuple[list[str], list[str]]]:
+    """uv's references to the chosen archives: (folder parts below the cache, names in it)."""
+    plan: list[tuple[list[str], list[str]]] = []
+    for aid in ev.chosen:
+        for link in ev.refs.get(aid, []):
+            parts = os.path.relpath(link, cache.path).split(os.sep)
+            names = [parts[-1]]
+            if link.startswith(cache.wheels + os.sep):
+                names += [parts[-1] + ext for ext in POINTERS]
+            plan.append((parts[:-1], names))
+    return plan
+
+
+def reference_paths(cache: Cache, ev: Eviction) -> list[str]:
+    """The files ``apply`` sets aside (and a successful prune then drops), as paths."""
+    return [
+        os.path.join(cache.path, *folder, n)
+        for folder, names in _references(cache, ev)
+        for n in names
+        if os.path.lexists(os.path.join(cache.path, *folder, n))
+    ]
+
+
 def apply(cache: Cache, ev: Eviction) -> Held:
     """Take uv's references to the chosen archives out of its buckets (never the archives
     themselves): their links in the wheels and sdists buckets, with the pointer files beside
@@ -52,14 +75,7 @@ def apply(cache: Cache, ev: Eviction) -> Held:
     assert area is not None
     name = f"{HOLD_PREFIX}{os.getpid()}"
     area.remove_tree(name)  # a leftover of an earlier process with our pid
-    plan: list[tuple[list[str], list[str]]] = []  # (folder parts, names in it)
-    for aid in ev.chosen:
-        for link in ev.refs.get(aid, []):
-            parts = os.path.relpath(link, cache.path).split(os.sep)
-            names = [parts[-1]]
-            if link.startswith(cache.wheels + os.sep):
-                names += [parts[-1] + ext for ext in POINTERS]
-            plan.append((parts[:-1], names))
+    plan = _references(cache, ev)
     lines = []
     for i, (folder, names) in enumerate(plan):
         lines.append("\t".join([f"{held_name(i, j)}={'/'.join(folder + [n])}" for j, n in enumerate(names)]))

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 RECORD = "root.toml"
 ENTRY_LOCK = ".lock"
 LAST_USE = ".archive-last-use"  # archive id -> last use (epoch seconds), outliving roots
-SIZES = ".archive-sizes"  # archive id -> bytes (an unpacked wheel never changes)
+SIZES = ".archive-sizes"  # archive id -> bytes, private bytes (shim.sizes; an unpacked wheel never changes)
 LAST_PRUNE = ".last-prune"  # its mtime: the last prune through the shim
 HOLD_PREFIX = ".evicting."  # .evicting.<pid>/: uv's references set aside while uv prunes
 RELEASED = ".released."  # .released.<key>.<pid>/: a root being removed

@@ -9,39 +9,48 @@ says so.
 from __future__ import annotations
 
 import os
+import stat
 
-from shim import report, uvfeatures
+from shim import report, sizes, uvfeatures
 from shim.cache import (
     ARCHIVE_BUCKET,
     LOCK_FILE,
     REF_SKIP_EXT,
     REF_SKIP_NAMES,
+    REVISION_POINTERS,
     ROOT_MARKERS,
     SDIST_METADATA,
     WHEEL_EXT,
     Cache,
 )
+from shim.sizes import Footprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from collections.abc import Set as AbstractSet
     from typing import Optional
 
 
 class Plan:
     def __init__(self) -> None:
+        self.revisions: list[str] = []  # built sdists' revisions their revision pointer no longer names
         self.stale: list[str] = []  # top-level entries that are not buckets of this uv
         self.environments: list[str] = []  # cached environments
         self.ci: list[str] = []  # --ci: unzipped wheels and built-wheel leftovers
         self.archives: list[str] = []  # archive ids that no reference keeps
         self.kept_by_uv: set[str] = set()  # archive ids uv's own index references
-        self.freed = 0  # bytes really freed: inodes whose every link goes
-        self.files = 0
+        self.held: list[str] = []  # uv's references to evicted archives, set aside by uv-shim
+        self.swept: list[str] = []  # files-bucket entries no archive links any more
+        self.archive_bytes = 0  # what removing ``archives`` frees (shim.sizes: du's measure)
+        self.other_files = 0  # files (not folders) removed outside the unpacked wheels
+        self.other_bytes = 0  # what removing everything else frees
+        self.shrink = 0  # what the cache itself loses (more than ``freed`` where environments hardlink it)
         self.uv_version = ""  # the uv whose prune this models
 
     @property
-    def paths(self) -> list[str]:
-        return self.stale + self.environments + self.ci
+    def freed(self) -> int:
+        return self.archive_bytes + self.other_bytes
 
 
 def _extension(name: str) -> str:
@@ -155,25 +164,65 @@ def _references(
     return refs
 
 
-def plan_prune(cache: Cache, pinned: set[str], ci: bool = False, evicted: AbstractSet[str] = frozenset()) -> Plan:
+def plan_prune(
+    cache: Cache,
+    pinned: set[str],
+    ci: bool = False,
+    evicted: AbstractSet[str] = frozenset(),
+    held: Sequence[str] = (),
+    footprint: Optional[Footprint] = None,
+) -> Plan:
     """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
-    shim has made the pins in its bucket exactly ``pinned`` (archive ids) and removed uv's own
-    references to ``evicted``: uv's steps in uv's order, each seeing what the earlier ones removed."""
+    shim has made the pins in its bucket exactly ``pinned`` (archive ids) and set aside uv's own
+    references to ``evicted`` (the files ``held``): uv's steps in uv's order, each seeing what the
+    earlier ones removed. Sizes as ``shim.sizes`` defines them (``footprint``: the cache now)."""
     version = cache.build.version_tuple
     plan = Plan()
     plan.uv_version = cache.build.version
     gone: set[str] = set()  # paths that earlier steps remove
     canonical = _Resolver(cache)
+    _stale_revisions(cache, plan, gone)
     _stale_entries(cache, version, plan, gone)
     _cached_environments(cache, version, canonical, plan, gone)
     if ci:
         _ci_leftovers(cache, plan, gone)
+    plan.held = [p for p in held if p not in gone]
+    gone.update(plan.held)
     refs = _references(cache, version, gone, evicted)
     if cache.sdists not in gone:
         refs.update(t for t in (canonical(os.path.join(cache.archives, a)) for a in pinned) if t)
-    archives_gone = _unreferenced_archives(cache, canonical, refs, pinned, plan, gone)
-    _measure(plan, plan.paths + archives_gone)
+    _unreferenced_archives(cache, canonical, refs, pinned, plan, gone)
+    _measure(cache, plan, footprint or Footprint(cache, write=False, ours=False))
     return plan
+
+
+def _stale_revisions(cache: Cache, plan: Plan, gone: set[str]) -> None:
+    """uv's ``uv_distribution::prune``, first: beside a ``revision.http`` or ``revision.rev``
+    pointer, every folder that is not the revision it names goes. The pointer is msgpack; the
+    revision id it names is stored as a plain string, so a folder is named when its name is in it."""
+    if not os.path.isdir(cache.sdists):
+        return
+    for dirpath, dirnames, filenames in os.walk(cache.sdists):
+        if dirpath == cache.manifest:
+            dirnames[:] = []
+            continue
+        pointers = []
+        for name in REVISION_POINTERS:
+            if name in filenames or os.path.isfile(os.path.join(dirpath, name)):
+                try:
+                    with open(os.path.join(dirpath, name), "rb") as f:
+                        pointers.append(f.read())
+                except OSError:
+                    continue
+        pointers = [p for p in pointers if p]
+        if not pointers:
+            continue
+        for d in sorted(dirnames):
+            path = os.path.join(dirpath, d)
+            if os.path.isdir(path) and not os.path.islink(path) and not all(d.encode() in p for p in pointers):
+                plan.revisions.append(path)
+                gone.add(path)
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in gone]
 
 
 def _stale_entries(cache: Cache, version: tuple[int, ...], plan: Plan, gone: set[str]) -> None:
@@ -217,6 +266,7 @@ def _ci_leftovers(cache: Cache, plan: Plan, gone: set[str]) -> None:
                 gone.add(path)
     if cache.sdists not in gone and os.path.isdir(cache.sdists):
         for dirpath, dirnames, filenames in os.walk(cache.sdists):
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in gone]
             if SDIST_METADATA in filenames:
                 for child in sorted(dirnames + filenames):
                     if child != SDIST_METADATA and not child.lower().endswith(WHEEL_EXT):
@@ -244,42 +294,94 @@ def _unreferenced_archives(
             if not pinned or aid not in pinned:
                 plan.kept_by_uv.add(aid)
             continue
-        plan.archives.append(aid)
+        if cache.is_cached_env(aid):
+            plan.environments.append(path)  # an environment uv no longer links: not a wheel
+        else:
+            plan.archives.append(aid)
         out.append(path)
     return out
 
 
-def _measure(plan: Plan, paths: list[str]) -> None:
-    """Files and bytes freed: an inode counts only when every one of its links goes."""
-    links: dict[tuple[int, int], list[int]] = {}
+def _measure(cache: Cache, plan: Plan, fp: Footprint) -> None:
+    """Files and bytes the plan frees (du's measure): an inode counts only when every one of its
+    links goes; an unpacked wheel sized from the memo counts its freeable bytes. Then the files
+    bucket (uv >= 0.12.24): uv removes the files no archive links any more, and emptied shards."""
+    removed: dict[tuple[int, int], int] = {}
+    info: dict[tuple[int, int], tuple[int, int, str, bool]] = {}
+    visited: set[str] = set()
 
-    def count(st: os.stat_result) -> None:
-        plan.files += 1
-        seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size])
-        seen[0] += 1
+    def take(top: str, owner: str) -> None:
+        for path, st in sizes.entries(top):
+            if path in visited:
+                continue
+            visited.add(path)
+            key = (st.st_dev, st.st_ino)
+            removed[key] = removed.get(key, 0) + 1
+            if key not in info or (owner != sizes.OTHER and info[key][2] == sizes.OTHER):
+                info[key] = (sizes.disk_bytes(st), st.st_nlink, owner, stat.S_ISDIR(st.st_mode))
 
-    for top in paths:
+    for top in plan.revisions + plan.stale + plan.environments + plan.ci + plan.held:
+        take(top, sizes.OTHER)
+    for aid in plan.archives:
+        if aid in fp.archives and aid not in fp.walked:
+            plan.archive_bytes += fp.archives[aid][1]
+            plan.shrink += fp.archives[aid][0]
+            visited.add(os.path.join(cache.archives, aid))
+        else:
+            take(os.path.join(cache.archives, aid), aid if aid in fp.archives else sizes.OTHER)
+    if cache.files is not None and os.path.isdir(cache.files) and not any(cache.files == p for p in plan.stale):
+        _sweep_files(cache.files, removed, take, plan)
+    for key, n in removed.items():
+        size, nlink, owner, is_dir = info[key]
+        here = fp.inodes[key][2] if key in fp.inodes else nlink
+        if is_dir or n >= here:
+            plan.shrink += size  # no link to it stays in the cache
+        if not is_dir and n < nlink:
+            continue  # a link stays elsewhere: nothing comes off the disk
+        if owner == sizes.OTHER:
+            plan.other_bytes += size
+            plan.other_files += 0 if is_dir else n
+        else:
+            plan.archive_bytes += size
+
+
+def _sweep_files(files: str, removed: dict[tuple[int, int], int], take: Callable[[str, str], None], plan: Plan) -> None:
+    """uv's sweep of the content-addressed files bucket: every file left with one link goes, and
+    a shard folder that ends up empty."""
+    try:
+        shards = sorted(os.listdir(files))
+    except OSError:
+        return
+    for shard in shards:
+        folder = os.path.join(files, shard)
         try:
-            st = os.lstat(top)
+            names = os.listdir(folder)
         except OSError:
             continue
-        if not os.path.isdir(top) or os.path.islink(top):
-            count(st)
-            continue
-        for e in report.walk(top):
+        emptied = True
+        for name in names:
+            path = os.path.join(folder, name)
             try:
-                if not e.is_dir(follow_symlinks=False):
-                    count(e.stat(follow_symlinks=False))
+                st = os.lstat(path)
             except OSError:
                 continue
-    plan.freed = sum(size for count_, nlink, size in links.values() if count_ >= nlink)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink - removed.get((st.st_dev, st.st_ino), 0) <= 1:
+                plan.swept.append(path)
+                take(path, sizes.OTHER)
+            else:
+                emptied = False
+        if emptied:
+            plan.swept.append(folder)
+            take(folder, sizes.OTHER)
 
 
-def archive_label(cache: Cache, aid: str) -> str:
-    """``name==version`` of an unpacked wheel, ``cached environment`` for a venv, else the id."""
-    if cache.is_cached_env(aid):
-        return "cached environment"
-    info = cache.dist_info(aid)
+def archive_label(cache: Cache, aid: str, info: Optional[str] = None) -> str:
+    """``name==version`` of an unpacked wheel, ``cached environment`` for a venv, else the id
+    (``info``: its ``*.dist-info`` name, when already known)."""
+    if info is None:
+        if cache.is_cached_env(aid):
+            return "cached environment"
+        info = cache.dist_info(aid)
     if info is None:
         return aid
     name, _, version = info[: -len(".dist-info")].partition("-")

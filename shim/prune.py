@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import os
 
-from shim import evict, holds, hostid, liveness, realuv, report, uvargs, uvfeatures
+from shim import evict, holds, hostid, liveness, realuv, report, sizes, uvargs, uvfeatures
 from shim.cache import Cache
-from shim.cachecmd import KeptSize, error, lease_seconds, locked_verify, run_locked, setup, summarize, validate
+from shim.cachecmd import (
+    error,
+    kept,
+    kept_fact,
+    lease_seconds,
+    locked_verify,
+    run_locked,
+    setup,
+    summarize,
+    validate,
+)
 from shim.manifest import LAST_PRUNE
 from shim.policy import Policy, PolicyError, policy_from
 
@@ -24,85 +34,122 @@ if TYPE_CHECKING:
     from shim.plan import Plan
 
 
-class DryRunResult(report.Result):
-    """What ``uv cache prune [--ci]`` through the shim would remove and keep."""
+class PruneResult(report.Result):
+    """What a prune through the shim removed and kept, or (``dry``) would: one shape for the
+    text and the ``--json`` document. Removed: archives (count, bytes), other cache entries
+    (files, bytes); kept: archives (count, bytes, environments). Sizes as ``shim.sizes`` defines
+    them; a real prune's are measured before and after, a dry run's predicted by ``shim.plan``."""
 
     def __init__(
         self,
         cache: Cache,
+        dry: bool,
         ci: bool,
+        archives: list[dict[str, Any]],
+        archive_bytes: int,
+        other_files: int,
+        other_bytes: int,
+        kept: dict[str, Any],
+        size_before: Optional[int],
+        size_after: Optional[int],
         roots: list[liveness.Root],
-        plan: Plan,
-        labels: dict[str, str],
-        keepers: dict[str, list[str]],
-        ev: Optional[evict.Eviction],
+        ev: Optional[evict.Eviction] = None,
+        labels: Optional[dict[str, str]] = None,
+        plan: Optional[Plan] = None,
+        keepers: Optional[dict[str, list[str]]] = None,
     ) -> None:
-        self.cache, self.ci, self.roots, self.plan, self.labels, self.keepers, self.ev = (
-            cache.path, ci, roots, plan, labels, keepers, ev
-        )  # fmt: skip
+        self.cache, self.dry, self.ci, self.archives = cache, dry, ci, archives
+        self.archive_bytes, self.other_files, self.other_bytes = archive_bytes, other_files, other_bytes
+        self.kept, self.size_before, self.size_after, self.roots = kept, size_before, size_after, roots
+        self.ev, self.labels, self.plan, self.keepers = ev, labels or {}, plan, keepers or {}
 
     def doc(self) -> dict[str, Any]:
-        p, labels = self.plan, self.labels
         doc: dict[str, Any] = {
-            "cache": self.cache,
-            "uv_version": self.plan.uv_version,
+            "cache": self.cache.path,
+            "uv_version": self.cache.build.version,
+            "dry_run": self.dry,
             "ci": self.ci,
-            "remove": {
-                "archives": [{"id": a, "what": labels[a]} for a in p.archives],
-                "stale": p.stale,
-                "environments": p.environments,
-                "ci": p.ci,
-                "files": p.files,
-                "freed_bytes": p.freed,
+            "removed": {
+                "archives": {"count": len(self.archives), "bytes": self.archive_bytes, "items": self.archives},
+                "other": {"files": self.other_files, "bytes": self.other_bytes},
+                "bytes": self.archive_bytes + self.other_bytes,
             },
-            "keep": {
-                "pinned": [{"id": a, "what": labels[a], "environments": envs} for a, envs in self.keepers.items()],
-                "referenced_by_uv": len(p.kept_by_uv),
-            },
+            "kept": dict(self.kept),
+            "cache_bytes_before": self.size_before,
+            "cache_bytes_after": self.size_after,
             "environments": [
                 {"path": r.path, "state": r.state, "reason": r.reason, "archives": len(r.archives)} for r in self.roots
             ],
         }
+        if self.plan is not None:
+            p = self.plan
+            doc["removed"]["other"].update(
+                revisions=p.revisions, stale=p.stale, environments=p.environments, ci=p.ci, files_bucket=p.swept
+            )
+            doc["kept"]["items"] = [
+                {"id": a, "what": self.labels[a], "environments": envs} for a, envs in self.keepers.items()
+            ]
+            doc["kept"]["referenced_by_uv"] = len(p.kept_by_uv)
         if self.ev is not None:
+            ev = self.ev
             doc["evict"] = {
-                "archives": [{"id": a, "what": labels[a]} for a in self.ev.chosen],
-                "freed_bytes": self.ev.freed,
-                "skipped_hardlinked": self.ev.hardlinked,
-                "kept_recent": self.ev.recent,
-                "cache_bytes_before": self.ev.size_before,
-                "cache_bytes_after": self.ev.size_after,
-                "budget_bytes": self.ev.budget,
-                "held_by_live_environments": [{"path": p, "bytes": b} for p, b in self.ev.held],
+                "archives": [{"id": a, "what": self.labels.get(a, a)} for a in ev.chosen],
+                "skipped_hardlinked": ev.hardlinked,
+                "kept_recent": ev.recent,
+                "budget_bytes": ev.budget,
+                "held_by_live_environments": [{"path": p, "bytes": b} for p, b in ev.held],
+                "held_bytes": ev.held_bytes,
             }
         return doc
 
     def text(self) -> str:
-        p, labels, rel = self.plan, self.labels, lambda path: os.path.relpath(path, self.cache)
-        lines = [f"Would remove stale cache entry: {os.path.basename(path)}" for path in p.stale]
+        if self.plan is None:
+            return ""
+        p, labels, rel = self.plan, self.labels, lambda path: os.path.relpath(path, self.cache.path)
+        lines = [f"Would remove stale sdist revision: {rel(path)}" for path in p.revisions]
+        lines += [f"Would remove stale cache entry: {os.path.basename(path)}" for path in p.stale]
         lines += [f"Would remove cached environment: {rel(path)}" for path in p.environments]
         lines += [f"Would remove (--ci): {rel(path)}" for path in p.ci]
-        lines += [
-            f"Would remove archive: {labels[aid]} ({aid})" for aid in sorted(p.archives, key=lambda a: (labels[a], a))
-        ]
+        lines += [f"Would remove archive: {a['what']} ({a['id']})" for a in self.archives]
         for aid, envs in self.keepers.items():
             more = f" and {len(envs) - 1} more" if len(envs) > 1 else ""
             lines.append(f"Keep archive: {labels[aid]} ({aid}), used by {envs[0]}{more}")
         return "".join(line + "\n" for line in lines)
 
     def facts(self) -> list[str]:
-        p = self.plan
-        if p.stale or p.environments or p.ci or p.archives:
-            facts = [f"Would remove {report.plural(p.files, 'file')} ({report.human_size(p.freed)} freed)"]
+        would = self.dry
+        total = self.archive_bytes + self.other_bytes
+        if self.archives or self.other_files or total:
+            parts = []
+            if self.archives:
+                parts.append(
+                    f"{report.plural(len(self.archives), 'archive')} ({report.human_size(self.archive_bytes)})"
+                )
+            if self.other_files or self.other_bytes:
+                parts.append(
+                    f"{report.plural(self.other_files, 'other cache file')} ({report.human_size(self.other_bytes)})"
+                )
+            verb = "Would free" if would else "Freed"
+            facts = [f"{verb} {report.human_size(total)}: " + " and ".join(parts)]
         else:
-            facts = ["No unused entries found"]
+            facts = ["Would free nothing: no unused entries found" if would else "Freed nothing"]
         if self.ev is not None:
-            facts += eviction_facts(self.ev, would=True)
-        if self.keepers:
-            holders = {r.key for r in self.roots if r.archives & set(self.keepers)}
-            facts.append(
-                f"Would keep {report.plural(len(self.keepers), 'archive')} used by {report.plural(len(holders), 'environment')}"
-            )
+            facts += eviction_facts(self.ev, self.size_after, would)
+        if self.kept["archives"]:
+            facts.append(kept_fact(self.kept, would))
         return facts
+
+
+def _labelled(cache: Cache, ids: list[str], fp: sizes.Footprint) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Archives as the report lists them (id, name==version, bytes), and their labels."""
+    from shim import plan as planner
+
+    labels = {aid: planner.archive_label(cache, aid, fp.dist_infos.get(aid)) for aid in ids}
+    items = [
+        {"id": a, "what": labels[a], "bytes": fp.archives.get(a, (0, 0))[0]}
+        for a in sorted(ids, key=lambda a: (labels[a], a))
+    ]
+    return items, labels
 
 
 def dry_run(
@@ -121,42 +168,63 @@ def dry_run(
         roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
     except realuv.ShimError as e:
         error(str(e))
-    kept = liveness.protected(roots)
-    ev = evict.choose(cache, roots, policy, write=False) if policy is not None and policy.active else None
-    p = planner.plan_prune(cache, set(kept), ci=inv.has("--ci"), evicted=set(ev.chosen) if ev else frozenset())
+    protected = liveness.protected(roots)
+    ci = inv.has("--ci")
+    ev = evict.choose(cache, roots, policy, write=False, ci=ci) if policy is not None and policy.active else None
+    fp = ev.footprint if ev is not None and ev.footprint is not None else sizes.Footprint(cache, write=False)
+    p = planner.plan_prune(
+        cache,
+        set(protected),
+        ci=ci,
+        evicted=set(ev.chosen) if ev else frozenset(),
+        held=holds.reference_paths(cache, ev) if ev else (),
+        footprint=fp,
+    )
+    gone = set(p.archives)
     keepers = {
-        a: sorted({r.path for r in kept[a]}) for a in sorted(kept) if os.path.isdir(os.path.join(cache.archives, a))
+        a: sorted({r.path for r in protected[a]}) for a in sorted(protected) if a in fp.archives and a not in gone
     }
-    named = set(p.archives) | set(keepers) | set(ev.chosen if ev else ())
-    labels = {aid: planner.archive_label(cache, aid) for aid in named}
-    result = DryRunResult(cache, inv.has("--ci"), roots, p, labels, keepers, ev)
+    items, labels = _labelled(cache, sorted(gone | set(keepers) | set(ev.chosen if ev else ())), fp)
+    items = [i for i in items if i["id"] in gone]
+    k = kept(cache, roots, {aid: size for aid, (size, _free) in fp.archives.items()})
+    released = ev.released if ev is not None else evict.released_bytes(cache, roots)
+    result = PruneResult(
+        cache, True, ci, items, p.archive_bytes, p.other_files, p.other_bytes, k, fp.total,
+        fp.total - released - p.shrink,
+        roots, ev, labels, p, keepers,
+    )  # fmt: skip
     realuv.mirror_exit(report.render(result, as_json, out))
 
 
 def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
     """``uv cache prune [--ci] [--force] [--unused] [--max-age D] [--max-size S] [--keep-recent D]
-    [--dry-run [--json]]``."""
+    [--dry-run] [--json]``."""
     quiet = inv.has("-q", "--quiet")
     try:
         policy, args = policy_from(args, os.environ, warn=None if quiet else report.Out().warn)
     except PolicyError as e:
         error(str(e))
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
     if "--dry-run" in args:
-        args = [a for a in args if a not in ("--dry-run", "--json")]
+        args = [a for a in args if a != "--dry-run"]
         validate(exec_path, argv0, args)
         cache, out = setup(real, inv, argv0, exec_path, args)
-        dry_run(cache, inv, out, "--json" in inv.argv, policy)
+        dry_run(cache, inv, out, as_json, policy)
     validate(exec_path, argv0, args)
     cache, out = setup(real, inv, argv0, exec_path, args)
     lock, roots = locked_verify(cache, inv, out, os.environ)
-    ev = held = None
+    measure = as_json or not out.quiet or policy.active
+    ev = held = before = None
     try:
         if holds.recover(cache):
             out.fact("Put back uv's references that an interrupted prune through uv-shim had set aside")
         if not policy.active:
             evict.remember_last_use(cache, roots)  # before dead roots are forgotten (choose does it too)
+            before = sizes.Footprint(cache, ours=False) if measure else None
         else:
-            ev = evict.choose(cache, roots, policy)
+            ev = evict.choose(cache, roots, policy, ci=inv.has("--ci"))
+            before = ev.footprint
             held = holds.apply(cache, ev)
     except OSError as e:
         if held is not None:
@@ -164,7 +232,6 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
         if lock is not None:
             lock.release()
         error(f"cannot evict from {cache.path}: {e.strerror} ({e.filename}); nothing was removed")
-    sizes = KeptSize(cache, roots) if not out.quiet else None
     code = run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if held is not None and ev is not None:
         if code == 0:
@@ -173,18 +240,27 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
             what = report.plural(len(ev.chosen), "archive")
             out.warn(f"uv's prune failed; put back uv's references to the {what} chosen for eviction")
     if code == 0:
+        result = None
+        if before is not None:
+            after = sizes.Footprint(cache, ours=policy.active)
+            freed = sizes.Freed(before, after)
+            items, labels = _labelled(cache, sorted(set(freed.archives) | set(ev.chosen if ev else ())), before)
+            items = [i for i in items if i["id"] in set(freed.archives)]
+            result = PruneResult(
+                cache, False, inv.has("--ci"), items, freed.archive_bytes, freed.other_files, freed.other_bytes,
+                kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
+                before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
+            )  # fmt: skip
         _restore_generations(cache)
         _stamp_last_prune(cache)
-        if ev is not None:
-            out.facts(eviction_facts(ev, would=False))
-        summarize(out, roots, cache, sizes)
+        if result is not None:
+            report.render(result, as_json, out)
+        summarize(out, roots, cache, counted=result is not None)
     realuv.mirror_exit(code)
 
 
-def eviction_facts(ev: evict.Eviction, would: bool) -> list[str]:
-    size = report.human_size(ev.freed)
-    what = report.plural(len(ev.chosen), "unused archive")
-    facts = [f"Would remove {what} (would free {size})" if would else f"Removed {what} ({size} freed)"]
+def eviction_facts(ev: evict.Eviction, size_after: Optional[int], would: bool) -> list[str]:
+    facts = []
     if ev.hardlinked:
         facts.append(
             f"Skipped {report.plural(len(ev.hardlinked), 'archive')} hardlinked into environments: "
@@ -192,13 +268,19 @@ def eviction_facts(ev: evict.Eviction, would: bool) -> list[str]:
         )
     if ev.recent:
         facts.append(f"Kept {report.plural(len(ev.recent), 'archive')} used within --keep-recent")
-    if ev.budget is not None and ev.size_after > ev.budget:
-        live = sum(b for _p, b in ev.held)
-        largest = f" (the largest: {ev.held[0][0]}, {report.human_size(ev.held[0][1])})" if ev.held else ""
-        facts.append(
-            f"The cache {'would stay' if would else 'stays'} at {report.human_size(ev.size_after)}, over the "
-            f"{report.human_size(ev.budget)} budget: live environments hold {report.human_size(live)}{largest}"
-        )
+    if ev.budget is not None and size_after is not None:
+        if size_after > ev.budget:
+            live = ev.held_bytes
+            largest = f" (the largest: {ev.held[0][0]}, {report.human_size(ev.held[0][1])})" if ev.held else ""
+            facts.append(
+                f"The cache {'would stay' if would else 'stays'} at {report.human_size(size_after)}, over the "
+                f"{report.human_size(ev.budget)} budget: live environments hold {report.human_size(live)}{largest}"
+            )
+        else:
+            facts.append(
+                f"The cache {'would come to' if would else 'is now'} {report.human_size(size_after)}, "
+                f"within the {report.human_size(ev.budget)} budget"
+            )
     return facts
 
 

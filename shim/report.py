@@ -70,45 +70,6 @@ def walk(top: str, descend: Optional[Callable[[os.DirEntry], bool]] = None) -> I
                     stack.append(e.path)
 
 
-def tree_size(path: str, seen: set[tuple[int, int]]) -> int:
-    """Bytes of the regular files under ``path``, each inode counted once; never follows links."""
-    total = 0
-    for e in walk(path):
-        try:
-            if e.is_file(follow_symlinks=False):
-                st = e.stat(follow_symlinks=False)
-                key = (st.st_dev, st.st_ino)
-                if key not in seen:
-                    seen.add(key)
-                    total += st.st_size
-        except OSError:
-            continue
-    return total
-
-
-def archive_size(path: str, seen: set[tuple[int, int]]) -> int:
-    """Bytes of an unpacked wheel: the sizes its ``*.dist-info/RECORD`` lists plus RECORD itself
-    (one read instead of a stat per file), else a walk of the folder."""
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return 0
-    for name in names:
-        if name.endswith(".dist-info"):
-            try:
-                with open(os.path.join(path, name, "RECORD"), "rb") as f:
-                    data = f.read()
-            except OSError:
-                break
-            total = len(data)  # RECORD lists itself without a size
-            for line in data.splitlines():
-                size = line.rpartition(b",")[2]
-                if size.isdigit():
-                    total += int(size)
-            return total
-    return tree_size(path, seen)
-
-
 def table(rows: list[list[Any]], header: list[str]) -> str:
     """Columns padded to their widest cell, a header first: uv-shim's tables on stdout."""
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]

@@ -1,46 +1,116 @@
-"""Sizes of archives, memoized: an unpacked wheel never changes, so its size is read once.
+"""One definition of size for every figure uv-shim prints: bytes on disk as ``du`` counts them.
 
-The memo (``manifest.SIZES``) holds ``<archive id> <bytes>`` lines. A size comes from the
-wheel's ``*.dist-info/RECORD`` (one read), else from a walk of the folder.
+A size is the allocated blocks (``st_blocks`` x 512) of every file, folder and link, each inode
+once, so ``uv-shim status`` agrees with ``du -s --block-size=1`` of the cache. A file hardlinked
+from an environment is counted where ``du`` of the cache finds it, but removing it frees only
+what has no link left anywhere: "freed" is always the blocks of inodes whose every link goes.
+
+``Footprint`` is one look at the cache. Unpacked wheels never change, so their sizes are read
+once and memoized (``manifest.SIZES``: ``<archive id> <bytes> <private bytes>``, see ``_private``);
+everything else (the other buckets, cached environments, archives of the content-addressed
+preview, whose files are also in the files bucket) is walked inode by inode. Two footprints, one
+before and one after a prune, give what really came off the disk (``Freed``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
-from shim import report
 from shim.cache import Cache
 from shim.manifest import SIZES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Optional
+
+BLOCK = 512  # st_blocks counts 512-byte units on every Unix
+
+
+def disk_bytes(st: os.stat_result) -> int:
+    """What one inode occupies on disk, as ``du`` counts it."""
+    return st.st_blocks * BLOCK
+
+
+def entries(top: str, stop: Iterable[str] = ()) -> Iterator[tuple[str, os.stat_result]]:
+    """``top`` and everything below it, never following a symlink: (path, lstat). Folders in
+    ``stop`` are yielded but not entered."""
+    stop = set(stop)
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return
+    yield top, st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                yield e.path, st
+                if stat.S_ISDIR(st.st_mode) and e.path not in stop:
+                    stack.append(e.path)
+
+
+def _private(path: str, st: os.stat_result) -> bool:
+    """Part of an unpacked wheel that no environment links even in hardlink mode: folders, links,
+    ``*.dist-info/RECORD`` (uv installs a copy it can rewrite) and ``*.data/scripts/`` files
+    (uv rewrites their shebang into a new file)."""
+    if not stat.S_ISREG(st.st_mode):
+        return True
+    parent = os.path.dirname(path)
+    if os.path.basename(path) == "RECORD" and parent.endswith(".dist-info"):
+        return True
+    return os.path.basename(parent) == "scripts" and os.path.dirname(parent).endswith(".data")
+
+
+def tree_bytes(top: str) -> tuple[int, int]:
+    """(bytes, private bytes: see ``_private``) of everything under ``top``, each inode once."""
+    seen: set[tuple[int, int]] = set()
+    total = private = 0
+    for path, st in entries(top):
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += disk_bytes(st)
+        if _private(path, st):
+            private += disk_bytes(st)
+    return total, private
 
 
 class ArchiveSizes:
+    """The memo of unpacked wheels' sizes: ``get(aid)`` is (bytes, private bytes)."""
+
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.memo: dict[str, int] = {}
+        self.memo: dict[str, tuple[int, int]] = {}
         self.fresh = False
         area = cache.area()
         try:
             if area is None:
                 raise FileNotFoundError(SIZES)
             for line in area.read(SIZES).decode("ascii", "replace").splitlines():
-                aid, _, size = line.partition(" ")
-                if size.isdigit():
-                    self.memo[aid] = int(size)
+                parts = line.split(" ")
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                    self.memo[parts[0]] = (int(parts[1]), int(parts[2]))
         except OSError:
             pass
-        self._seen: set = set()
 
-    def get(self, aid: str) -> int:
+    def get(self, aid: str) -> tuple[int, int]:
         size = self.memo.get(aid)
         if size is None:
-            path = os.path.join(self.cache.archives, aid)
-            if not os.path.isdir(path):
-                return 0
-            size = self.memo[aid] = report.archive_size(path, self._seen)
+            size = self.memo[aid] = tree_bytes(os.path.join(self.cache.archives, aid))
             self.fresh = True
         return size
 
@@ -49,8 +119,158 @@ class ArchiveSizes:
         if not self.fresh:
             return
         keep = set(keep)
-        text = "".join(f"{a} {n}\n" for a, n in sorted(self.memo.items()) if a in keep)
+        text = "".join(f"{a} {n} {f}\n" for a, (n, f) in sorted(self.memo.items()) if a in keep)
         try:
             self.cache.area(create=True).write_atomic(SIZES, text.encode("ascii"))  # type: ignore[union-attr]
         except OSError:
             pass  # a memo we cannot write only costs time next run
+
+
+OTHER = ""  # the owner of an inode outside any unpacked wheel
+
+
+class Footprint:
+    """The cache as ``du`` sees it, looked at once.
+
+    ``total``: bytes of the whole cache. ``archives``: each unpacked wheel's (bytes, freeable
+    bytes): freeable is everything when no environment hardlinks it, else only what no environment
+    links (``_private``; uv links every other file of a wheel the same way). ``inodes``: everything walked, by
+    (dev, ino): [bytes, link count, links seen in the cache, owner (an archive id, or OTHER),
+    is a folder]. uv-shim's own record area counts in ``total`` and ``ours``, never in ``inodes``
+    (it is not uv's to remove). ``on_link(path)`` sees every symlink walked.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        on_link: Optional[Callable[[str], None]] = None,
+        write: bool = True,
+        ours: bool = True,
+    ) -> None:
+        self.cache = cache
+        self.inodes: dict[tuple[int, int], list] = {}
+        self.archives: dict[str, tuple[int, int]] = {}
+        self.hardlinked: set[str] = set()
+        self.cached_envs: set[str] = set()
+        self.walked: set[str] = set()  # archives walked inode by inode (not from the memo)
+        self.dist_infos: dict[str, str] = {}  # archive id -> its *.dist-info folder name
+        self.ours = 0
+        memo = ArchiveSizes(cache)
+        memoized = 0
+        try:
+            ids = sorted(os.listdir(cache.archives))
+        except OSError:
+            ids = []
+        wheels: list[str] = []
+        for aid in ids:  # cached environments first: their files may be hardlinks of archives
+            path = os.path.join(cache.archives, aid)
+            if aid in memo.memo:
+                wheels.append(aid)
+            elif not os.path.isdir(path) or os.path.islink(path):
+                self._walk(path, OTHER, on_link)  # not an archive uv made
+            elif cache.is_cached_env(aid):
+                self.cached_envs.add(aid)
+                self._walk(path, OTHER, on_link)  # an environment changes: never memoized
+            else:
+                wheels.append(aid)
+        for aid in wheels:
+            path = os.path.join(cache.archives, aid)
+            baseline = cache.link_baseline(aid)
+            info, meta = _metadata(cache, aid)
+            if info is not None:
+                self.dist_infos[aid] = info
+            links = meta.st_nlink if meta is not None else 1
+            in_envs = (
+                self.inodes[(meta.st_dev, meta.st_ino)][2]
+                if meta is not None and (meta.st_dev, meta.st_ino) in self.inodes
+                else 0
+            )
+            if links - in_envs > baseline:
+                self.hardlinked.add(aid)  # an environment outside the cache hardlinks it
+            if baseline > 1 or in_envs:
+                # the content-addressed preview's files are also in the files bucket, and a cached
+                # environment's hardlinks go with it: inode by inode, so each counts once
+                self.walked.add(aid)
+                self.archives[aid] = self._walk(path, aid, on_link, baseline=baseline)
+                continue
+            size = memo.get(aid)
+            memoized += size[0]
+            self.archives[aid] = size if aid in self.hardlinked else (size[0], size[0])
+        self._walk(cache.path, OTHER, on_link, stop=(cache.archives,), skip=(cache.manifest,))
+        if write:
+            memo.save(ids)
+        if ours:  # a walk of every pin: skipped where only what uv removes matters
+            self.ours = tree_bytes(cache.manifest)[0]
+        self.total = sum(i[0] for i in self.inodes.values()) + memoized + self.ours
+
+    def _walk(
+        self,
+        top: str,
+        owner: str,
+        on_link: Optional[Callable[[str], None]],
+        stop: Iterable[str] = (),
+        skip: Iterable[str] = (),
+        baseline: int = 1,
+    ) -> tuple[int, int]:
+        """Walk ``top`` into ``inodes`` (``stop``: counted, not entered; ``skip``: neither);
+        returns (bytes, freeable bytes) of what was new."""
+        total = freeable = 0
+        skip = set(skip)
+        for path, st in entries(top, set(stop) | skip):
+            if path in skip:
+                continue
+            if stat.S_ISLNK(st.st_mode) and on_link is not None:
+                on_link(path)
+            key = (st.st_dev, st.st_ino)
+            seen = self.inodes.get(key)
+            if seen is not None:
+                seen[2] += 1
+                if owner == OTHER or seen[3] != OTHER:
+                    continue
+                seen[3] = owner  # a cached environment's hardlink of this archive's file
+                total += seen[0]
+                if seen[2] - 1 + baseline >= st.st_nlink:
+                    freeable += seen[0]  # only cached environments link it besides
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            size = disk_bytes(st)
+            self.inodes[key] = [size, st.st_nlink, 1, owner, is_dir]
+            total += size
+            if is_dir or st.st_nlink <= baseline:
+                freeable += size
+        return total, freeable
+
+
+def _metadata(cache: Cache, aid: str) -> tuple[Optional[str], Optional[os.stat_result]]:
+    """An unpacked wheel's ``*.dist-info`` name and the stat of its METADATA (uv links every file
+    of a wheel the same way, so that link count tells how the wheel is linked)."""
+    info = cache.dist_info(aid)
+    if info is None:
+        return None, None
+    try:
+        return info, os.stat(os.path.join(cache.archives, aid, info, "METADATA"))
+    except OSError:
+        return info, None
+
+
+class Freed:
+    """What a prune really removed: the difference between a footprint taken before it and one
+    taken after. An inode counts when it is gone and every link it had was in the cache; an
+    unpacked wheel counts its freeable bytes when its folder is gone."""
+
+    def __init__(self, before: Footprint, after: Footprint) -> None:
+        gone = [a for a in before.archives if a not in after.archives]
+        self.archives = sorted(gone)
+        self.archive_bytes = 0
+        self.other_files = 0
+        self.other_bytes = 0
+        for key, (size, nlink, links, owner, is_dir) in before.inodes.items():
+            if key in after.inodes or (links < nlink and not is_dir):
+                continue
+            if owner == OTHER:
+                self.other_bytes += size
+                self.other_files += 0 if is_dir else links
+            else:
+                self.archive_bytes += size
+        self.archive_bytes += sum(before.archives[a][1] for a in gone if a not in before.walked)
+        self.bytes = self.archive_bytes + self.other_bytes

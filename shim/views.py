@@ -104,7 +104,9 @@ class StatusResult(report.Result):
             *[
                 (
                     f"`{name}`",
-                    f"would free {report.human_size(p['freed_bytes'])} ({report.plural(p['archives'], 'archive')}, {report.plural(p['files'], 'file')})",
+                    f"would free {report.human_size(p['freed_bytes'])}: {report.plural(p['archives'], 'archive')} "
+                    f"({report.human_size(p['archive_bytes'])}) and {report.plural(p['other_files'], 'other cache file')} "
+                    f"({report.human_size(p['other_bytes'])})",
                 )
                 for name, p in policies.items()
             ],
@@ -122,26 +124,28 @@ class StatusResult(report.Result):
 
 def status(cache: Cache) -> StatusResult:
     from shim import plan as planner
+    from shim.sizes import Footprint
 
     roots = verified_roots(cache)
     kept = liveness.protected(roots)
-    seen: set = set()
-    total = report.tree_size(cache.path, set())
-    try:
-        ids = sorted(os.listdir(cache.archives))
-    except OSError:
-        ids = []
+    fp = Footprint(cache, write=False)
+    total = fp.total
     states: dict[str, list[str]] = {"symlinked": [], "hardlinked": [], "only_cached": []}
     sizes: dict[str, int] = {k: 0 for k in states}
-    for aid in ids:
-        path = os.path.join(cache.archives, aid)
-        state = "symlinked" if aid in kept else ("hardlinked" if cache.hardlinked(aid) else "only_cached")
+    for aid, (size, _free) in sorted(fp.archives.items()):
+        state = "symlinked" if aid in kept else ("hardlinked" if aid in fp.hardlinked else "only_cached")
         states[state].append(aid)
-        sizes[state] += report.tree_size(path, seen)
+        sizes[state] += size
     policies = {}
     for name, ci in (("uv cache prune", False), ("uv cache prune --ci", True)):
-        p = planner.plan_prune(cache, set(kept), ci=ci)
-        policies[name] = {"archives": len(p.archives), "files": p.files, "freed_bytes": p.freed}
+        p = planner.plan_prune(cache, set(kept), ci=ci, footprint=fp)
+        policies[name] = {
+            "archives": len(p.archives),
+            "archive_bytes": p.archive_bytes,
+            "other_files": p.other_files,
+            "other_bytes": p.other_bytes,
+            "freed_bytes": p.freed,
+        }
     counts: dict[str, int] = {}
     for r in roots:
         counts[r.state] = counts.get(r.state, 0) + 1

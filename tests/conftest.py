@@ -341,6 +341,63 @@ def hold_shared_lock(lock: Path, seconds: int = 120) -> subprocess.Popen:
     return holder
 
 
+def du_bytes(*tops: Path, skip: str = "uv-shim") -> int:
+    """``du -s --block-size=1 TOPS`` summed (each inode once across all of them), leaving out
+    folders named ``skip`` (uv-shim's own records: a prune rewrites them)."""
+    seen, total = set(), 0
+    for top in tops:
+        if not os.path.lexists(top):
+            continue
+        for d, dirs, files in os.walk(top):
+            dirs[:] = [x for x in dirs if x != skip]
+            for name in [*files, *(x for x in dirs if os.path.islink(os.path.join(d, x)))]:
+                st = os.lstat(os.path.join(d, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+            dirs[:] = [x for x in dirs if not os.path.islink(os.path.join(d, x))]
+            st = os.lstat(d)
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def make_sdist(folder: Path, value: str = "built-from-sdist") -> Path:
+    """``folder/dist/sdpkg-1.0.tar.gz``, an sdist with an in-tree PEP 517 backend (builds offline,
+    no setuptools needed) whose module says ``VALUE = value``. Made again with another value, it
+    is a new revision of the same sdist."""
+    import tarfile
+
+    src = folder / "src" / "sdpkg-1.0"
+    (src / "sdpkg").mkdir(parents=True, exist_ok=True)
+    (src / "sdpkg" / "__init__.py").write_text(f"VALUE = {value!r}\n")
+    (src / "pyproject.toml").write_text(
+        '[project]\nname = "sdpkg"\nversion = "1.0"\n[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: sdpkg\nVersion: 1.0\n")
+    (src / "backend.py").write_text(
+        "import base64, hashlib, os, zipfile\n"
+        "def _rec(n, d):\n    h = base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()\n    return f'{n},sha256={h},{len(d)}'\n"
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        "    name = 'sdpkg-1.0-py3-none-any.whl'\n"
+        "    files = {'sdpkg/__init__.py': open('sdpkg/__init__.py', 'rb').read(),\n"
+        "             'sdpkg-1.0.dist-info/METADATA': b'Metadata-Version: 2.1\\nName: sdpkg\\nVersion: 1.0\\n',\n"
+        "             'sdpkg-1.0.dist-info/WHEEL': b'Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n'}\n"
+        "    rec = '\\n'.join([_rec(n, d) for n, d in files.items()] + ['sdpkg-1.0.dist-info/RECORD,,']) + '\\n'\n"
+        "    files['sdpkg-1.0.dist-info/RECORD'] = rec.encode()\n"
+        "    with zipfile.ZipFile(os.path.join(wheel_directory, name), 'w') as z:\n"
+        "        for n, d in files.items():\n            z.writestr(n, d)\n"
+        "    return name\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n    return []\n"
+    )
+    out = folder / "dist" / "sdpkg-1.0.tar.gz"
+    out.parent.mkdir(exist_ok=True)
+    with tarfile.open(out, "w:gz") as t:
+        t.add(src, arcname="sdpkg-1.0")
+    return out
+
+
 def make_project(w: World, wheels: Path, dependencies: str = "") -> Path:
     """``<world>/proj``: a project resolving only from ``wheels``."""
     proj = w.root / "proj"

@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from conftest import NEWEST, World
+from conftest import NEWEST, World, du_bytes
 
 from shim import realuv
 
@@ -25,18 +25,6 @@ def cas(tmp_path, shim_home, monkeypatch) -> World:
     if "files" not in realuv.build_of(realuv.RealUv(str(w.real_uv), "test")).buckets:
         pytest.skip(f"uv {NEWEST} has no content-addressed files bucket")
     return w
-
-
-def _disk(root) -> int:
-    """Bytes of distinct files under ``root`` (hardlinks once)."""
-    seen, total = set(), 0
-    for d, _dirs, files in os.walk(root):
-        for f in files:
-            st = os.lstat(os.path.join(d, f))
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
 
 
 def test_pins_hold_with_the_files_bucket(cas: World, wheels, tmp_path, shim_home):
@@ -57,17 +45,33 @@ def test_unused_reclaims_what_no_environment_uses_and_counts_it_once(cas: World,
     shutil.rmtree(gone)
     dry = cas.uv("cache", "prune", "--unused", "--dry-run", "--json", **CAS)
     plan = json.loads(dry.stdout)
-    assert not [p for p in plan["remove"]["stale"] if os.path.basename(p).startswith("files-v")], plan["remove"][
-        "stale"
-    ]
+    stale = plan["removed"]["other"]["stale"]
+    assert not [p for p in stale if os.path.basename(p).startswith("files-v")], stale
     evicted = {a["id"] for a in plan["evict"]["archives"]}
     assert len(evicted) == 1 and not plan["evict"]["skipped_hardlinked"], plan["evict"]
     (aid,) = evicted
-    own = _disk(cas.cache / "archive-v0" / aid)  # its files, each once (the files-v0 twin is the same inode)
-    before, disk_before = set(cas.archives()), _disk(cas.cache)
-    out = cas.uv("cache", "prune", "--unused", **CAS)
+    before, disk_before = set(cas.archives()), du_bytes(cas.cache)
+    out = cas.uv("cache", "prune", "--unused", "--json", **CAS)
+    real = json.loads(out.stdout)
     removed = before - set(cas.archives())
-    assert removed == evicted == {a["id"] for a in plan["remove"]["archives"]} | evicted, (removed, plan)
+    assert removed == evicted == {a["id"] for a in plan["removed"]["archives"]["items"]}, (removed, plan)
     assert (cas.cache / "files-v0").is_dir() and cas.works(keep)
-    freed = disk_before - _disk(cas.cache)  # also uv's index entries for it
-    assert plan["evict"]["freed_bytes"] == own <= freed, (plan["evict"]["freed_bytes"], own, freed, out.stderr)
+    freed = disk_before - du_bytes(cas.cache)  # also uv's index entries for it
+    own = plan["removed"]["archives"]["bytes"]  # its files whose every link went (files-v0 twins: same inode)
+    assert real["removed"]["archives"]["bytes"] == own and 0 < own < freed, (plan["removed"], real["removed"], freed)
+
+
+@pytest.mark.parametrize("extra", [[], ["--ci"], ["--unused"], ["--max-size", "1"]])
+def test_dry_run_predicts_the_prune_in_the_files_layout(cas: World, wheels, extra):
+    """Archives, files and bytes: the dry run against the real prune, whose files-bucket sweep
+    frees a removed archive's files (see tests/test_dryrun.py for the other layouts)."""
+    from test_dryrun import _differential
+
+    keep, gone, hard = cas.venv("keep"), cas.venv("gone"), cas.venv("hard")
+    cas.install(keep, "alpha==1.0", find_links=wheels, **CAS)
+    cas.install(gone, "beta==1.0", find_links=wheels, **CAS)
+    cas.install(hard, "gamma==1.0", find_links=wheels, mode="hardlink", **CAS)
+    shutil.rmtree(gone)
+    dry, real = _differential(cas, extra, [keep, gone, hard], **CAS)
+    assert real["removed"]["bytes"] > 0 or extra == []
+    assert cas.works(keep) and cas.works(hard)

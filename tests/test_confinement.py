@@ -387,7 +387,7 @@ def listing(cache: Path) -> list[tuple[str, str, int]]:
         ("cache", "clean", "--bogus"),
         ("cache", "clean", "alpha", "--bogus"),
         ("cache", "prune", "--bogus"),
-        ("cache", "prune", "--unused", "--json"),
+        ("cache", "prune", "--unused", "--json", "--bogus"),
         ("cache", "prune", "--max-size", "1", "--bogus"),
         ("cache", "prune", "--ci", "--unused", "--dry-run", "--bogus"),
         ("cache", "clean", "--unused"),

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import World
+from conftest import World, du_bytes, make_sdist
 from test_protection import _refresh_scenario
 
 
@@ -50,7 +50,7 @@ def test_seed_16008_walkthrough(world: World, mode):
     shutil.rmtree(beta)
     out = gc(world, "--unused")
     assert aid not in world.archives()
-    assert "Removed 1 unused archive (" in out.stderr
+    assert ": 1 archive (" in out.stderr
     gamma = world.venv("gamma")  # and uv installs it again as if never cached
     world.install(gamma, "cowsay==6.1", mode=mode)
     assert world.python(gamma, "import cowsay; cowsay.cow('moo')").returncode == 0
@@ -71,7 +71,7 @@ def test_mixed_scenario_breaks_nothing(world: World, wheels):
     before = set(world.archives())
     out = gc(world, "--unused")
     assert set(world.archives()) == live_links
-    assert before - live_links == {x["id"] for x in dry["remove"]["archives"]}  # the dry run said so
+    assert before - live_links == {x["id"] for x in dry["removed"]["archives"]["items"]}  # the dry run said so
     for venv, mod, value in (
         (a, "alpha", "alpha-1.0"),
         (b, "alpha", "alpha-1.0"),
@@ -89,17 +89,11 @@ def test_freed_bytes_are_honest(world: World, wheels):
     shutil.rmtree(a)
     dry = json.loads(gc(world, "--unused", "--dry-run", "--json").stdout)
     (gone,) = dry["evict"]["archives"]
-    expected = sum(
-        f.stat().st_size
-        for f in (world.cache / "archive-v0" / gone["id"]).rglob("*")
-        if f.is_file() and f.stat().st_nlink == 1
-    )
-    assert dry["evict"]["freed_bytes"] == expected > 0
+    expected = du_bytes(world.cache / "archive-v0" / gone["id"])  # all of it: nothing else links it
+    assert dry["removed"]["archives"]["bytes"] == expected > 0
     assert dry["evict"]["skipped_hardlinked"] == [_archive_of(world, h, "beta")]
-    out = gc(world, "--unused")
-    from shim.report import human_size
-
-    assert f"Removed 1 unused archive ({human_size(expected)} freed)" in out.stderr
+    real = json.loads(gc(world, "--unused", "--json").stdout)
+    assert real["removed"]["archives"] == {"count": 1, "bytes": expected, "items": [{**gone, "bytes": expected}]}
 
 
 def test_local_wheel_installs_again_after_eviction(world: World, wheels):
@@ -115,48 +109,15 @@ def test_local_wheel_installs_again_after_eviction(world: World, wheels):
     assert world.value(w2, "alpha") == "alpha-1.0"
 
 
-def _sdist(folder: Path) -> Path:
-    """An sdist with an in-tree PEP 517 backend: builds offline, no setuptools needed."""
-    import tarfile
-
-    src = folder / "src" / "sdpkg-1.0"
-    (src / "sdpkg").mkdir(parents=True)
-    (src / "sdpkg" / "__init__.py").write_text("VALUE = 'built-from-sdist'\n")
-    (src / "pyproject.toml").write_text(
-        '[project]\nname = "sdpkg"\nversion = "1.0"\n[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-    )
-    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: sdpkg\nVersion: 1.0\n")
-    (src / "backend.py").write_text(
-        "import base64, hashlib, os, zipfile\n"
-        "def _rec(n, d):\n    h = base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()\n    return f'{n},sha256={h},{len(d)}'\n"
-        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
-        "    name = 'sdpkg-1.0-py3-none-any.whl'\n"
-        "    files = {'sdpkg/__init__.py': open('sdpkg/__init__.py', 'rb').read(),\n"
-        "             'sdpkg-1.0.dist-info/METADATA': b'Metadata-Version: 2.1\\nName: sdpkg\\nVersion: 1.0\\n',\n"
-        "             'sdpkg-1.0.dist-info/WHEEL': b'Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n'}\n"
-        "    rec = '\\n'.join([_rec(n, d) for n, d in files.items()] + ['sdpkg-1.0.dist-info/RECORD,,']) + '\\n'\n"
-        "    files['sdpkg-1.0.dist-info/RECORD'] = rec.encode()\n"
-        "    with zipfile.ZipFile(os.path.join(wheel_directory, name), 'w') as z:\n"
-        "        for n, d in files.items():\n            z.writestr(n, d)\n"
-        "    return name\n"
-        "def get_requires_for_build_wheel(config_settings=None):\n    return []\n"
-    )
-    out = folder / "dist" / "sdpkg-1.0.tar.gz"
-    out.parent.mkdir()
-    with tarfile.open(out, "w:gz") as t:
-        t.add(src, arcname="sdpkg-1.0")
-    return out
-
-
 def test_wheel_built_from_sdist_installs_again_after_eviction(world: World):
-    sdist = _sdist(world.root)
+    sdist = make_sdist(world.root)
     v = world.venv("v")
     args = ["pip", "install", "-q", "--no-index", "--find-links", str(sdist.parent)]
     world.uv(*args, "--python", str(v / "bin" / "python"), "sdpkg==1.0", UV_LINK_MODE="symlink")
     assert world.value(v, "sdpkg") == "built-from-sdist"
     shutil.rmtree(v)
     out = gc(world, "--unused")
-    assert "Removed 1 unused archive" in out.stderr and world.archives() == []
+    assert ": 1 archive (" in out.stderr and world.archives() == []
     w2 = world.venv("w2")
     world.uv(*args, "--python", str(w2 / "bin" / "python"), "sdpkg==1.0", UV_LINK_MODE="symlink")
     assert world.value(w2, "sdpkg") == "built-from-sdist"
@@ -179,10 +140,11 @@ def test_max_age_keep_recent_and_max_size(world: World, wheels):
     assert ids["beta"] in memo and ids["gamma"] in memo
     kept = gc(world, "--unused", "--keep-recent", "1h", "--dry-run", "--json")
     assert sorted(json.loads(kept.stdout)["evict"]["kept_recent"]) == sorted([ids["beta"], ids["gamma"]])
-    size = json.loads(gc(world, "--max-size", "1", "--dry-run", "--json").stdout)["evict"]
+    doc = json.loads(gc(world, "--max-size", "1", "--dry-run", "--json").stdout)
+    size = doc["evict"]
     assert [x["id"] for x in size["archives"]][0] == ids["alpha"]  # least recently used first
     assert len(size["archives"]) == 3  # until the cache fits
-    budget = size["cache_bytes_before"] - 1
+    budget = doc["cache_bytes_before"] - 1
     one = json.loads(gc(world, "--max-size", str(budget), "--dry-run", "--json").stdout)["evict"]["archives"]
     assert len(one) == 1
     gc(world, "--max-size", str(budget))
@@ -199,12 +161,12 @@ def test_defaults_from_variables_and_config(world: World, wheels):
     assert f"uv-shim: warning: ignoring {cfg}: prune.max-size: `not a size` is not a size (like 10GiB)" in out.stderr
     cfg.write_text("[prune]\nunused = true\n")
     out = gc(world, UV_SHIM_CONFIG=str(cfg))
-    assert "Removed 1 unused archive" in out.stderr and world.archives() == []
+    assert ": 1 archive (" in out.stderr and world.archives() == []
     bad = gc(world, "--max-age", "soon", check=False)
     assert bad.returncode == 2 and bad.stderr == "uv-shim: error: --max-age: `soon` is not a duration (like 30d, 12h)\n"
     (world.root / "x").mkdir()
-    out = gc(world, "--dry-run", UV_SHIM_UNUSED="1")
-    assert "Would remove 0 unused archives" in out.stderr
+    out = gc(world, "--dry-run", "--json", UV_SHIM_UNUSED="1")
+    assert json.loads(out.stdout)["evict"]["archives"] == []
 
 
 def test_uv_shim_gc_is_the_same(world: World, wheels):
@@ -214,7 +176,7 @@ def test_uv_shim_gc_is_the_same(world: World, wheels):
     out = subprocess.run(
         [sys.executable, "-m", "shim", "gc", "--unused"], env=world.env(), capture_output=True, text=True
     )
-    assert out.returncode == 0 and "Removed 1 unused archive" in out.stderr and world.archives() == []
+    assert out.returncode == 0 and ": 1 archive (" in out.stderr and world.archives() == []
 
 
 def test_max_size_out_of_reach_says_why(world: World, wheels):
@@ -224,8 +186,10 @@ def test_max_size_out_of_reach_says_why(world: World, wheels):
     world.install(a, "alpha==1.0", "beta==1.0", find_links=wheels)
     world.install(b, "gamma==1.0", find_links=wheels)
     dry = world.uv("cache", "prune", "--max-size", "1B", "--dry-run", "--json")
-    doc = json.loads(dry.stdout)["evict"]
-    assert doc["budget_bytes"] == 1 and doc["cache_bytes_after"] > 1
+    doc = json.loads(dry.stdout)
+    assert doc["cache_bytes_after"] > 1
+    doc = doc["evict"]
+    assert doc["budget_bytes"] == 1
     assert [h["path"] for h in doc["held_by_live_environments"]][0] == str(a.resolve())  # two packages: the largest
     out = world.uv("cache", "prune", "--max-size", "1B")
     line = [ln for ln in out.stderr.splitlines() if "over the 1B budget" in ln]
