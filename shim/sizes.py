@@ -90,27 +90,30 @@ def tree_bytes(top: str) -> tuple[int, int]:
 
 
 class ArchiveSizes:
-    """The memo of unpacked wheels' sizes: ``get(aid)`` is (bytes, private bytes)."""
+    """The memo of unpacked wheels: ``get(aid)`` is (bytes, private bytes, ``*.dist-info`` name
+    or "")."""
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.memo: dict[str, tuple[int, int]] = {}
+        self.memo: dict[str, tuple[int, int, str]] = {}
         self.fresh = False
         area = cache.area()
         try:
             if area is None:
                 raise FileNotFoundError(SIZES)
-            for line in area.read(SIZES).decode("ascii", "replace").splitlines():
+            for line in area.read(SIZES).decode("utf-8", "replace").splitlines():
                 parts = line.split(" ")
-                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                    self.memo[parts[0]] = (int(parts[1]), int(parts[2]))
+                if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit() and _dist_info_name(parts[3]):
+                    self.memo[parts[0]] = (int(parts[1]), int(parts[2]), parts[3] if parts[3] != "-" else "")
         except OSError:
             pass
 
-    def get(self, aid: str) -> tuple[int, int]:
+    def get(self, aid: str) -> tuple[int, int, str]:
         size = self.memo.get(aid)
         if size is None:
-            size = self.memo[aid] = tree_bytes(os.path.join(self.cache.archives, aid))
+            total, private = tree_bytes(os.path.join(self.cache.archives, aid))
+            info = self.cache.dist_info(aid) or ""
+            size = self.memo[aid] = (total, private, info if _dist_info_name(info) else "")
             self.fresh = True
         return size
 
@@ -119,11 +122,20 @@ class ArchiveSizes:
         if not self.fresh:
             return
         keep = set(keep)
-        text = "".join(f"{a} {n} {f}\n" for a, (n, f) in sorted(self.memo.items()) if a in keep)
+        text = "".join(f"{a} {n} {f} {i or '-'}\n" for a, (n, f, i) in sorted(self.memo.items()) if a in keep)
         try:
-            self.cache.area(create=True).write_atomic(SIZES, text.encode("ascii"))  # type: ignore[union-attr]
+            self.cache.area(create=True).write_atomic(SIZES, text.encode("utf-8"))  # type: ignore[union-attr]
         except OSError:
             pass  # a memo we cannot write only costs time next run
+
+
+def _dist_info_name(name: str) -> bool:
+    """A plain ``*.dist-info`` folder name (the memo is in a shared cache: trust nothing else)."""
+    return (
+        name == "-"
+        or name == ""
+        or (name.endswith(".dist-info") and "/" not in name and " " not in name and not name.startswith("."))
+    )
 
 
 OTHER = ""  # the owner of an inode outside any unpacked wheel
@@ -136,9 +148,15 @@ class Footprint:
     bytes): freeable is everything when no environment hardlinks it, else only what no environment
     links (``_private``; uv links every other file of a wheel the same way). ``inodes``: everything walked, by
     (dev, ino): [bytes, link count, links seen in the cache, owner (an archive id, or OTHER),
-    is a folder]. uv-shim's own record area counts in ``total`` and ``ours``, never in ``inodes``
-    (it is not uv's to remove). ``on_link(path)`` sees every symlink walked.
+    is a folder]. uv-shim's own record area counts in ``total`` and ``ours`` (``ours=False``: not
+    looked at), never in ``inodes`` (it is not uv's to remove). ``on_link(path)`` sees every
+    symlink walked. ``same``: an earlier footprint whose unpacked wheels, if still there, are
+    taken as they were (a look after a prune only needs to know which went). ``leave``: folders
+    not looked at (``total`` is then only what was looked at).
     """
+
+    inode_numbers_hold = False  # may a later look trust folder entries' inode numbers?
+    left: tuple[str, ...] = ()  # folders not looked at
 
     def __init__(
         self,
@@ -146,6 +164,8 @@ class Footprint:
         on_link: Optional[Callable[[str], None]] = None,
         write: bool = True,
         ours: bool = True,
+        same: Optional[Footprint] = None,
+        leave: Iterable[str] = (),
     ) -> None:
         self.cache = cache
         self.inodes: dict[tuple[int, int], list] = {}
@@ -153,6 +173,8 @@ class Footprint:
         self.hardlinked: set[str] = set()
         self.cached_envs: set[str] = set()
         self.walked: set[str] = set()  # archives walked inode by inode (not from the memo)
+        self.devices: set[int] = set()  # the devices of the inodes walked
+        self.light = same if same is not None and same.inode_numbers_hold and len(same.devices) == 1 else None
         self.dist_infos: dict[str, str] = {}  # archive id -> its *.dist-info folder name
         self.ours = 0
         memo = ArchiveSizes(cache)
@@ -162,43 +184,50 @@ class Footprint:
         except OSError:
             ids = []
         wheels: list[str] = []
+        prefix = cache.archives + os.sep
         for aid in ids:  # cached environments first: their files may be hardlinks of archives
-            path = os.path.join(cache.archives, aid)
-            if aid in memo.memo:
+            if aid in memo.memo or (same is not None and aid in same.archives and aid not in same.walked):
                 wheels.append(aid)
-            elif not os.path.isdir(path) or os.path.islink(path):
-                self._walk(path, OTHER, on_link)  # not an archive uv made
+            elif not os.path.isdir(prefix + aid) or os.path.islink(prefix + aid):
+                self._walk(prefix + aid, OTHER, on_link)  # not an archive uv made
             elif cache.is_cached_env(aid):
                 self.cached_envs.add(aid)
-                self._walk(path, OTHER, on_link)  # an environment changes: never memoized
+                self._walk(prefix + aid, OTHER, on_link)  # an environment changes: never memoized
             else:
                 wheels.append(aid)
         for aid in wheels:
-            path = os.path.join(cache.archives, aid)
+            if same is not None and aid in same.archives and aid not in same.walked:
+                self.archives[aid] = same.archives[aid]  # unchanged since ``same`` looked
+                memoized += same.archives[aid][0]
+                continue
             baseline = cache.link_baseline(aid)
-            info, meta = _metadata(cache, aid)
-            if info is not None:
+            if aid in memo.memo and baseline == 1:
+                info = memo.memo[aid][2]
+                meta = _stat(prefix + aid + os.sep + info + os.sep + "METADATA") if info else None
+            else:
+                found, meta = _metadata(cache, aid)
+                info = found or ""
+            if info:
                 self.dist_infos[aid] = info
             links = meta.st_nlink if meta is not None else 1
-            in_envs = (
-                self.inodes[(meta.st_dev, meta.st_ino)][2]
-                if meta is not None and (meta.st_dev, meta.st_ino) in self.inodes
-                else 0
-            )
+            key = (meta.st_dev, meta.st_ino) if meta is not None else None
+            in_envs = self.inodes[key][2] if key in self.inodes else 0
             if links - in_envs > baseline:
                 self.hardlinked.add(aid)  # an environment outside the cache hardlinks it
             if baseline > 1 or in_envs:
                 # the content-addressed preview's files are also in the files bucket, and a cached
                 # environment's hardlinks go with it: inode by inode, so each counts once
                 self.walked.add(aid)
-                self.archives[aid] = self._walk(path, aid, on_link, baseline=baseline)
+                self.archives[aid] = self._walk(prefix + aid, aid, on_link, baseline=baseline)
                 continue
-            size = memo.get(aid)
-            memoized += size[0]
-            self.archives[aid] = size if aid in self.hardlinked else (size[0], size[0])
-        self._walk(cache.path, OTHER, on_link, stop=(cache.archives,), skip=(cache.manifest,))
+            total, private, _info = memo.get(aid)
+            memoized += total
+            self.archives[aid] = (total, private) if aid in self.hardlinked else (total, total)
+        self.left = tuple(leave) if same is None else same.left
+        self._walk(cache.path, OTHER, on_link, stop=(cache.archives,), skip=(cache.manifest, *self.left))
         if write:
             memo.save(ids)
+        self.inode_numbers_hold = self.light is not None or _inode_numbers_hold(cache)
         if ours:  # a walk of every pin: skipped where only what uv removes matters
             self.ours = tree_bytes(cache.manifest)[0]
         self.total = sum(i[0] for i in self.inodes.values()) + memoized + self.ours
@@ -214,6 +243,8 @@ class Footprint:
     ) -> tuple[int, int]:
         """Walk ``top`` into ``inodes`` (``stop``: counted, not entered; ``skip``: neither);
         returns (bytes, freeable bytes) of what was new."""
+        if self.light is not None:
+            return self._look(top, owner, set(stop) | set(skip), set(skip))
         total = freeable = 0
         skip = set(skip)
         for path, st in entries(top, set(stop) | skip):
@@ -235,10 +266,84 @@ class Footprint:
             is_dir = stat.S_ISDIR(st.st_mode)
             size = disk_bytes(st)
             self.inodes[key] = [size, st.st_nlink, 1, owner, is_dir]
+            self.devices.add(st.st_dev)
             total += size
             if is_dir or st.st_nlink <= baseline:
                 freeable += size
         return total, freeable
+
+    def _look(self, top: str, owner: str, stop: set[str], skip: set[str]) -> tuple[int, int]:
+        """``_walk`` after a prune, when the folder entries' inode numbers are the files' own (see
+        ``_inode_numbers_hold``): which inodes are still here, with no stat of what ``light`` saw."""
+        same = self.light
+        assert same is not None
+        dev = next(iter(same.devices))
+        total = 0
+
+        def note(path: str, ino: int) -> None:
+            nonlocal total
+            key = (dev, ino)
+            seen = self.inodes.get(key)
+            if seen is not None:
+                seen[2] += 1
+                return
+            was = same.inodes.get(key)
+            if was is None:  # new since the first look: measure it
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    return
+                was = [disk_bytes(st), st.st_nlink, 0, owner, stat.S_ISDIR(st.st_mode)]
+            self.inodes[key] = [was[0], was[1], 1, was[3], was[4]]
+            total += was[0]
+
+        try:
+            note(top, os.lstat(top).st_ino)
+        except OSError:
+            return 0, 0
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    if e.path in skip:
+                        continue
+                    note(e.path, e.inode())
+                    try:
+                        if e.is_dir(follow_symlinks=False) and e.path not in stop:
+                            stack.append(e.path)
+                    except OSError:
+                        continue
+        return total, total
+
+
+def _inode_numbers_hold(cache: Cache) -> bool:
+    """Do folder entries carry the files' own inode numbers here (``d_ino == st_ino``)? Not on
+    every overlay filesystem; checked on the entries at the top of the cache and its buckets."""
+    checked = 0
+    for folder in (cache.path, cache.wheels, cache.sdists, cache.archives):
+        try:
+            with os.scandir(folder) as it:
+                for e in it:
+                    if e.inode() != e.stat(follow_symlinks=False).st_ino:
+                        return False
+                    checked += 1
+                    if checked % 16 == 0:
+                        break
+        except OSError:
+            continue
+    return True
+
+
+def _stat(path: str) -> Optional[os.stat_result]:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _metadata(cache: Cache, aid: str) -> tuple[Optional[str], Optional[os.stat_result]]:
