@@ -10,6 +10,7 @@ Prints medians for the bare uv and through the shim, the difference and the targ
   100-dist install symlink install of 100 wheels into a fresh venv        target: +10 %
   generations      the same install with a second uv generation seen on the cache  target: x1.05
   prune            10,000 archives, 1,000 roots (synthetic, scripts/gencache.py)  target: x1.5, 200 MiB
+  auto gc check    the no-op install with an automatic policy set (not due) against none  target: +1 ms
 
 Bare and shim runs alternate so machine noise hits both alike. All paths are absolute (no
 pyenv shim or PATH lookup in the measured command). Uses tiny local wheels: no network.
@@ -154,6 +155,35 @@ def generations_bench(args, real_uv, shim_uv, env, tmp, python) -> bool:
     return good
 
 
+def autogc_bench(args, shim_uv, env, tmp, noop) -> bool:
+    """The automatic prune's check on the hot path: the same intercepted no-op with a policy set
+    (and not due) against the policy off; and the check itself, in process."""
+    from shim import autogc
+
+    on = {**env, "UV_SHIM_AUTO_MAX_SIZE": "1TiB", "UV_SHIM_AUTO_EVERY": "1000d"}
+    subprocess.run([shim_uv, *noop], env=on, check=True, capture_output=True)  # the first run sets the stamp
+    time.sleep(1)
+    off_t, on_t = [], []
+    for i in range(args.rounds):
+        order = [(off_t, env), (on_t, on)] if i % 2 == 0 else [(on_t, on), (off_t, env)]
+        for out, e in order:
+            out.append(timed([shim_uv, *noop], e, tmp))
+    ok = report("auto gc check", statistics.median(off_t), statistics.median(on_t), target_ms=1)
+    saved = dict(os.environ)
+    os.environ.update(on)
+    try:
+        n = 20000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            autogc.maybe_start(env["UV_CACHE_DIR"], None, "")  # type: ignore[arg-type]  # not due: never spawns
+        per_call = (time.perf_counter() - t0) / n * 1e6
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    print(f"  the check in process: {per_call:.1f} us per call (one stat of the stamp)")
+    return ok
+
+
 def run_rss(cmd, env):
     """(seconds, peak RSS in MiB of the process and what it waited for)."""
     t0 = time.perf_counter()
@@ -227,7 +257,7 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=40, help="modules per wheel in the second install benchmark")
     ap.add_argument("--archives", type=int, default=10000, help="archives in the synthetic prune cache")
     ap.add_argument("--envs", type=int, default=1000, help="recorded environments in the synthetic prune cache")
-    ap.add_argument("--only", choices=["overhead", "prune", "generations"], help="run one part only")
+    ap.add_argument("--only", choices=["overhead", "prune", "generations", "autogc"], help="run one part only")
     args = ap.parse_args()
     if not args.uv:
         ap.error("no real uv found: pass --uv /path/to/uv")
@@ -268,8 +298,9 @@ def main() -> int:
             return 0 if prune_bench(args, real_uv, shim_uv, env, tmp) else 1
         if args.only == "generations":
             return 0 if generations_bench(args, real_uv, shim_uv, env, tmp, python) else 1
-        bare, shim = pair(args.rounds, [real_uv, "--version"], [shim_uv, "--version"], env, tmp)
-        ok &= report("passthrough", bare, shim, target_ms=5)
+        if args.only != "autogc":
+            bare, shim = pair(args.rounds, [real_uv, "--version"], [shim_uv, "--version"], env, tmp)
+            ok &= report("passthrough", bare, shim, target_ms=5)
 
         venv = tmp / "venv100"
         subprocess.run([real_uv, "venv", "-q", "--python", python, str(venv)], check=True, env=env)
@@ -280,8 +311,11 @@ def main() -> int:
             env=env,
         )
         noop = ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, "pkg000"]
+        if args.only == "autogc":
+            return 0 if autogc_bench(args, shim_uv, env, tmp, noop) else 1
         bare, shim = pair(args.rounds, [real_uv, *noop], [shim_uv, *noop], env, tmp)
         ok &= report("no-op install", bare, shim, target_ms=25)
+        ok &= autogc_bench(args, shim_uv, env, tmp, noop)
 
         proj = tmp / "proj"
         proj.mkdir()

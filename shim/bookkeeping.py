@@ -11,7 +11,19 @@ import os
 import sys
 import time
 
-from shim import envscan, followup, generations, hostid, hostindex, manifest, realuv, targets, uvargs, uvfeatures
+from shim import (
+    autogc,
+    envscan,
+    followup,
+    generations,
+    hostid,
+    hostindex,
+    manifest,
+    realuv,
+    targets,
+    uvargs,
+    uvfeatures,
+)
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir
@@ -252,6 +264,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
             followup.start(book.cache.path, book.cache.build, envs, inv, cached, book.generations)
         except Exception as e:
             warn(describe(e, "cannot start the helper that records what uv installs"))
+        autogc.maybe_start(book.cache.path, book.cache.build, real.path)
         realuv.exec_uv(exec_path, argv0, args, env)
 
     t_pre = time.perf_counter() - t_start
@@ -268,6 +281,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     finally:
         if lock is not None:
             lock.release()
+    autogc.maybe_start(book.cache.path, book.cache.build, real.path)
     if inv.has("-v", "--verbose"):
         t_post = time.perf_counter() - t_uv
         sys.stderr.write(

@@ -174,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="say what would be removed and kept; change nothing")
     p.add_argument("--ci", action="store_true", help="as `uv cache prune --ci`")
     p.add_argument("--force", action="store_true", help="as `uv cache prune --force` (do not wait for the cache lock)")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="run the automatic policy ([gc] in the config file, UV_SHIM_AUTO_*) now, in the foreground,"
+        " as it runs in the background when due; print what it logged",
+    )
+    common(sub.add_parser("du", help="the cache by package and version: size on disk, last use, who holds it"))
     return parser
 
 
@@ -236,6 +243,8 @@ def cmd_gc(ns: argparse.Namespace) -> int:
     """``uv cache prune`` through the shim, its options rebuilt for it (uv checks the rest)."""
     from shim import prune
 
+    if ns.auto:
+        return _gc_auto(ns)
     real = realuv.find(os.environ)
     args = ["cache", "prune"]
     for flag in ("unused", "dry_run", "ci", "force", "json", "quiet", "verbose"):
@@ -246,6 +255,27 @@ def cmd_gc(ns: argparse.Namespace) -> int:
             args += ["--" + option.replace("_", "-"), getattr(ns, option)]
     args += ns.uv_args
     prune.run(real, "uv", real.path, args, uvargs.parse(args))
+
+
+def _gc_auto(ns: argparse.Namespace) -> int:
+    import json
+
+    from shim import autogc
+    from shim.cachecmd import open_cache
+    from shim.errors import UserError
+
+    if ns.uv_args:
+        raise UserError(f"--auto takes no uv options: {' '.join(ns.uv_args)}")
+    real, cache = open_cache(ns.cache_dir)
+    entry = autogc.run(cache.path, cache.build, real.path, os.environ)
+    if entry is None:
+        sys.stderr.write("uv-shim: no automatic policy ([gc] in the config file, UV_SHIM_AUTO_*)\n")
+        return 0
+    if ns.json:
+        sys.stdout.write(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    elif not ns.quiet:
+        sys.stderr.write(autogc.describe(entry) + "\n")
+    return 0 if entry["outcome"] != "failed" else 1
 
 
 def cmd_view(ns: argparse.Namespace) -> int:
@@ -260,6 +290,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "shell-init": cmd_shell_init,
     "uninstall": cmd_uninstall,
     "gc": cmd_gc,
+    "du": cmd_view,
     **{name: cmd_view for name in ("status", "envs", "why", "doctor", "adopt")},
 }
 

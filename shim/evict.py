@@ -139,6 +139,7 @@ class Eviction:
         self.size_after = 0  # what the cache comes to once uv's prune and the eviction are done
         self.held: list[tuple[str, int]] = []  # (environment, bytes of the archives it keeps), largest first
         self.held_bytes = 0  # bytes of every archive live environments keep (pinned or hardlinked), once
+        self.other_bytes = 0  # what is left that is no archive (uv's indexes, built wheels, records)
         self.footprint: Optional[Footprint] = None  # the cache as it was when this was decided
         self.released = 0  # bytes of the records a real prune releases first (a dry run's estimate)
 
@@ -233,6 +234,8 @@ def choose(
         held = {path: sum(survey.sizes.get(a, 0) for a in ids) for path, ids in holds.items()}
         ev.held = sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))
         ev.held_bytes = sum(survey.sizes.get(a, 0) for a in set().union(*holds.values()) | survey.hardlinked)
+        remaining = sum(size for aid, size in survey.sizes.items() if aid not in chosen and aid not in going)
+        ev.other_bytes = max(0, ev.size_after - remaining)
     ev.hardlinked = sorted(set(ev.hardlinked))
     ev.recent = sorted(set(ev.recent))
     return ev

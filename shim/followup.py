@@ -55,7 +55,7 @@ def start(
         middle = os.getpid()  # uv's child for a moment: not the user's program
         if os.fork():
             os._exit(0)
-        _detach()
+        detach()
         code = 0
         try:
             _finish(root, build, envs, inv, uv_pid, middle, cached, gens)
@@ -66,7 +66,7 @@ def start(
         os._exit(1)
 
 
-def _detach() -> None:
+def detach() -> None:
     """A new session, stdio on /dev/null, every inherited descriptor closed: whoever waits for
     the user's command (a CI step reading its output, a make jobserver) never waits for us."""
     os.setsid()

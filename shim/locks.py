@@ -155,6 +155,22 @@ class ExclusiveLock:
                 return
             os.close(fd)  # the file we locked was replaced or deleted: lock the new one
 
+    def try_acquire(self) -> bool:
+        """One attempt, never waiting: False when any process holds the cache (or it is gone)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                self.fd = fd
+                return True
+        except OSError:
+            pass
+        os.close(fd)
+        return False
+
     def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)

@@ -55,6 +55,9 @@ def parse_size(text: str) -> int:
 
 
 class Policy:
+    """What ``uv cache prune`` evicts: from options, ``UV_SHIM_*`` and the ``[prune]`` table."""
+
+    SECTION = "prune"
     FLAGS = {"--unused": "unused", "--max-age": "max_age", "--max-size": "max_size", "--keep-recent": "keep_recent"}
     ENV = {
         "UV_SHIM_UNUSED": "unused",
@@ -63,6 +66,7 @@ class Policy:
         "UV_SHIM_KEEP_RECENT": "keep_recent",
     }
     CONFIG_KEYS = {"unused": "unused", "max-age": "max_age", "max-size": "max_size", "keep-recent": "keep_recent"}
+    SIZES: tuple[str, ...] = ("max_size",)
 
     def __init__(self) -> None:
         self.unused = False
@@ -78,13 +82,62 @@ class Policy:
         try:
             if field == "unused":
                 self.unused = value if isinstance(value, bool) else is_true(str(value))
-            elif field == "max_size":
-                self.max_size = parse_size(str(value))
+            elif field in self.SIZES:
+                setattr(self, field, parse_size(str(value)))
             else:
                 setattr(self, field, report.parse_duration(str(value)))
         except ValueError:
-            kind = "a size (like 10GiB)" if field == "max_size" else "a duration (like 30d, 12h)"
+            kind = "a size (like 10GiB)" if field in self.SIZES else "a duration (like 30d, 12h)"
             raise PolicyError(f"{where}: `{value}` is not {kind}") from None
+
+    def describe(self) -> dict[str, object]:
+        """The settings in force, by their config-file names (for status and logs)."""
+        out: dict[str, object] = {}
+        for key, field in self.CONFIG_KEYS.items():
+            value = getattr(self, field)
+            if value not in (None, False):
+                out[key] = value
+        return out
+
+
+class AutoPolicy(Policy):
+    """The automatic collection after intercepted commands (``shim.autogc``): the ``[gc]`` table
+    and ``UV_SHIM_AUTO_*``; off unless one of them sets something to reclaim."""
+
+    SECTION = "gc"
+    FLAGS: dict[str, str] = {}
+    ENV = {
+        "UV_SHIM_AUTO_UNUSED": "unused",
+        "UV_SHIM_AUTO_MAX_AGE": "max_age",
+        "UV_SHIM_AUTO_MAX_SIZE": "max_size",
+        "UV_SHIM_AUTO_MIN_FREE": "min_free",
+        "UV_SHIM_AUTO_KEEP_RECENT": "keep_recent",
+        "UV_SHIM_AUTO_EVERY": "every",
+    }
+    CONFIG_KEYS = {
+        "unused": "unused",
+        "max-age": "max_age",
+        "max-size": "max_size",
+        "min-free": "min_free",
+        "keep-recent": "keep_recent",
+        "every": "every",
+    }
+    SIZES = ("max_size", "min_free")
+    EVERY = 86400.0  # cargo's default: once a day
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.min_free: Optional[int] = None
+        self.every = self.EVERY
+
+    @property
+    def enabled(self) -> bool:
+        return self.active or self.min_free is not None
+
+    def describe(self) -> dict[str, object]:
+        out = super().describe()
+        out["every"] = self.every
+        return out
 
 
 def config_path(env: Mapping[str, str]) -> str:
@@ -95,14 +148,8 @@ def config_path(env: Mapping[str, str]) -> str:
     return os.path.join(base, "uv-shim", "config.toml")
 
 
-def policy_from(
-    args: Sequence[str], env: Mapping[str, str], warn: Optional[Callable[[str], None]] = None
-) -> tuple[Policy, list[str]]:
-    """The policy (config file < UV_SHIM_* variables < options) and the args left for uv.
-
-    A bad option raises PolicyError; a bad config file or variable is reported through ``warn``
-    and ignored, so a plain ``uv cache prune`` still runs."""
-    policy = Policy()
+def _soft(policy: Policy, env: Mapping[str, str], warn: Optional[Callable[[str], None]]) -> None:
+    """The config file's table, then the variables: a bad value is one warning and ignored."""
     path = config_path(env)
     try:
         with open(path, "rb") as f:
@@ -113,17 +160,35 @@ def policy_from(
         if warn:
             warn(f"ignoring {path}: {e}")
         doc = {}
-    section = doc.get("prune", {})
+    section = doc.get(policy.SECTION, {})
     if not isinstance(section, dict):
         section = {}
-    soft = [(section[k], f, f"{path}: prune.{k}") for k, f in Policy.CONFIG_KEYS.items() if k in section]
-    soft += [(env[v], f, v) for v, f in Policy.ENV.items() if env.get(v)]
-    for value, field, where in soft:
+    where = f"{path}: {policy.SECTION}."
+    soft = [(section[k], f, where + k) for k, f in policy.CONFIG_KEYS.items() if k in section]
+    soft += [(env[v], f, v) for v, f in policy.ENV.items() if env.get(v)]
+    for value, field, name in soft:
         try:
-            policy.set(field, value, where)
+            policy.set(field, value, name)
         except PolicyError as e:
             if warn:
                 warn(f"ignoring {e}")
+
+
+def auto_policy(env: Mapping[str, str], warn: Optional[Callable[[str], None]] = None) -> AutoPolicy:
+    policy = AutoPolicy()
+    _soft(policy, env, warn)
+    return policy
+
+
+def policy_from(
+    args: Sequence[str], env: Mapping[str, str], warn: Optional[Callable[[str], None]] = None
+) -> tuple[Policy, list[str]]:
+    """The policy (config file < UV_SHIM_* variables < options) and the args left for uv.
+
+    A bad option raises PolicyError; a bad config file or variable is reported through ``warn``
+    and ignored, so a plain ``uv cache prune`` still runs."""
+    policy = Policy()
+    _soft(policy, env, warn)
     rest: list[str] = []
     it = iter(args)
     for arg in it:
@@ -135,8 +200,9 @@ def policy_from(
             policy.unused = True
         else:
             if not eq:
-                value = next(it, None)
-                if value is None:
+                following = next(it, None)
+                if following is None:
                     raise PolicyError(f"{name} needs a value")
+                value = following
             policy.set(attr, value, name)
     return policy, rest

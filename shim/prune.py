@@ -31,6 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn, Optional
 
+    from shim.locks import ExclusiveLock
     from shim.plan import Plan
 
 
@@ -99,6 +100,7 @@ class PruneResult(report.Result):
                 "budget_bytes": ev.budget,
                 "held_by_live_environments": [{"path": p, "bytes": b} for p, b in ev.held],
                 "held_bytes": ev.held_bytes,
+                "other_bytes": ev.other_bytes,
             }
         return doc
 
@@ -216,8 +218,37 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     validate(exec_path, argv0, args)
     cache, out = setup(real, inv, argv0, exec_path, args)
     lock, roots = locked_verify(cache, inv, out, os.environ)
-    measure = as_json or not out.quiet or policy.active
+    try:
+        code, result = prune_locked(
+            cache, lock, roots, policy, inv.has("--ci"), exec_path, argv0, args, out, measure=as_json or not out.quiet
+        )
+    except OSError as e:
+        error(f"cannot evict from {cache.path}: {e.strerror} ({e.filename}); nothing was removed")
+    if result is not None:
+        report.render(result, as_json, out)
+    if code == 0:
+        summarize(out, roots, cache, counted=result is not None)
+    realuv.mirror_exit(code)
+
+
+def prune_locked(
+    cache: Cache,
+    lock: Optional[ExclusiveLock],
+    roots: list[liveness.Root],
+    policy: Policy,
+    ci: bool,
+    exec_path: str,
+    argv0: str,
+    args: list[str],
+    out: report.Out,
+    measure: bool = True,
+) -> tuple[int, Optional[PruneResult]]:
+    """With uv's lock held and ``roots`` verified under it: choose what ``policy`` evicts, set
+    uv's references to it aside, run the real prune (which releases ``lock``), then finish or put
+    back, restore other generations' records and measure. (uv's exit code, the report or None.)
+    An OSError before uv runs has changed nothing and released the lock."""
     ev = held = before = None
+    measure = measure or policy.active
     try:
         if holds.recover(cache):
             out.fact("Put back uv's references that an interrupted prune through uv-shim had set aside")
@@ -226,18 +257,18 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
             # without --ci no uv version's prune touches the wheels bucket (and without a policy
             # the shim sets nothing aside there): the two looks leave it out; the differential
             # tests measure the whole cache with du, so a uv that changes this is caught
-            leave = () if inv.has("--ci") else (cache.wheels,)
+            leave = () if ci else (cache.wheels,)
             before = sizes.Footprint(cache, ours=False, leave=leave) if measure else None
         else:
-            ev = evict.choose(cache, roots, policy, ci=inv.has("--ci"))
+            ev = evict.choose(cache, roots, policy, ci=ci)
             before = ev.footprint
             held = holds.apply(cache, ev)
-    except OSError as e:
+    except OSError:
         if held is not None:
             held.restore()
         if lock is not None:
             lock.release()
-        error(f"cannot evict from {cache.path}: {e.strerror} ({e.filename}); nothing was removed")
+        raise
     code = run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
     if held is not None and ev is not None:
         if code == 0:
@@ -245,24 +276,22 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
         elif held.restore():
             what = report.plural(len(ev.chosen), "archive")
             out.warn(f"uv's prune failed; put back uv's references to the {what} chosen for eviction")
-    if code == 0:
-        result = None
-        if before is not None:
-            after = sizes.Footprint(cache, write=False, ours=policy.active, same=before)
-            freed = sizes.Freed(before, after)
-            items, labels = _labelled(cache, sorted(set(freed.archives) | set(ev.chosen if ev else ())), before)
-            items = [i for i in items if i["id"] in set(freed.archives)]
-            result = PruneResult(
-                cache, False, inv.has("--ci"), items, freed.archive_bytes, freed.other_files, freed.other_bytes,
-                kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
-                before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
-            )  # fmt: skip
-        _restore_generations(cache)
-        _stamp_last_prune(cache)
-        if result is not None:
-            report.render(result, as_json, out)
-        summarize(out, roots, cache, counted=result is not None)
-    realuv.mirror_exit(code)
+    if code != 0:
+        return code, None
+    result = None
+    if before is not None:
+        after = sizes.Footprint(cache, write=False, ours=policy.active, same=before)
+        freed = sizes.Freed(before, after)
+        items, labels = _labelled(cache, sorted(set(freed.archives) | set(ev.chosen if ev else ())), before)
+        items = [i for i in items if i["id"] in set(freed.archives)]
+        result = PruneResult(
+            cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
+            kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
+            before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
+        )  # fmt: skip
+    _restore_generations(cache)
+    _stamp_last_prune(cache)
+    return code, result
 
 
 def eviction_facts(ev: evict.Eviction, size_after: Optional[int], would: bool) -> list[str]:
@@ -281,6 +310,8 @@ def eviction_facts(ev: evict.Eviction, size_after: Optional[int], would: bool) -
             facts.append(
                 f"The cache {'would stay' if would else 'stays'} at {report.human_size(size_after)}, over the "
                 f"{report.human_size(ev.budget)} budget: live environments hold {report.human_size(live)}{largest}"
+                f", and {report.human_size(ev.other_bytes)} is uv's indexes, downloads and built wheels that no "
+                "prune removes"
             )
         else:
             facts.append(

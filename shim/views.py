@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 from shim import doctor, envscan, hostid, liveness, report
 from shim.cache import Cache
@@ -117,9 +117,33 @@ class StatusResult(report.Result):
                 + (f", {env['broken']} BROKEN (run `uv-shim doctor`)" if env["broken"] else ""),
             ),
             ("Last prune", _age(last) if last else "never through uv-shim"),
+            ("Auto GC", _auto_gc_text(doc["auto_gc"])),
+            *[
+                ("Largest" if i == 0 else "", f"{r['name']} {r['version']} ({report.human_size(r['bytes'])})".strip())
+                for i, r in enumerate(doc["largest"][:3])
+            ],
         ]
         width = max(len(k) for k, _ in rows) + 2
-        return "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows)
+        return "".join(f"{(k + ':') if k else '':<{width}}{v}\n" for k, v in rows)
+
+
+def _auto_gc_text(auto: dict[str, Any]) -> str:
+    from shim import autogc
+
+    if auto["policy"] is None:
+        return "off (set [gc] in the config file or UV_SHIM_AUTO_*)"
+    settings = ", ".join(
+        f"{k} {report.human_age(v) if k in ('every', 'max-age', 'keep-recent') else report.human_size(v) if k in ('max-size', 'min-free') else ''}".strip()
+        for k, v in auto["policy"].items()
+    )
+    last = autogc.describe(auto["last"]) if auto["last"] else "never ran"
+    due = auto["next_due"]
+    nxt = (
+        ""
+        if due is None
+        else f"; next {'due now' if due <= time.time() else 'in ' + report.human_age(due - time.time())}"
+    )
+    return f"{settings}; last {last}{nxt}"
 
 
 def status(cache: Cache) -> StatusResult:
@@ -173,8 +197,23 @@ def status(cache: Cache) -> StatusResult:
         },
         "next_lease_end_seconds": next_lease,
         "last_prune": last,
+        "largest": package_rows(cache, roots, fp)[:5],
+        "auto_gc": _auto_gc(cache),
     }
     return StatusResult(doc)
+
+
+def _auto_gc(cache: Cache) -> dict[str, Any]:
+    """The automatic policy in force here, its last run or skip, and when the next is due."""
+    from shim import autogc
+    from shim.policy import auto_policy
+
+    policy = auto_policy(os.environ)
+    return {
+        "policy": policy.describe() if policy.enabled else None,
+        "last": autogc.last_entry(cache.path),
+        "next_due": autogc.next_due(cache.path) if policy.enabled else None,
+    }
 
 
 def _broken(cache: Cache, roots: list[liveness.Root]) -> list[str]:
@@ -193,6 +232,100 @@ def _broken(cache: Cache, roots: list[liveness.Root]) -> list[str]:
         except OSError:
             continue
     return out
+
+
+# -- du --------------------------------------------------------------------------------------
+
+
+def package_rows(cache: Cache, roots: list[liveness.Root], fp: Any) -> list[dict[str, Any]]:
+    """The cache by package and version, largest first: archives, bytes on disk (``shim.sizes``),
+    last use, and the environments that keep them (pinned, or hardlinked per their records)."""
+    from shim import evict
+    from shim import plan as planner
+    from shim.sizes import tree_bytes
+
+    holders: dict[str, set[str]] = {aid: {r.path for r in rs} for aid, rs in liveness.protected(roots).items()}
+    for r in roots:
+        if r.record is None or r.state in (liveness.DEAD, liveness.EXPIRED):
+            continue
+        if set(r.record.link_modes) - {"symlink"}:
+            for d in (r.record.distributions or r.distributions(cache)).values():
+                if d.archive in fp.hardlinked:
+                    holders.setdefault(d.archive, set()).add(r.path)
+    used = evict.last_use(cache, evict.remember_last_use(cache, roots, write=False), list(fp.archives))
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(name: str, version: str, aid: str, size: int, last: float, envs: set[str]) -> None:
+        g = groups.setdefault(
+            (name, version),
+            {"name": name, "version": version, "archives": 0, "bytes": 0, "last_used": 0.0, "environments": set()},
+        )
+        g["archives"] += 1
+        g["bytes"] += size
+        g["last_used"] = max(g["last_used"], last)
+        g["environments"] |= envs
+
+    for aid, (size, _free) in fp.archives.items():
+        name, _, version = planner.archive_label(cache, aid, fp.dist_infos.get(aid)).partition("==")
+        add(name, version, aid, size, used.get(aid, 0.0), holders.get(aid, set()))
+    for aid in fp.cached_envs:
+        path = os.path.join(cache.archives, aid)
+        try:
+            last = os.stat(path).st_mtime
+        except OSError:
+            last = 0.0
+        add("(cached environments)", "", aid, tree_bytes(path)[0], last, set())
+    rows = sorted(groups.values(), key=lambda g: (-g["bytes"], g["name"], g["version"]))
+    for g in rows:
+        g["environments"] = sorted(g["environments"])
+        g["last_used"] = (
+            time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(g["last_used"])) if g["last_used"] else None
+        )
+    return rows
+
+
+class DuResult(report.Result):
+    def __init__(self, cache: str, total: int, rows: list[dict[str, Any]]) -> None:
+        self.cache, self.total, self.rows = cache, total, rows
+
+    def doc(self) -> dict[str, Any]:
+        return {"cache": self.cache, "size_bytes": self.total, "packages": self.rows}
+
+    def text(self) -> str:
+        if not self.rows:
+            return ""
+        top = max(r["bytes"] for r in self.rows) or 1
+        cells = [
+            [r["name"], r["version"], report.human_size(r["bytes"]), _when(r["last_used"]), len(r["environments"]),
+             "#" * max(1, round(20 * r["bytes"] / top))]
+            for r in self.rows
+        ]  # fmt: skip
+        return report.table(cells, ["PACKAGE", "VERSION", "SIZE", "LAST USED", "ENVS", ""])
+
+    def facts(self) -> list[str]:
+        in_packages = sum(r["bytes"] for r in self.rows)
+        return [
+            f"{report.human_size(self.total)} in {self.cache}: {report.human_size(in_packages)} in "
+            f"{report.plural(len(self.rows), 'package version')}, {report.human_size(self.total - in_packages)} "
+            "in uv's indexes, downloads, built wheels and uv-shim's records"
+        ]
+
+
+def _when(iso: Optional[str]) -> str:
+    if not iso:
+        return "-"
+    try:
+        ts = time.mktime(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "-"
+    return _age(ts)
+
+
+def du(cache: Cache) -> DuResult:
+    from shim.sizes import Footprint
+
+    fp = Footprint(cache, write=False)
+    return DuResult(cache.path, fp.total, package_rows(cache, verified_roots(cache), fp))
 
 
 # -- why --------------------------------------------------------------------------------------
@@ -275,6 +408,8 @@ def run(ns: argparse.Namespace) -> int:
         result = envs(cache)
     elif ns.command == "why":
         result = why(cache, ns.target)
+    elif ns.command == "du":
+        result = du(cache)
     elif ns.command == "doctor":
         result = doctor.doctor(real, cache, ns.paths, ns.fix, ns.uv_args, out)
     else:

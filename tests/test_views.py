@@ -73,7 +73,13 @@ def test_status(world: World, scene):
         "environments",
         "next_lease_end_seconds",
         "last_prune",
+        "largest",
+        "auto_gc",
     }
+    assert doc["auto_gc"] == {"policy": None, "last": None, "next_due": None}
+    assert [r["name"] for r in doc["largest"]][:1] and all(
+        set(r) >= {"name", "version", "bytes"} for r in doc["largest"]
+    )
     assert doc["archives"]["symlinked"]["count"] == 2  # alpha 1.0 and beta (live, other host)
     assert doc["archives"]["hardlinked"]["count"] == 1  # gamma
     assert doc["archives"]["only_cached"]["count"] == 1  # alpha 2.0 of the deleted venv

@@ -1,0 +1,248 @@
+"""A cache that keeps itself in budget: an automatic prune, off by default, started in the
+background after an intercepted command when one is due.
+
+The policy is the ``[gc]`` table of the config file or ``UV_SHIM_AUTO_*`` (``shim.policy``):
+``max-size``, ``max-age``, ``min-free`` (free space on the cache's filesystem), ``unused``,
+``keep-recent``, and ``every`` (default one day). On the user's command the only cost is one
+``stat`` of a stamp file whose mtime is the time the next run is due (``maybe_start``); when it is
+due, a detached helper (two forks, a new session, niced and I/O-niced) does the rest and the
+command returns at once with uv's output and exit code.
+
+The helper reads the policy; with none it looks again in an hour. It takes uv's exclusive cache
+lock without waiting: if any uv process holds the cache it gives up and a later invocation (a
+minute on) tries again. Holding the lock it does what a prune through the shim does: verifies
+every root, pins the live, chooses by the policy, sets uv's references aside and runs the real
+``uv cache prune`` (``shim.prune.prune_locked``), so every protection of the manual prune holds.
+Each run or skip is one JSON line in ``<state dir>/gc.log`` (bounded: one older generation is
+kept), which ``uv-shim status`` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from shim import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from shim.policy import AutoPolicy
+    from shim.realuv import UvBuild
+
+RECHECK = 3600.0  # no policy: read the configuration again after this
+RETRY = 60.0  # the cache was in use: an invocation after this tries again
+LOG = "gc.log"
+LOG_MAX = 64 * 1024  # bytes; then it becomes gc.log.old (one generation kept)
+
+
+def stamp_path(root: str) -> str:
+    """Per cache and host: the mtime of this file is when the next run is due. A command whose
+    environment names a policy (``UV_SHIM_AUTO_*``, ``UV_SHIM_CONFIG``) keeps its own stamp, so
+    setting one takes effect at once; the config file is read again at most an hour later."""
+    import hashlib
+
+    key = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    if any(k.startswith("UV_SHIM_AUTO_") or k == "UV_SHIM_CONFIG" for k in os.environ):
+        key += "-env"
+    return os.path.join(paths.state_dir(), "gc", key)
+
+
+def _set_due(path: str, when: float) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a"):
+            pass
+        os.utime(path, (when, when))
+    except OSError:
+        pass  # a stamp we cannot write: the next invocation looks again
+
+
+def maybe_start(root: str, build: UvBuild, uv_path: str) -> None:
+    """After an intercepted command: start the background prune if one is due. Never raises."""
+    path = stamp_path(root)
+    try:
+        if os.stat(path).st_mtime > time.time():
+            return  # the common case: one stat
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        _set_due(path, time.time() + RETRY)  # claimed: concurrent commands see it not due
+        _spawn(root, build, uv_path)
+    except Exception:
+        pass  # the user's command never fails for this
+
+
+def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    first = os.fork()
+    if first:
+        os.waitpid(first, 0)  # the middle process exits at once: the helper is nobody's zombie
+        return
+    try:
+        if os.fork():
+            os._exit(0)
+        from shim import followup
+
+        followup.detach()
+        _lower_priority()
+        code = 0
+        try:
+            run(root, build, uv_path, os.environ)
+        except BaseException as e:  # nothing may escape into a forked copy of the shim
+            log(root, "failed", reason=f"{type(e).__name__}: {e}")
+            code = 1
+        os._exit(code)
+    except BaseException:
+        os._exit(1)
+
+
+def _lower_priority() -> None:
+    """Niced and I/O-niced (idle class where the kernel has it): the user's work comes first."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
+    except Exception:
+        pass
+
+
+def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str, Any]]:
+    """One background run (also ``uv-shim gc --auto`` in the foreground, for tests and cron):
+    returns what it logged."""
+    from shim import hostid, liveness, report
+    from shim.cache import Cache
+    from shim.cachecmd import lease_seconds
+    from shim.locks import ExclusiveLock
+    from shim.policy import auto_policy
+    from shim.prune import prune_locked
+
+    now = time.time()
+    stamp = stamp_path(root)
+    warnings: list[str] = []
+    policy = auto_policy(env, warnings.append)
+    if not policy.enabled:
+        _set_due(stamp, now + RECHECK)
+        return None
+    _set_due(stamp, now + policy.every)
+    need = _space_needed(root, policy)
+    if not policy.active and not need:
+        return log(root, "skipped", policy, reason="enough free space", warnings=warnings)
+    lock = ExclusiveLock(root, 0, lambda _line: None)
+    if not lock.try_acquire():
+        _set_due(stamp, now + min(RETRY, policy.every))
+        return log(root, "skipped", policy, reason="the cache is in use", warnings=warnings)
+    cache = Cache(root, build)
+    try:
+        roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(env))
+        if need:
+            from shim.sizes import Footprint
+
+            target = max(0, Footprint(cache, write=False).total - need)
+            policy.max_size = target if policy.max_size is None else min(policy.max_size, target)
+        os.environ["UV_CACHE_DIR"] = root  # the real uv prunes this cache, whatever else is configured
+        code, result = prune_locked(
+            cache, lock, roots, policy, False, uv_path, "uv", ["cache", "prune", "-q"], report.Out(quiet=True)
+        )
+    finally:
+        lock.release()
+    if code != 0 or result is None:
+        return log(root, "failed", policy, reason=f"uv cache prune exited with {code}", warnings=warnings)
+    doc = result.doc()
+    return log(
+        root,
+        "ran",
+        policy,
+        removed={"archives": doc["removed"]["archives"]["count"], "bytes": doc["removed"]["bytes"]},
+        kept={k: doc["kept"][k] for k in ("archives", "bytes", "environments")},
+        cache_bytes_after=doc["cache_bytes_after"],
+        warnings=warnings,
+    )
+
+
+def _space_needed(root: str, policy: AutoPolicy) -> int:
+    """Bytes to reclaim for ``min-free`` (0: enough free space, or no min-free)."""
+    if policy.min_free is None:
+        return 0
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return 0
+    free = st.f_bavail * st.f_frsize
+    return max(0, policy.min_free - free)
+
+
+def log(root: str, outcome: str, policy: Optional[AutoPolicy] = None, **fields: Any) -> dict[str, Any]:
+    """One JSON line in the host's gc log (rotated at LOG_MAX, one older generation kept)."""
+    entry: dict[str, Any] = {"time": time.time(), "cache": root, "outcome": outcome}
+    if policy is not None:
+        entry["policy"] = policy.describe()
+    entry.update({k: v for k, v in fields.items() if v not in (None, [])})
+    path = os.path.join(paths.state_dir(), LOG)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            if os.path.getsize(path) > LOG_MAX:
+                os.replace(path, path + ".old")
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return entry
+
+
+def last_entry(root: str) -> Optional[dict[str, Any]]:
+    """The newest log line about this cache, if any."""
+    path = os.path.join(paths.state_dir(), LOG)
+    for name in (path, path + ".old"):
+        try:
+            with open(name, "rb") as f:
+                lines = f.read().decode("utf-8", "surrogateescape").splitlines()
+        except OSError:
+            continue
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("cache") == root:
+                return entry
+    return None
+
+
+def next_due(root: str) -> Optional[float]:
+    try:
+        return os.stat(stamp_path(root)).st_mtime
+    except OSError:
+        return None
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One log entry as a line: ``ran 3h ago: removed ...`` / ``skipped 5m ago: the cache is in use``."""
+    from shim import report
+
+    when = report.human_age(time.time() - float(entry.get("time", 0))) + " ago"
+    if entry.get("outcome") == "ran":
+        r, k = entry.get("removed", {}), entry.get("kept", {})
+        return (
+            f"ran {when}: removed {report.plural(r.get('archives', 0), 'archive')} "
+            f"({report.human_size(r.get('bytes', 0))} freed), kept {report.plural(k.get('archives', 0), 'archive')} "
+            f"({report.human_size(k.get('bytes', 0))}) used by {report.plural(k.get('environments', 0), 'environment')}"
+        )
+    return f"{entry.get('outcome', '?')} {when}: {entry.get('reason', '')}"
