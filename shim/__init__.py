@@ -22,5 +22,6 @@ HOT_PATH = (
     "shim.record",
     "shim.hostid",
     "shim.followup",
+    "shim.autogc",
     "shim.uvfeatures",
 )

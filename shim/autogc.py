@@ -19,7 +19,6 @@ kept), which ``uv-shim status`` shows.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -42,12 +41,18 @@ def stamp_path(root: str) -> str:
     """Per cache and host: the mtime of this file is when the next run is due. A command whose
     environment names a policy (``UV_SHIM_AUTO_*``, ``UV_SHIM_CONFIG``) keeps its own stamp, so
     setting one takes effect at once; the config file is read again at most an hour later."""
-    import hashlib
-
-    key = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    key = _fnv1a(root.encode("utf-8", "surrogateescape"))
     if any(k.startswith("UV_SHIM_AUTO_") or k == "UV_SHIM_CONFIG" for k in os.environ):
         key += "-env"
     return os.path.join(paths.state_dir(), "gc", key)
+
+
+def _fnv1a(data: bytes) -> str:
+    """A stable 64-bit hash in a few microseconds (hashlib costs more to import than this)."""
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
 
 
 def _set_due(path: str, when: float) -> None:
@@ -185,6 +190,8 @@ def _space_needed(root: str, policy: AutoPolicy) -> int:
 
 def log(root: str, outcome: str, policy: Optional[AutoPolicy] = None, **fields: Any) -> dict[str, Any]:
     """One JSON line in the host's gc log (rotated at LOG_MAX, one older generation kept)."""
+    import json
+
     entry: dict[str, Any] = {"time": time.time(), "cache": root, "outcome": outcome}
     if policy is not None:
         entry["policy"] = policy.describe()
@@ -209,6 +216,8 @@ def log(root: str, outcome: str, policy: Optional[AutoPolicy] = None, **fields: 
 
 def last_entry(root: str) -> Optional[dict[str, Any]]:
     """The newest log line about this cache, if any."""
+    import json
+
     path = os.path.join(paths.state_dir(), LOG)
     for name in (path, path + ".old"):
         try:

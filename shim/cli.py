@@ -122,15 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("which", help="print the real uv uv-shim runs, and why")
     p.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
-    p = sub.add_parser("install", help="write uv and uvx launchers and print how to put them first on PATH")
+    p = sub.add_parser(
+        "install", help="write the uv, uvx and uv-shim launchers and put them first on PATH for new shells"
+    )
     p.add_argument(
         "--bin-dir", type=Path, default=None, help=f"where to write them (default: {launcher.default_bin_dir()})"
+    )
+    p.add_argument(
+        "--no-modify-path",
+        action="store_true",
+        help="leave the shell profiles alone [env: UV_SHIM_NO_MODIFY_PATH]",
     )
     p = sub.add_parser("shell-init", help="print the snippet that puts uv-shim in front of uv in a shell")
     p.add_argument("shell", choices=["bash", "zsh", "fish"])
     p.add_argument("--alias", action="store_true", help="alias uv and uvx instead of changing PATH")
     p.add_argument("--bin-dir", type=Path, default=None, help="launcher folder (default: as `uv-shim install`)")
-    p = sub.add_parser("uninstall", help="remove the launchers uv-shim wrote")
+    p = sub.add_parser("uninstall", help="remove the launchers and the profile lines uv-shim wrote")
     p.add_argument("--bin-dir", type=Path, default=None)
 
     def common(p: argparse.ArgumentParser, json_: bool = True) -> argparse.ArgumentParser:
@@ -195,7 +202,7 @@ def cmd_which(ns: argparse.Namespace) -> int:
 
 
 def cmd_install(ns: argparse.Namespace) -> int:
-    from shim import launcher
+    from shim import launcher, profiles
 
     bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
     launcher.install(bin_dir)
@@ -203,16 +210,25 @@ def cmd_install(ns: argparse.Namespace) -> int:
         found: Optional[str] = realuv.find(_path_without(bin_dir)).path
     except ShimError:
         found = None
-    sys.stderr.write(f"Installed uv-shim launchers in {bin_dir}\n")
+    say = sys.stderr.write
+    say(f"Installed uv-shim in {bin_dir} (uv, uvx, uv-shim)\n")
     if found is None:
-        sys.stderr.write("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
+        say("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
     else:
-        sys.stderr.write(f"Real uv: {found}\n")
-    if any(os.path.realpath(p) == bin_dir for p in os.environ.get("PATH", "").split(os.pathsep)[:1]):
-        sys.stderr.write(f"{bin_dir} is already first on PATH\n")
+        say(f"Real uv: {found}\n")
+    if ns.no_modify_path or uvargs.env_true(os.environ, "UV_SHIM_NO_MODIFY_PATH"):
+        say(f"Left your shell profiles alone: put {bin_dir} first on PATH yourself, or source {bin_dir}/env\n")
+        profiles.write_env(bin_dir)
     else:
-        sys.stderr.write("Put it first on PATH (add this line to your shell's startup file):\n")
-    print(launcher.path_line(bin_dir))
+        changed = profiles.add(bin_dir, os.environ)
+        home = os.path.expanduser("~")
+        shown = ", ".join(p.replace(home, "~", 1) if p.startswith(home + os.sep) else p for p in changed)
+        if changed:
+            say(f"Put it first on PATH for new shells in: {shown}\n")
+        else:
+            say("Your shell profiles already put it first on PATH\n")
+    say(f"To use it in this shell now: {profiles.source_line(bin_dir)}\n")
+    print(profiles.source_line(bin_dir))
     return 0
 
 
@@ -229,13 +245,16 @@ def cmd_shell_init(ns: argparse.Namespace) -> int:
 
 
 def cmd_uninstall(ns: argparse.Namespace) -> int:
-    from shim import launcher
+    from shim import launcher, profiles
 
     bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    changed = profiles.remove(bin_dir, os.environ)
     removed = launcher.uninstall(bin_dir)
     sys.stderr.write(
         f"Removed {len(removed)} files from {bin_dir}\n" if removed else f"Nothing to remove in {bin_dir}\n"
     )
+    if changed:
+        sys.stderr.write(f"Removed uv-shim's line from: {', '.join(changed)}\n")
     return 0
 
 

@@ -1,0 +1,163 @@
+"""Put uv-shim on PATH for every future shell, the way uv's own installer does.
+
+``uv-shim install`` writes two small env scripts beside the launchers (``env`` for POSIX shells,
+``env.fish``) that put the launcher folder first on PATH, and adds one marked line sourcing them
+to the profiles uv's installer uses: ``~/.profile`` (login ``sh``, ``dash``, and ``bash`` without
+its own login file), ``~/.bashrc`` (interactive ``bash``), ``~/.bash_profile`` and
+``~/.bash_login`` when they exist (a login ``bash`` reads those instead of ``~/.profile``),
+``$ZDOTDIR/.zshenv`` and ``$ZDOTDIR/.zshrc`` (every ``zsh``; ``.zshrc`` again after macOS's
+``path_helper`` has reordered PATH), and for fish a file of its own in
+``~/.config/fish/conf.d/``. Idempotent; ``uv-shim uninstall`` removes exactly those lines and
+files. ``--no-modify-path`` (or ``UV_SHIM_NO_MODIFY_PATH=1``) leaves every profile alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from shim import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+MARK = "# uv-shim (`uv-shim uninstall` removes this line)"
+FISH_FILE = "uv-shim.env.fish"
+
+
+def _q(path: str) -> str:
+    """A single shell word for sh, bash and zsh."""
+    return shlex.quote(path)
+
+
+def _q_fish(path: str) -> str:
+    """A single word for fish (its single quotes know only the escapes \\' and \\\\)."""
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def env_scripts(bin_dir: str) -> dict[str, str]:
+    """File name (beside the launchers) -> content."""
+    q = _q(bin_dir)
+    posix = (
+        "# uv-shim: put its launchers first on PATH. Written by `uv-shim install`, sourced by your\n"
+        "# shell profiles; `uv-shim uninstall` removes it and those lines.\n"
+        f'case ":$PATH" in\n    :{q}:*) ;;\n    *) export PATH={q}":$PATH" ;;\nesac\n'
+    )
+    f = _q_fish(bin_dir)
+    fish = (
+        "# uv-shim: put its launchers first on PATH. Written by `uv-shim install`; `uv-shim uninstall`\n"
+        "# removes it.\n"
+        f'if test "$PATH[1]" != {f}\n    set -gx PATH {f} $PATH\nend\n'
+    )
+    return {"env": posix, "env.fish": fish}
+
+
+def profiles(env: Mapping[str, str]) -> list[tuple[str, bool]]:
+    """(profile, create it if missing) for the POSIX shells, in the order they are reported."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    zdot = env.get("ZDOTDIR") or home
+    out = [(os.path.join(home, ".profile"), True), (os.path.join(home, ".bashrc"), True)]
+    out += [(os.path.join(home, name), False) for name in (".bash_profile", ".bash_login")]
+    out += [(os.path.join(zdot, ".zshenv"), True), (os.path.join(zdot, ".zshrc"), True)]
+    return out
+
+
+def fish_file(env: Mapping[str, str]) -> str:
+    home = env.get("HOME") or os.path.expanduser("~")
+    config = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return os.path.join(config, "fish", "conf.d", FISH_FILE)
+
+
+def _line(bin_dir: str) -> str:
+    return f". {_q(os.path.join(bin_dir, 'env'))}  {MARK}\n"
+
+
+def write_env(bin_dir: str) -> None:
+    for name, text in env_scripts(bin_dir).items():
+        paths.write_atomic(os.path.join(bin_dir, name), text.encode())
+
+
+def add(bin_dir: str, env: Mapping[str, str]) -> list[str]:
+    """Write the env scripts and the profile lines; return the files changed (none when all
+    were already there)."""
+    write_env(bin_dir)
+    changed = []
+    line = _line(bin_dir)
+    for profile, create in profiles(env):
+        try:
+            with open(profile, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except FileNotFoundError:
+            if not create:
+                continue
+            text = ""
+        if line.rstrip("\n") in text.splitlines():
+            continue  # already there
+        lines = [ln for ln in text.splitlines(keepends=True) if not ln.rstrip("\n").endswith(MARK)]
+        body = "".join(lines)
+        if body and not body.endswith("\n"):
+            body += "\n"
+        _write(profile, body + line)
+        changed.append(profile)
+    fish = fish_file(env)
+    if os.path.isdir(os.path.dirname(os.path.dirname(fish))):  # fish is set up here
+        text = f"source {_q_fish(os.path.join(bin_dir, 'env.fish'))}  {MARK}\n"
+        try:
+            with open(fish, encoding="utf-8") as f:
+                same = f.read() == text
+        except OSError:
+            same = False
+        if not same:
+            os.makedirs(os.path.dirname(fish), exist_ok=True)
+            _write(fish, text)
+            changed.append(fish)
+    return changed
+
+
+def remove(bin_dir: str, env: Mapping[str, str]) -> list[str]:
+    """Take out exactly the marked lines, the fish file and the env scripts; return what changed."""
+    changed = []
+    for profile, _create in profiles(env):
+        try:
+            with open(profile, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError:
+            continue
+        kept = [ln for ln in text.splitlines(keepends=True) if not ln.rstrip("\n").endswith(MARK)]
+        if "".join(kept) != text:
+            _write(profile, "".join(kept))
+            changed.append(profile)
+    fish = fish_file(env)
+    try:
+        with open(fish, encoding="utf-8") as f:
+            ours = f.read().rstrip("\n").endswith(MARK)
+    except OSError:
+        ours = False
+    if ours:
+        os.unlink(fish)
+        changed.append(fish)
+    for name in env_scripts(bin_dir):
+        try:
+            os.unlink(os.path.join(bin_dir, name))
+        except FileNotFoundError:
+            pass
+    return changed
+
+
+def _write(path: str, text: str) -> None:
+    """Replace a profile atomically, keeping its permissions (and following a symlinked
+    profile, as dotfile managers make them, to the file it names)."""
+    real = os.path.realpath(path)
+    try:
+        mode = os.stat(real).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    paths.write_atomic(real, text.encode("utf-8", "surrogateescape"), mode=mode)
+
+
+def source_line(bin_dir: str, shell: str = "sh") -> str:
+    """What to run in the current shell to get the same PATH now."""
+    if shell == "fish":
+        return f"source {_q_fish(os.path.join(bin_dir, 'env.fish'))}"
+    return f". {_q(os.path.join(bin_dir, 'env'))}"

@@ -1,0 +1,122 @@
+"""`uv-shim install` as a new user runs it (issue 16): a fresh home, a real uv on PATH, and then
+new shells, login and interactive, of every kind uv's installer supports, find the shim as `uv`
+and `uv-shim` itself; idempotent; `--no-modify-path`; `uv-shim uninstall` takes out exactly what
+it added."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import NEWEST, uv_path
+
+SHELLS = [
+    ("sh", ["-lc"]),  # dash as a login shell: ~/.profile
+    ("bash", ["-lc"]),  # login bash: ~/.bash_profile, else ~/.profile
+    ("bash", ["-ic"]),  # interactive bash: ~/.bashrc
+    ("zsh", ["-lc"]),
+    ("zsh", ["-ic"]),
+    ("fish", ["-lc"]),
+    ("fish", ["-ic"]),
+]
+
+
+def _home(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh home whose uv was installed the way uv's own installer does it: the binary in
+    ~/.local/bin and a line in each profile that puts that folder on PATH."""
+    home = tmp_path / "home dir"  # a space, as some homes have
+    local_bin = home / ".local" / "bin"
+    local_bin.mkdir(parents=True)
+    (local_bin / "uv").symlink_to(uv_path(NEWEST))
+    (local_bin / "env").write_text(
+        '#!/bin/sh\ncase ":${PATH}:" in\n    *:"$HOME/.local/bin":*) ;;\n    *) export PATH="$HOME/.local/bin:$PATH" ;;\nesac\n'
+    )
+    for name in (".profile", ".bashrc", ".zshenv", ".zshrc"):
+        (home / name).write_text('. "$HOME/.local/bin/env"\n')
+    (home / ".config" / "fish" / "conf.d").mkdir(parents=True)
+    (home / ".config" / "fish" / "conf.d" / "uv.env.fish").write_text("fish_add_path $HOME/.local/bin\n")
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "UV_SHIM_HOME": str(tmp_path / "shim-data"),
+        "TERM": "dumb",
+    }
+    return home, env
+
+
+def _texts(home: Path) -> dict[Path, str]:
+    return {p: p.read_text() for p in home.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def _install(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "shim", "install", *extra], env=env, capture_output=True, text=True, check=True
+    )
+
+
+def _which(shell: str, flags: list[str], env: dict[str, str], home: Path) -> list[str]:
+    exe = shutil.which(shell)
+    if exe is None:
+        pytest.skip(f"{shell} is not installed here (scripts/test --with-shells installs it)")
+    out = subprocess.run(
+        [exe, *flags, "command -v uv; command -v uv-shim; uv-shim which"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert out.stdout or out.returncode == 0, (out.returncode, out.stderr)
+    return out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("shell,flags", SHELLS, ids=[f"{s}{f[0]}" for s, f in SHELLS])
+def test_new_shells_find_the_shim_first(tmp_path, shell, flags):
+    home, env = _home(tmp_path)
+    bin_dir = Path(env["UV_SHIM_HOME"]) / "bin"
+    real = str(home / ".local" / "bin" / "uv")
+    before = _which(shell, flags, env, home)
+    assert before[:1] == [real], before  # control: without it, the real uv
+    _install(env)
+    lines = _which(shell, flags, env, home)
+    assert lines[:2] == [str(bin_dir / "uv"), str(bin_dir / "uv-shim")], lines
+    assert lines[2:] == [real], lines  # and it runs the real uv behind itself
+
+
+def test_install_is_idempotent_and_uninstall_takes_out_exactly_its_lines(tmp_path):
+    home, env = _home(tmp_path)
+    (home / ".bashrc").write_text("# mine\nexport FOO=1")  # no final newline
+    (home / ".bash_profile").write_text("source ~/.bashrc\n")
+    originals = _texts(home)
+    first = _install(env)
+    assert "Put it first on PATH for new shells in: ~/.profile, ~/.bashrc, ~/.bash_profile" in first.stderr
+    assert first.stdout.strip() == f". {shlex.quote(env['UV_SHIM_HOME'] + '/bin/env')}"
+    snapshot = _texts(home)
+    assert not (home / ".bash_login").exists()  # only profiles that exist, besides the usual ones
+    second = _install(env)
+    assert "already put it first" in second.stderr
+    assert _texts(home) == snapshot
+    for p, text in snapshot.items():
+        assert text.count("uv-shim uninstall") <= 1, p
+    subprocess.run([sys.executable, "-m", "shim", "uninstall"], env=env, check=True, capture_output=True)
+    after = _texts(home)
+    originals[home / ".bashrc"] += "\n"  # the one change left: the final newline it lacked
+    assert after == originals
+    assert not (home / ".config" / "fish" / "conf.d" / "uv-shim.env.fish").exists()
+    assert not (Path(env["UV_SHIM_HOME"]) / "bin").exists()
+
+
+def test_no_modify_path(tmp_path):
+    home, env = _home(tmp_path)
+    out = _install(env, "--no-modify-path")
+    assert "Left your shell profiles alone" in out.stderr
+    untouched = _texts(home)
+    out = _install(env, "--no-modify-path")
+    assert (Path(env["UV_SHIM_HOME"]) / "bin" / "env").is_file()
+    out = _install({**env, "UV_SHIM_NO_MODIFY_PATH": "1"})
+    assert _texts(home) == untouched
