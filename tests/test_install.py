@@ -5,6 +5,7 @@ it added."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -120,3 +121,35 @@ def test_no_modify_path(tmp_path):
     assert (Path(env["UV_SHIM_HOME"]) / "bin" / "env").is_file()
     out = _install({**env, "UV_SHIM_NO_MODIFY_PATH": "1"})
     assert _texts(home) == untouched
+
+
+@pytest.mark.network
+def test_the_readme_install_command_on_a_fresh_home(tmp_path):
+    """The README's first command, exactly, in a fresh home: then a new login shell and a new
+    interactive shell have `uv` = the shim and `uv-shim`, and `scripts/demo` works right away."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    command = readme.split("```sh\n", 1)[1].split("\n```", 1)[0].strip()
+    assert command.startswith("python3 -m venv ~/.uv-shim") and "uv-shim install" in command
+    home, env = _home(tmp_path)
+    del env["UV_SHIM_HOME"]
+    env.update(  # this machine's way to the registry (certificates, proxies, pip's settings)
+        {
+            k: v
+            for k, v in os.environ.items()
+            if any(t in k.upper() for t in ("PROXY", "CERT", "CA_BUNDLE", "SSL", "PIP_"))
+        }
+    )
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # a python3 >= 3.9 on PATH
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    bin_dir = home / ".local" / "share" / "uv-shim" / "bin"
+    for flags in (["-lc"], ["-ic"]):
+        lines = _which("bash", flags, env, home)
+        assert lines[:2] == [str(bin_dir / "uv"), str(bin_dir / "uv-shim")], (flags, lines)
+    demo = subprocess.run(  # in a new login shell, as the user opens one
+        ["bash", "-lc", "scripts/demo"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert demo.returncode == 0, demo.stderr
+    rows = {line.split()[1]: line.split()[2:] for line in demo.stdout.splitlines() if line.startswith("  venv")}
+    assert rows == {"a": ["BROKEN", "works"], "b": ["works", "works"]}, demo.stdout
