@@ -55,14 +55,21 @@ def _fnv1a(data: bytes) -> str:
     return f"{h:016x}"
 
 
-def _set_due(path: str, when: float) -> None:
+MAX_WAIT = 100 * 365 * 86400.0  # a stamp further out than this is a policy that never runs again
+
+
+def _set_due(path: str, when: float) -> bool:
+    """Set when the next run is due; False when the stamp cannot be written (then nothing is
+    started: without a stamp every command would start a helper)."""
+    when = min(when, time.time() + MAX_WAIT)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a"):
             pass
         os.utime(path, (when, when))
-    except OSError:
-        pass  # a stamp we cannot write: the next invocation looks again
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
 
 
 def maybe_start(root: str, build: UvBuild, uv_path: str) -> None:
@@ -76,10 +83,10 @@ def maybe_start(root: str, build: UvBuild, uv_path: str) -> None:
     except OSError:
         return
     try:
-        _set_due(path, time.time() + RETRY)  # claimed: concurrent commands see it not due
-        _spawn(root, build, uv_path)
-    except Exception:
-        pass  # the user's command never fails for this
+        if _set_due(path, time.time() + RETRY):  # claimed: concurrent commands see it not due
+            _spawn(root, build, uv_path)
+    except BaseException:  # a Ctrl-C here included: uv has finished, its exit code stands
+        pass
 
 
 def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
@@ -97,6 +104,7 @@ def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
         from shim import followup
 
         followup.detach()
+        os.chdir("/")  # keep no user folder busy
         _lower_priority()
         code = 0
         try:
@@ -110,7 +118,9 @@ def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
 
 
 def _lower_priority() -> None:
-    """Niced and I/O-niced (idle class where the kernel has it): the user's work comes first."""
+    """Niced and I/O-niced: the user's work comes first. Best-effort class, lowest priority,
+    not idle: it holds uv's lock while it prunes, and an idle-class holder starved by other I/O
+    would keep the user's uv commands waiting (priority inversion)."""
     try:
         os.nice(10)
     except OSError:
@@ -118,7 +128,7 @@ def _lower_priority() -> None:
     try:
         import psutil
 
-        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_BE, 7)
     except Exception:
         pass
 
@@ -129,6 +139,7 @@ def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str,
     from shim import hostid, liveness, report
     from shim.cache import Cache
     from shim.cachecmd import lease_seconds
+    from shim.cachedir import refuse_to_empty
     from shim.locks import ExclusiveLock
     from shim.policy import auto_policy
     from shim.prune import prune_locked
@@ -141,6 +152,9 @@ def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str,
         _set_due(stamp, now + RECHECK)
         return None
     _set_due(stamp, now + policy.every)
+    why = refuse_to_empty(root, build, env)
+    if why:  # the checks of `uv cache prune` through the shim: never a home folder, never `/`
+        return log(root, "skipped", policy, reason=why, warnings=warnings)
     need = _space_needed(root, policy)
     if not policy.active and not need:
         return log(root, "skipped", policy, reason="enough free space", warnings=warnings)
@@ -151,11 +165,7 @@ def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str,
     cache = Cache(root, build)
     try:
         roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(env))
-        if need:
-            from shim.sizes import Footprint
-
-            target = max(0, Footprint(cache, write=False).total - need)
-            policy.max_size = target if policy.max_size is None else min(policy.max_size, target)
+        policy.reclaim = need  # evict.choose turns it into a size, from the look it takes anyway
         os.environ["UV_CACHE_DIR"] = root  # the real uv prunes this cache, whatever else is configured
         code, result = prune_locked(
             cache, lock, roots, policy, False, uv_path, "uv", ["cache", "prune", "-q"], report.Out(quiet=True)
@@ -246,12 +256,19 @@ def describe(entry: dict[str, Any]) -> str:
     """One log entry as a line: ``ran 3h ago: removed ...`` / ``skipped 5m ago: the cache is in use``."""
     from shim import report
 
-    when = report.human_age(time.time() - float(entry.get("time", 0))) + " ago"
+    def number(d: Any, key: str) -> int:
+        value = d.get(key) if isinstance(d, dict) else None
+        return int(value) if isinstance(value, (int, float)) and 0 <= value < 2**63 else 0
+
+    try:  # the log is a file anyone with this account can edit: every field is checked
+        when = report.human_age(time.time() - float(entry.get("time", 0))) + " ago"
+    except (TypeError, ValueError, OverflowError):
+        when = "some time ago"
     if entry.get("outcome") == "ran":
-        r, k = entry.get("removed", {}), entry.get("kept", {})
+        r, k = entry.get("removed"), entry.get("kept")
         return (
-            f"ran {when}: removed {report.plural(r.get('archives', 0), 'archive')} "
-            f"({report.human_size(r.get('bytes', 0))} freed), kept {report.plural(k.get('archives', 0), 'archive')} "
-            f"({report.human_size(k.get('bytes', 0))}) used by {report.plural(k.get('environments', 0), 'environment')}"
+            f"ran {when}: removed {report.plural(number(r, 'archives'), 'archive')} "
+            f"({report.human_size(number(r, 'bytes'))} freed), kept {report.plural(number(k, 'archives'), 'archive')} "
+            f"({report.human_size(number(k, 'bytes'))}) used by {report.plural(number(k, 'environments'), 'environment')}"
         )
     return f"{entry.get('outcome', '?')} {when}: {entry.get('reason', '')}"

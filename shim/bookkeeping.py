@@ -261,10 +261,9 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     if uvargs.runs_child(inv):
         # The child may run for hours: a detached helper pins what uv installs, then uv takes over.
         try:
-            followup.start(book.cache.path, book.cache.build, envs, inv, cached, book.generations)
+            followup.start(book.cache.path, book.cache.build, envs, inv, cached, book.generations, real.path)
         except Exception as e:
             warn(describe(e, "cannot start the helper that records what uv installs"))
-        autogc.maybe_start(book.cache.path, book.cache.build, real.path)
         realuv.exec_uv(exec_path, argv0, args, env)
 
     t_pre = time.perf_counter() - t_start

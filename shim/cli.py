@@ -37,7 +37,16 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
     else:
         uv_args, exec_path, argv0, run_args = args, real.path, "uv", args
     inv = uvargs.parse(uv_args)
-    if uvargs.env_true(env, "UV_SHIM_DISABLE") or not inv.intercepted:
+    if uvargs.env_true(env, "UV_SHIM_DISABLE"):
+        realuv.exec_uv(exec_path, argv0, run_args, env)
+    if inv.help and inv.words[:2] in (("cache", "prune"), ("cache", "clean")) and name == "uv":
+        from shim import settings
+
+        code = realuv.run_uv(exec_path, argv0, run_args, env)  # uv's own help, as uv prints it
+        if code == 0:
+            sys.stdout.write(settings.help_section(inv.words[1]))
+        realuv.mirror_exit(code)
+    if not inv.intercepted:
         realuv.exec_uv(exec_path, argv0, run_args, env)
     if inv.words[0] == "cache":
         from shim import clean, prune
@@ -117,9 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     from shim import launcher
 
-    parser = argparse.ArgumentParser(prog="uv-shim", description="A drop-in uv that makes uv's cache safe to prune.")
+    class UvStyle(argparse.HelpFormatter):
+        """uv's help layout: ``Usage:``, ``Commands:``, ``Arguments:``, ``Options:``."""
+
+        def add_usage(self, usage, actions, groups, prefix=None):  # type: ignore[no-untyped-def]
+            return super().add_usage(usage, actions, groups, prefix="Usage: " if prefix is None else prefix)
+
+        def start_section(self, heading):  # type: ignore[no-untyped-def]
+            titles = {"positional arguments": "Arguments", "options": "Options", "optional arguments": "Options"}
+            return super().start_section(titles.get(heading, heading))
+
+    parser = argparse.ArgumentParser(
+        prog="uv-shim", description="A drop-in uv that makes uv's cache safe to prune.", formatter_class=UvStyle
+    )
     parser.add_argument("--version", action="version", version=f"uv-shim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Commands")
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, formatter_class=UvStyle, **k)  # type: ignore[method-assign]
     p = sub.add_parser("which", help="print the real uv uv-shim runs, and why")
     p.add_argument("-v", "--verbose", action="store_true", help="also print its version and cache buckets")
     p = sub.add_parser(

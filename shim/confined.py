@@ -163,16 +163,23 @@ class Dir:
     def readlink(self, name: str) -> str:
         return os.readlink(_name(name), dir_fd=self.fd)
 
-    def read(self, name: str) -> bytes:
-        """A regular file's bytes; a symlink in its place raises OSError (ELOOP)."""
-        fd = os.open(_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+    def read(self, name: str, limit: int = 1 << 26) -> bytes:
+        """A regular file's bytes (at most ``limit``); a symlink in its place raises OSError
+        (ELOOP), and so does anything else that is not a regular file: a FIFO planted in a shared
+        cache never blocks us (O_NONBLOCK) and a device is never read."""
+        fd = os.open(_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", name)
             chunks: list[bytes] = []
-            while True:
-                chunk = os.read(fd, 1 << 20)
+            size = 0
+            while size < limit:
+                chunk = os.read(fd, min(1 << 20, limit - size))
                 if not chunk:
-                    return b"".join(chunks)
+                    break
                 chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
         finally:
             os.close(fd)
 

@@ -71,7 +71,9 @@ def _read_memo(cache: Cache) -> dict[str, float]:
     try:
         for line in area.read(LAST_USE).decode("ascii", "replace").splitlines():
             aid, _, ts = line.partition(" ")
-            memo[aid] = float(ts)
+            value = float(ts)
+            if 0 <= value < 1e11:  # a memo in a shared cache: only plausible times
+                memo[aid] = value
     except (OSError, ValueError):
         pass
     return memo
@@ -202,10 +204,13 @@ def choose(
                 chosen.add(aid)
     going: set[str] = set()  # what uv's prune removes with no eviction at all
     size = survey.total - ev.released
+    if policy.reclaim:  # min-free: the cache must shrink by that much
+        target = max(0, survey.total - policy.reclaim)
+        policy.max_size = target if policy.max_size is None else min(policy.max_size, target)
     if policy.max_size is not None:
         base = planner.plan_prune(cache, set(protected), ci=ci, footprint=survey.footprint)
         going = set(base.archives)
-        size -= base.shrink + sum(survey.sizes.get(a, 0) for a in chosen - going)
+        size -= base.shrink + sum(survey.freeable.get(a, 0) for a in chosen - going)
         for aid in candidates:
             if size <= policy.max_size:
                 break
@@ -213,7 +218,7 @@ def choose(
                 continue
             if eligible(aid):
                 chosen.add(aid)
-                size -= survey.sizes.get(aid, 0)
+                size -= survey.freeable.get(aid, 0)  # not its size: files it shares with others stay
     ev.chosen = [a for a in candidates if a in chosen]
     ev.freed = sum(survey.freeable.get(a, 0) for a in ev.chosen)
     ev.size_after = size if policy.max_size is not None else survey.total - ev.freed

@@ -40,7 +40,13 @@ GIVE_UP = 6 * 3600.0  # a helper never outlives this, whatever uv does
 
 
 def start(
-    root: str, build: realuv.UvBuild, envs: list[tuple[str, str]], inv: Invocation, cached: bool, gens: list[str]
+    root: str,
+    build: realuv.UvBuild,
+    envs: list[tuple[str, str]],
+    inv: Invocation,
+    cached: bool,
+    gens: list[str],
+    uv_path: str = "",
 ) -> None:
     """Fork the detached helper for uv about to be exec'ed in this process (same pid).
     ``cached``: uv runs the program in an environment it keeps in the cache (found at the end)."""
@@ -59,6 +65,10 @@ def start(
         code = 0
         try:
             _finish(root, build, envs, inv, uv_pid, middle, cached, gens)
+            if uv_path:  # the automatic prune, if due: only now, with our pins in and our lock let go
+                from shim import autogc
+
+                autogc.maybe_start(root, build, uv_path)
         except BaseException:  # nothing may escape into a forked copy of the shim
             code = 1
         os._exit(code)

@@ -208,21 +208,36 @@ def _stale_revisions(cache: Cache, plan: Plan, gone: set[str]) -> None:
             continue
         pointers = []
         for name in REVISION_POINTERS:
-            if name in filenames or os.path.isfile(os.path.join(dirpath, name)):
-                try:
-                    with open(os.path.join(dirpath, name), "rb") as f:
-                        pointers.append(f.read())
-                except OSError:
-                    continue
+            if name in filenames:
+                pointers.append(_read_small(os.path.join(dirpath, name)))
         pointers = [p for p in pointers if p]
         if not pointers:
             continue
         for d in sorted(dirnames):
             path = os.path.join(dirpath, d)
-            if os.path.isdir(path) and not os.path.islink(path) and not all(d.encode() in p for p in pointers):
+            if os.path.isdir(path) and not os.path.islink(path) and not all(os.fsencode(d) in p for p in pointers):
                 plan.revisions.append(path)
                 gone.add(path)
         dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in gone]
+
+
+def _read_small(path: str, limit: int = 1 << 16) -> bytes:
+    """A small regular file's bytes, b"" for anything else: never through a link, never
+    blocking on a FIFO someone planted in a shared cache, never more than ``limit``."""
+    import stat as stat_
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        if not stat_.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return os.read(fd, limit)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _stale_entries(cache: Cache, version: tuple[int, ...], plan: Plan, gone: set[str]) -> None:

@@ -73,10 +73,11 @@ class Policy:
         self.max_age: Optional[float] = None
         self.max_size: Optional[int] = None
         self.keep_recent: Optional[float] = None
+        self.reclaim = 0  # bytes to take off the cache besides (min-free): set by shim.autogc
 
     @property
     def active(self) -> bool:
-        return self.unused or self.max_age is not None or self.max_size is not None
+        return self.unused or self.max_age is not None or self.max_size is not None or self.reclaim > 0
 
     def set(self, field: str, value: object, where: str) -> None:
         try:

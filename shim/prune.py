@@ -279,18 +279,22 @@ def prune_locked(
     if code != 0:
         return code, None
     result = None
-    if before is not None:
-        after = sizes.Footprint(cache, write=False, ours=policy.active, same=before)
-        freed = sizes.Freed(before, after)
-        items, labels = _labelled(cache, sorted(set(freed.archives) | set(ev.chosen if ev else ())), before)
-        items = [i for i in items if i["id"] in set(freed.archives)]
-        result = PruneResult(
-            cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
-            kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
-            before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
-        )  # fmt: skip
-    _restore_generations(cache)
-    _stamp_last_prune(cache)
+    try:
+        if before is not None:
+            after = sizes.Footprint(cache, write=False, ours=policy.active, same=before)
+            freed = sizes.Freed(before, after)
+            items, labels = _labelled(cache, sorted(set(freed.archives) | set(ev.chosen if ev else ())), before)
+            items = [i for i in items if i["id"] in set(freed.archives)]
+            result = PruneResult(
+                cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
+                kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
+                before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
+            )  # fmt: skip
+    except Exception as e:  # uv has pruned: a figure we cannot measure is one warning, never more
+        out.warn(f"cannot measure what the prune freed: {e}")
+    finally:
+        _restore_generations(cache)
+        _stamp_last_prune(cache)
     return code, result
 
 

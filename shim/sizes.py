@@ -103,7 +103,11 @@ class ArchiveSizes:
                 raise FileNotFoundError(SIZES)
             for line in area.read(SIZES).decode("utf-8", "replace").splitlines():
                 parts = line.split(" ")
-                if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit() and _dist_info_name(parts[3]):
+                if (
+                    len(parts) == 4
+                    and all(p.isascii() and p.isdigit() and len(p) < 19 for p in parts[1:3])
+                    and _dist_info_name(parts[3])
+                ):
                     self.memo[parts[0]] = (int(parts[1]), int(parts[2]), parts[3] if parts[3] != "-" else "")
         except OSError:
             pass
@@ -298,9 +302,12 @@ class Footprint:
             total += was[0]
 
         try:
-            note(top, os.lstat(top).st_ino)
+            st = os.lstat(top)
         except OSError:
             return 0, 0
+        note(top, st.st_ino)
+        if not stat.S_ISDIR(st.st_mode):
+            return total, total  # a link or a file: never entered
         stack = [top]
         while stack:
             d = stack.pop()

@@ -26,16 +26,36 @@ def _age(ts: float) -> str:
 # -- envs -------------------------------------------------------------------------------------
 
 
+def what(cache: Cache, root: liveness.Root, dists: dict[str, Any]) -> str:
+    """What an environment is, in the user's words: a project's, a tool's, one uv keeps in the
+    cache (for ``uvx``, ``uv run --with`` and scripts), a ``--target``/``--prefix`` folder, a venv."""
+    path, kind = root.path, root.record.kind if root.record else ""
+    if kind == "cached" or path.startswith(cache.path + os.sep):
+        names = sorted({d.name for d in dists.values()})
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return "uvx / uv run --with / script" + (f": {shown}" if shown else "")
+    parent = os.path.dirname(path)
+    if os.path.basename(path) == ".venv" and os.path.isfile(os.path.join(parent, "pyproject.toml")):
+        return f"project {os.path.basename(parent)}"
+    if os.path.isfile(os.path.join(path, "uv-receipt.toml")):
+        return f"tool {os.path.basename(path)}"
+    if kind in ("target", "prefix"):
+        return f"--{kind} folder"
+    return "venv"
+
+
 def env_rows(cache: Cache, roots: list[liveness.Root]) -> list[dict[str, Any]]:
     this = hostid.identity()[1]
     rows: list[dict[str, Any]] = []
-    for r in roots:
+    for r in sorted(roots, key=lambda r: r.path):
         dists = r.distributions(cache)
         rec = r.record
         rows.append(
             {
                 "path": r.path,
-                "host": (rec.host if rec else "?") + ("" if rec is None or rec.host_id != this else " (this host)"),
+                "what": what(cache, r, dists),
+                "host": rec.host if rec else None,
+                "this_host": rec is not None and rec.host_id == this,
                 "host_id": rec.host_id if rec else "",
                 "link_modes": sorted({d.mode for d in dists.values()}) or (rec.link_modes if rec else []),
                 "distributions": len(dists),
@@ -56,11 +76,12 @@ class EnvsResult(report.RowsResult):
         if not self.rows:
             return ""
         cells = [
-            [r["path"], r["host"], ",".join(r["link_modes"]) or "-", r["distributions"], r["last_used_age"],
+            [r["path"], r["what"], (r["host"] or "?") + (" (this host)" if r["this_host"] else ""),
+             ",".join(r["link_modes"]) or "-", r["distributions"], r["last_used_age"],
              r["state"] + (f" ({r['reason']})" if r["reason"] else "")]
             for r in self.rows
         ]  # fmt: skip
-        return report.table(cells, ["PATH", "HOST", "LINK", "DISTS", "LAST USED", "STATE"])
+        return report.table(cells, ["PATH", "WHAT", "HOST", "LINK", "DISTS", "LAST USED", "STATE"])
 
     def facts(self) -> list[str]:
         return [] if self.rows else [f"No environments recorded in {self.cache}"]

@@ -36,15 +36,20 @@ def scene(world: World, wheels):
 def test_envs_table_and_json(world: World, scene):
     out = shim_cmd(world, "envs")
     header, *rows = out.stdout.splitlines()
-    assert header.split() == ["PATH", "HOST", "LINK", "DISTS", "LAST", "USED", "STATE"]
+    assert header.split() == ["PATH", "WHAT", "HOST", "LINK", "DISTS", "LAST", "USED", "STATE"]
+    assert [r.split()[0] for r in rows] == sorted(r.split()[0] for r in rows)  # by path
     assert len(rows) == 4
     doc = json.loads(shim_cmd(world, "envs", "--json").stdout)
     by_path = {e["path"]: e for e in doc["environments"]}
     assert set(doc) == {"cache", "environments"}
     for e in doc["environments"]:
+        assert isinstance(e["host"], str)
+        assert isinstance(e["this_host"], bool) and "(" not in e["host"]
         assert set(e) == {
             "path",
+            "what",
             "host",
+            "this_host",
             "host_id",
             "link_modes",
             "distributions",
@@ -59,6 +64,9 @@ def test_envs_table_and_json(world: World, scene):
     assert by_path[str(scene["gone"].resolve())]["state"] == "dead"
     assert by_path[str(scene["hard"].resolve())]["link_modes"] == ["hardlink"]
     assert by_path[str(scene["other"].resolve())]["state"] == "foreign"
+    assert by_path[str(scene["other"].resolve())]["this_host"] is False
+    assert by_path[str(scene["live"].resolve())]["this_host"] is True
+    assert {e["what"] for e in doc["environments"]} == {"venv"}
     assert len(world.records()) == 4  # read-only: the dead root is still recorded
 
 
