@@ -23,5 +23,6 @@ HOT_PATH = (
     "shim.hostid",
     "shim.followup",
     "shim.autogc",
+    "shim.style",
     "shim.uvfeatures",
 )

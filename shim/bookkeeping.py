@@ -20,6 +20,7 @@ from shim import (
     hostindex,
     manifest,
     realuv,
+    style,
     targets,
     uvargs,
     uvfeatures,
@@ -52,7 +53,7 @@ class Warnings:
             if self.sink is not None:
                 self.sink(message)
                 return
-            sys.stderr.write(f"uv-shim: warning: {message}\n")
+            style.warn(message)
             sys.stderr.flush()
 
 

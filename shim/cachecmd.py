@@ -30,7 +30,7 @@ def lease_seconds(env: Mapping[str, str]) -> float:
     try:
         return report.parse_duration(value)
     except ValueError:
-        raise realuv.ShimError(f"UV_SHIM_LEASE={value} is not a duration (like 30d, 12h, 3600)") from None
+        raise realuv.ShimError(f"UV_SHIM_LEASE={report.shown(value)} is not a duration (like 30d, 12h, 3600)") from None
 
 
 def lock_timeout(env: Mapping[str, str]) -> float:

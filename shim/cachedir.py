@@ -11,7 +11,7 @@ import os
 
 from shim import confined, paths, uvargs
 from shim.cache import ARCHIVE_BUCKET, CACHEDIR_TAG
-from shim.realuv import RealUv, UvBuild, child_env
+from shim.realuv import RealUv, UvBuild, parsed_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str
         out = subprocess.run(
             args,
             cwd=cwd,
-            env=child_env(env, exec_=False),
+            env=parsed_env(env),
             capture_output=True,
             text=True,
             timeout=60,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import __version__, realuv, uvargs
+from shim import __version__, realuv, style, uvargs
 from shim.realuv import ShimError
 
 TYPE_CHECKING = False
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _fail(e: ShimError) -> NoReturn:
-    sys.stderr.write(f"uv-shim: error: {e}\n")
+    style.error(str(e))
     sys.exit(e.exit_code)
 
 
@@ -37,6 +37,7 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
     else:
         uv_args, exec_path, argv0, run_args = args, real.path, "uv", args
     inv = uvargs.parse(uv_args)
+    style.CHOICE = inv.opt("--color") or "auto"
     if uvargs.env_true(env, "UV_SHIM_DISABLE"):
         realuv.exec_uv(exec_path, argv0, run_args, env)
     if inv.help and inv.words[:2] in (("cache", "prune"), ("cache", "clean")) and name == "uv":
@@ -74,7 +75,7 @@ def _refresh_launchers(self_path: str) -> None:
 
         launcher.install(os.path.dirname(self_path))
     except Exception as e:
-        sys.stderr.write(f"uv-shim: warning: cannot refresh the launchers in {os.path.dirname(self_path)}: {e}\n")
+        style.warn(f"cannot refresh the launchers in {os.path.dirname(self_path)}: {e}")
 
 
 UNSUPPORTED = (
@@ -93,7 +94,7 @@ def supported() -> bool:
 def main(argv: Optional[list[str]] = None) -> int:
     """``uv-shim COMMAND``: parse, run one command, turn its error into an exit code (here only)."""
     if not supported():
-        sys.stderr.write(f"uv-shim: error: {UNSUPPORTED}\n")
+        style.error(UNSUPPORTED)
         return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     uv_args: list[str] = []
@@ -112,10 +113,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         return command(ns)
     except ShimError as e:  # UserError included: each kind carries its exit code
-        sys.stderr.write(f"uv-shim: error: {e}\n")
+        style.error(str(e))
         return e.exit_code
     except OSError as e:
-        sys.stderr.write(f"uv-shim: error: {f'{e.strerror}: {e.filename}' if e.filename else e}\n")
+        style.error(f"{e.strerror}: {e.filename}" if e.filename else str(e))
         return 1
 
 
@@ -236,7 +237,7 @@ def cmd_install(ns: argparse.Namespace) -> int:
     say = sys.stderr.write
     say(f"Installed uv-shim in {bin_dir} (uv, uvx, uv-shim)\n")
     if found is None:
-        say("uv-shim: warning: no real uv found yet: install uv, or set UV_SHIM_REAL_UV\n")
+        style.warn("no real uv found yet: install uv, or set UV_SHIM_REAL_UV")
     else:
         say(f"Real uv: {found}\n")
     if ns.no_modify_path or uvargs.env_true(os.environ, "UV_SHIM_NO_MODIFY_PATH"):

@@ -89,7 +89,7 @@ class Policy:
                 setattr(self, field, report.parse_duration(str(value)))
         except ValueError:
             kind = "a size (like 10GiB)" if field in self.SIZES else "a duration (like 30d, 12h)"
-            raise PolicyError(f"{where}: `{value}` is not {kind}") from None
+            raise PolicyError(f"{where}: `{report.shown(value)}` is not {kind}") from None
 
     def describe(self) -> dict[str, object]:
         """The settings in force, by their config-file names (for status and logs)."""
@@ -159,7 +159,7 @@ def _soft(policy: Policy, env: Mapping[str, str], warn: Optional[Callable[[str],
         doc = {}
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         if warn:
-            warn(f"ignoring {path}: {e}")
+            warn(f"ignoring {path}: {report.shown(e)}")
         doc = {}
     section = doc.get(policy.SECTION, {})
     if not isinstance(section, dict):

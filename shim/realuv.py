@@ -130,6 +130,17 @@ def child_env(env: Mapping[str, str], exec_: bool = True) -> dict[str, str]:
     return out
 
 
+def parsed_env(env: Mapping[str, str]) -> dict[str, str]:
+    """For a child whose output we read (``uv cache dir``, ``uv --version``, an interpreter
+    query): no colours, whatever the user forces (FORCE_COLOR made ``uv cache dir`` print its path
+    wrapped in escape codes, which then named a folder that does not exist)."""
+    out = child_env(env, exec_=False)
+    for name in ("FORCE_COLOR", "CLICOLOR_FORCE"):
+        out.pop(name, None)
+    out["NO_COLOR"] = "1"
+    return out
+
+
 def exec_uv(path: str, argv0: str, args: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -288,7 +299,7 @@ def _ask_version(path: str) -> str:
     import re
     import subprocess
 
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, env=child_env(os.environ, exec_=False))
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, env=parsed_env(os.environ))
     m = re.search(r"\d+\.\d+\.\d+\S*", out.stdout)
     return m.group() if m else "0"
 

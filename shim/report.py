@@ -44,6 +44,14 @@ def parse_duration(text: str) -> float:
     return number * _DURATIONS[unit]
 
 
+def shown(value: object) -> str:
+    """A value from the user, safe on one line: control characters escaped (``\\n``, ``\\x1b``)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def plural(n: int, word: str, words: Optional[str] = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
 
@@ -135,8 +143,9 @@ class Out:
             sys.stderr.flush()
 
     def warn(self, line: str) -> None:
-        sys.stderr.write(f"uv-shim: warning: {line}\n")
-        sys.stderr.flush()
+        from shim import style
+
+        style.warn(line)
 
     def data(self, text: str) -> None:
         sys.stdout.write(text)

@@ -233,9 +233,7 @@ def _find_interpreter(real: realuv.RealUv, inv: Invocation, cwd: str, env: Mappi
     if inv.has("--system") or env_true(env, "UV_SYSTEM_PYTHON"):
         args.append("--system")
     try:
-        out = subprocess.run(
-            args, cwd=cwd, env=realuv.child_env(env, exec_=False), capture_output=True, text=True, timeout=60
-        )
+        out = subprocess.run(args, cwd=cwd, env=realuv.parsed_env(env), capture_output=True, text=True, timeout=60)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0 or not out.stdout.strip():
@@ -257,7 +255,7 @@ def interpreter_sites(python: str, env: Mapping[str, str]) -> list[tuple[str, st
     try:
         out = subprocess.run(
             [python, "-I", "-c", "import sys; print(sys.prefix != sys.base_prefix and sys.prefix or ''); " + _SITES],
-            env=realuv.child_env(env, exec_=False),
+            env=realuv.parsed_env(env),
             capture_output=True,
             text=True,
             timeout=60,

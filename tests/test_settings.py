@@ -121,3 +121,49 @@ def test_no_value_ends_in_a_traceback_through_the_real_commands(world: World, va
         assert "Traceback" not in out.stderr and out.returncode in (0, 1, 2), (cmd, out.stderr)
         if out.returncode:
             assert len([ln for ln in out.stderr.splitlines() if "error" in ln]) == 1, out.stderr
+
+
+@pytest.mark.parametrize(
+    "env,coloured",
+    [
+        ({"NO_COLOR": None}, False),  # not a terminal
+        ({"NO_COLOR": None, "FORCE_COLOR": "1"}, True),
+        ({"NO_COLOR": "1", "FORCE_COLOR": "1"}, False),  # NO_COLOR wins, as in uv
+        ({"NO_COLOR": None, "CLICOLOR_FORCE": "1"}, True),
+    ],
+)
+def test_errors_are_coloured_as_uv_colours_them(world: World, env, coloured):
+    out = subprocess.run(
+        [sys.executable, "-m", "shim", "why", "no-such-package"], env=world.env(**env), capture_output=True, text=True
+    )
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert ("\x1b[1m\x1b[31merror\x1b[0m" in out.stderr) == coloured, out.stderr
+    assert out.stderr.startswith("uv-shim: ")
+
+
+@pytest.mark.parametrize("color", ["always", "never"])
+def test_an_intercepted_commands_warning_follows_its_color_option(world: World, wheels, color):
+    v = world.venv("v")
+    gone = world.root / "gone"
+    gone.mkdir()
+    script = f"cd {gone} && rmdir {gone} && exec {world.shim_uv} --color {color} pip install -q --python {v}/bin/python --no-index --find-links {wheels} alpha==1.0"
+    out = subprocess.run(
+        ["sh", "-c", script],
+        env=world.env(NO_COLOR=None, FORCE_COLOR="1") if color == "never" else world.env(),  # the flag wins both ways
+        capture_output=True,
+        text=True,
+    )
+    line = next(ln for ln in out.stderr.splitlines() if ln.startswith("uv-shim: "))
+    assert ("\x1b[" in line) == (color == "always"), line
+
+
+def test_forced_colours_do_not_cost_the_protection(world: World, wheels):
+    """FORCE_COLOR made `uv cache dir` print its answer in escape codes: the shim then found "no
+    cache" and handed `uv cache clean` to the bare uv, which removed what live environments use.
+    Control: the bare clean breaks the same environment."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    out = world.uv("cache", "clean", NO_COLOR=None, FORCE_COLOR="1")
+    assert world.works(v), out.stderr
+    world.uv("cache", "clean", shim=False, NO_COLOR=None, FORCE_COLOR="1")
+    assert not world.works(v)
