@@ -127,8 +127,16 @@ def test_install_is_idempotent_and_never_replaces_a_real_uv(world: World, tmp_pa
             text=True,
         )
         assert out.returncode == 0
-        assert out.stdout.strip() == f'export PATH={bin_dir}:"$PATH"'
-    assert sorted(p.name for p in bin_dir.iterdir()) == [".uv-shim-bin", "uv", "uv-shim-boot.py", "uvx"]
+        assert out.stdout.strip() == f". {bin_dir}/env"
+    assert sorted(p.name for p in bin_dir.iterdir()) == [
+        ".uv-shim-bin",
+        "env",
+        "env.fish",
+        "uv",
+        "uv-shim",
+        "uv-shim-boot.py",
+        "uvx",
+    ]
     real_dir = tmp_path / "real"
     real_dir.mkdir()
     shutil.copy(world.real_uv, real_dir / "uv")

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import World
@@ -170,3 +171,50 @@ def test_adopt(world: World, wheels):
     assert all(world.value(v, "alpha") == "alpha-1.0" for v in (a, b, c))
     bad = shim_cmd(world, "adopt", str(world.root / "projects"), check=False)
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and "is not a Python environment" in bad.stderr
+
+
+def _documented(command: str) -> list[list[tuple]]:
+    """The key paths README's JSON list gives for ``command``: `a`, `a.b`, `a.{x,y}`,
+    `a[].{x,y}`, `a["k1"|"k2"].{x,y}`, as steps ("key", names) / ("list",) / ("keys", names).
+    Only the comma-separated items count: a backticked word inside a remark is not a key."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    bullet = re.search(rf"^- `{command}`: (.*?)(?=^- `|^\n)", readme, re.M | re.S)
+    assert bullet, command
+    paths = []
+    for m in re.finditer(r"(?:^|,\s+)`([a-z_][^`]*)`", bullet.group(1)):  # the list's items, not remarks
+        steps: list[tuple] = []
+        for part in re.findall(r"\{[^}]*\}|[^.]+", m.group(1)):
+            if part.startswith("{"):
+                steps.append(("key", part[1:-1].split(",")))
+                continue
+            name, _, bracket = part.partition("[")
+            steps.append(("key", [name]))
+            if bracket == "]":
+                steps.append(("list",))
+            elif bracket:
+                steps.append(("keys", re.findall(r'"([^"]+)"', bracket)))
+        if all(re.fullmatch(r"[a-z_]+", n) for kind, *rest in steps if kind == "key" for n in rest[0]):
+            paths.append(steps)
+    return paths
+
+
+def _holds(doc, steps) -> bool:
+    if not steps:
+        return True
+    kind, *rest = steps[0]
+    if kind == "list":
+        return isinstance(doc, list) and all(_holds(item, steps[1:]) for item in doc[:3])
+    names = rest[0]
+    return isinstance(doc, dict) and all(n in doc and _holds(doc[n], steps[1:]) for n in names)
+
+
+@pytest.mark.parametrize("command", ["status", "envs", "why", "du", "doctor", "adopt"])
+def test_readme_json_schemas_are_true(world: World, scene, command):
+    args = {"why": ["beta"], "adopt": [str(scene["live"])]}.get(command, [])
+    doc = json.loads(shim_cmd(world, command, *args, "--json", check=command != "doctor").stdout)
+    documented = _documented(command)
+    assert {p[0][1][0] for p in documented} == set(doc), (command, sorted(set(doc)))  # every top-level key, no more
+    for steps in documented:
+        assert _holds(doc, steps), (command, steps)
