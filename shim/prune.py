@@ -258,7 +258,8 @@ def prune_locked(
             # the shim sets nothing aside there): the two looks leave it out; the differential
             # tests measure the whole cache with du, so a uv that changes this is caught
             leave = () if ci else (cache.wheels,)
-            before = sizes.Footprint(cache, ours=False, leave=leave) if measure else None
+            protected = liveness.protected(roots)  # they stay: sized while uv prunes
+            before = sizes.Footprint(cache, ours=False, leave=leave, defer=set(protected)) if measure else None
         else:
             ev = evict.choose(cache, roots, policy, ci=ci)
             before = ev.footprint
@@ -269,7 +270,15 @@ def prune_locked(
         if lock is not None:
             lock.release()
         raise
+    sizing = None
+    if before is not None and before.deferred:
+        import threading
+
+        sizing = threading.Thread(target=before.measure_deferred, daemon=True)
+        sizing.start()
     code = run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
+    if sizing is not None:
+        sizing.join()
     if held is not None and ev is not None:
         if code == 0:
             held.finish()

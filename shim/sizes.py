@@ -23,6 +23,7 @@ from shim.manifest import SIZES
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Set as AbstractSet
     from typing import Optional
 
 BLOCK = 512  # st_blocks counts 512-byte units on every Unix
@@ -83,9 +84,10 @@ def tree_bytes(top: str) -> tuple[int, int]:
         if key in seen:
             continue
         seen.add(key)
-        total += disk_bytes(st)
-        if _private(path, st):
-            private += disk_bytes(st)
+        size = st.st_blocks * BLOCK
+        total += size
+        if size and _private(path, st):
+            private += size
     return total, private
 
 
@@ -112,11 +114,13 @@ class ArchiveSizes:
         except OSError:
             pass
 
-    def get(self, aid: str) -> tuple[int, int, str]:
+    def get(self, aid: str, info: Optional[str] = None) -> tuple[int, int, str]:
+        """(bytes, private bytes, dist-info name); ``info`` when the caller already knows it."""
         size = self.memo.get(aid)
         if size is None:
             total, private = tree_bytes(os.path.join(self.cache.archives, aid))
-            info = self.cache.dist_info(aid) or ""
+            if info is None:
+                info = self.cache.dist_info(aid) or ""
             size = self.memo[aid] = (total, private, info if _dist_info_name(info) else "")
             self.fresh = True
         return size
@@ -170,8 +174,10 @@ class Footprint:
         ours: bool = True,
         same: Optional[Footprint] = None,
         leave: Iterable[str] = (),
+        defer: AbstractSet[str] = frozenset(),
     ) -> None:
         self.cache = cache
+        self.deferred: list[str] = []  # archives of ``defer`` not measured yet (``measure_deferred``)
         self.inodes: dict[tuple[int, int], list] = {}
         self.archives: dict[str, tuple[int, int]] = {}
         self.hardlinked: set[str] = set()
@@ -181,7 +187,8 @@ class Footprint:
         self.light = same if same is not None and same.inode_numbers_hold and len(same.devices) == 1 else None
         self.dist_infos: dict[str, str] = {}  # archive id -> its *.dist-info folder name
         self.ours = 0
-        memo = ArchiveSizes(cache)
+        self.memo = memo = ArchiveSizes(cache)
+        self._write = write
         memoized = 0
         try:
             ids = sorted(os.listdir(cache.archives))
@@ -224,7 +231,11 @@ class Footprint:
                 self.walked.add(aid)
                 self.archives[aid] = self._walk(prefix + aid, aid, on_link, baseline=baseline)
                 continue
-            total, private, _info = memo.get(aid)
+            if aid in defer and aid not in memo.memo:
+                self.deferred.append(aid)  # it stays: measured later, off the critical path
+                self.archives[aid] = (0, 0)
+                continue
+            total, private, _info = memo.get(aid, info)
             memoized += total
             self.archives[aid] = (total, private) if aid in self.hardlinked else (total, total)
         self.left = tuple(leave) if same is None else same.left
@@ -235,6 +246,22 @@ class Footprint:
         if ours:  # a walk of every pin: skipped where only what uv removes matters
             self.ours = tree_bytes(cache.manifest)[0]
         self.total = sum(i[0] for i in self.inodes.values()) + memoized + self.ours
+
+    def measure_deferred(self) -> None:
+        """Measure what ``defer`` left out (say in a thread while uv prunes: those archives are
+        pinned, uv leaves them alone) and add them to ``total``."""
+        for aid in self.deferred:
+            if not os.path.isdir(os.path.join(self.cache.archives, aid)):
+                continue
+            total, private, _info = self.memo.get(aid, self.dist_infos.get(aid, ""))
+            self.archives[aid] = (total, private) if aid in self.hardlinked else (total, total)
+            self.total += total
+        self.deferred = []
+        if self._write:
+            try:
+                self.memo.save(os.listdir(self.cache.archives))
+            except OSError:
+                pass
 
     def _walk(
         self,
