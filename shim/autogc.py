@@ -90,31 +90,18 @@ def maybe_start(root: str, build: UvBuild, uv_path: str) -> None:
 
 
 def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
-    import sys
+    from shim import followup
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    first = os.fork()
-    if first:
-        os.waitpid(first, 0)  # the middle process exits at once: the helper is nobody's zombie
-        return
-    try:
-        if os.fork():
-            os._exit(0)
-        from shim import followup
-
-        followup.detach()
+    def work(_middle: int) -> None:
         os.chdir("/")  # keep no user folder busy
         _lower_priority()
-        code = 0
         try:
             run(root, build, uv_path, os.environ)
-        except BaseException as e:  # nothing may escape into a forked copy of the shim
+        except BaseException as e:
             log(root, "failed", reason=f"{type(e).__name__}: {e}")
-            code = 1
-        os._exit(code)
-    except BaseException:
-        os._exit(1)
+            raise
+
+    followup.spawn_detached(work)
 
 
 def _lower_priority() -> None:

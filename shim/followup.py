@@ -51,25 +51,36 @@ def start(
     """Fork the detached helper for uv about to be exec'ed in this process (same pid).
     ``cached``: uv runs the program in an environment it keeps in the cache (found at the end)."""
     uv_pid = os.getpid()
+
+    def work(middle: int) -> None:  # middle: uv's child for a moment, not the user's program
+        _finish(root, build, envs, inv, uv_pid, middle, cached, gens)
+        if uv_path:  # the automatic prune, if due: only now, with our pins in and our lock let go
+            from shim import autogc
+
+            autogc.maybe_start(root, build, uv_path)
+
+    spawn_detached(work)
+
+
+def spawn_detached(work: Callable[[int], None]) -> None:
+    """Run ``work(pid of the middle process)`` in a detached grandchild and return at once: two
+    forks (the middle exits at once, so the helper is nobody's zombie), then ``detach``. Nothing
+    escapes the forked copy: it always ends in ``os._exit``."""
     sys.stdout.flush()
     sys.stderr.flush()
     first = os.fork()
     if first:
-        os.waitpid(first, 0)  # the middle process exits at once: the helper is nobody's zombie
+        os.waitpid(first, 0)
         return
     try:
-        middle = os.getpid()  # uv's child for a moment: not the user's program
+        middle = os.getpid()
         if os.fork():
             os._exit(0)
         detach()
         code = 0
         try:
-            _finish(root, build, envs, inv, uv_pid, middle, cached, gens)
-            if uv_path:  # the automatic prune, if due: only now, with our pins in and our lock let go
-                from shim import autogc
-
-                autogc.maybe_start(root, build, uv_path)
-        except BaseException:  # nothing may escape into a forked copy of the shim
+            work(middle)
+        except BaseException:
             code = 1
         os._exit(code)
     except BaseException:

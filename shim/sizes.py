@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 
+from shim import report
 from shim.cache import Cache
 from shim.manifest import SIZES
 
@@ -45,22 +46,11 @@ def entries(top: str, stop: Iterable[str] = ()) -> Iterator[tuple[str, os.stat_r
     yield top, st
     if not stat.S_ISDIR(st.st_mode):
         return
-    stack = [top]
-    while stack:
-        d = stack.pop()
+    for e in report.walk(top, descend=lambda e: e.path not in stop):
         try:
-            it = os.scandir(d)
+            yield e.path, e.stat(follow_symlinks=False)
         except OSError:
             continue
-        with it:
-            for e in it:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                yield e.path, st
-                if stat.S_ISDIR(st.st_mode) and e.path not in stop:
-                    stack.append(e.path)
 
 
 def _private(path: str, st: os.stat_result) -> bool:
@@ -335,23 +325,9 @@ class Footprint:
         note(top, st.st_ino)
         if not stat.S_ISDIR(st.st_mode):
             return total, total  # a link or a file: never entered
-        stack = [top]
-        while stack:
-            d = stack.pop()
-            try:
-                it = os.scandir(d)
-            except OSError:
-                continue
-            with it:
-                for e in it:
-                    if e.path in skip:
-                        continue
-                    note(e.path, e.inode())
-                    try:
-                        if e.is_dir(follow_symlinks=False) and e.path not in stop:
-                            stack.append(e.path)
-                    except OSError:
-                        continue
+        for e in report.walk(top, descend=lambda e: e.path not in stop):
+            if e.path not in skip:
+                note(e.path, e.inode())
         return total, total
 
 

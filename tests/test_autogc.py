@@ -64,8 +64,8 @@ def test_runs_in_the_background_when_due_and_logs_it(world: World, wheels):
     w.install(gone, "beta==1.0", find_links=wheels)
     shutil.rmtree(gone)
     auto = {"UV_SHIM_AUTO_UNUSED": "1"}
+    bare = w.install(w.venv("b"), "alpha==1.0", find_links=wheels, shim=False)  # first: it would hold the cache
     out = w.install(v, "alpha==1.0", find_links=wheels, **auto)
-    bare = w.install(w.venv("b"), "alpha==1.0", find_links=wheels, shim=False)
     assert (out.returncode, out.stdout, out.stderr) == (bare.returncode, bare.stdout, bare.stderr)  # uv's, and only
     (entry,) = wait_for_log(w, 1)
     assert entry["outcome"] == "ran" and entry["policy"] == {"unused": True, "every": 86400.0}
