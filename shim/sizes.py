@@ -95,12 +95,14 @@ class ArchiveSizes:
                 raise FileNotFoundError(SIZES)
             for line in area.read(SIZES).decode("utf-8", "replace").splitlines():
                 parts = line.split(" ")
-                if (
-                    len(parts) == 4
-                    and all(p.isascii() and p.isdigit() and len(p) < 19 for p in parts[1:3])
-                    and _dist_info_name(parts[3])
-                ):
-                    self.memo[parts[0]] = (int(parts[1]), int(parts[2]), parts[3] if parts[3] != "-" else "")
+                if len(parts) != 4:
+                    continue
+                try:
+                    total, private = int(parts[1]), int(parts[2])
+                except ValueError:
+                    continue
+                if 0 <= private <= total < 2**62 and _dist_info_name(parts[3]):
+                    self.memo[parts[0]] = (total, private, parts[3] if parts[3] != "-" else "")
         except OSError:
             pass
 
@@ -155,6 +157,7 @@ class Footprint:
 
     inode_numbers_hold = False  # may a later look trust folder entries' inode numbers?
     left: tuple[str, ...] = ()  # folders not looked at
+    memo: ArchiveSizes
 
     def __init__(
         self,
@@ -177,7 +180,7 @@ class Footprint:
         self.light = same if same is not None and same.inode_numbers_hold and len(same.devices) == 1 else None
         self.dist_infos: dict[str, str] = {}  # archive id -> its *.dist-info folder name
         self.ours = 0
-        self.memo = memo = ArchiveSizes(cache)
+        self.memo = memo = same.memo if same is not None else ArchiveSizes(cache)
         self._write = write
         memoized = 0
         try:
@@ -201,6 +204,15 @@ class Footprint:
                 self.archives[aid] = same.archives[aid]  # unchanged since ``same`` looked
                 memoized += same.archives[aid][0]
                 continue
+            if aid in defer and cache.link_baseline(aid) == 1:  # it stays: only its size matters,
+                # and that can wait if unknown (not in the files layout: shared files count once)
+                if aid in memo.memo:
+                    self.archives[aid] = (memo.memo[aid][0], memo.memo[aid][0])
+                    memoized += memo.memo[aid][0]
+                else:
+                    self.deferred.append(aid)
+                    self.archives[aid] = (0, 0)
+                continue
             baseline = cache.link_baseline(aid)
             if aid in memo.memo and baseline == 1:
                 info = memo.memo[aid][2]
@@ -221,10 +233,6 @@ class Footprint:
                 self.walked.add(aid)
                 self.archives[aid] = self._walk(prefix + aid, aid, on_link, baseline=baseline)
                 continue
-            if aid in defer and aid not in memo.memo:
-                self.deferred.append(aid)  # it stays: measured later, off the critical path
-                self.archives[aid] = (0, 0)
-                continue
             total, private, _info = memo.get(aid, info)
             memoized += total
             self.archives[aid] = (total, private) if aid in self.hardlinked else (total, total)
@@ -243,8 +251,8 @@ class Footprint:
         for aid in self.deferred:
             if not os.path.isdir(os.path.join(self.cache.archives, aid)):
                 continue
-            total, private, _info = self.memo.get(aid, self.dist_infos.get(aid, ""))
-            self.archives[aid] = (total, private) if aid in self.hardlinked else (total, total)
+            total, _private, _info = self.memo.get(aid)
+            self.archives[aid] = (total, total)
             self.total += total
         self.deferred = []
         if self._write:
