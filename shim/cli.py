@@ -45,7 +45,11 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
 
         code = realuv.run_uv(exec_path, argv0, run_args, env)  # uv's own help, as uv prints it
         if code == 0:
-            sys.stdout.write(settings.help_section(inv.words[1]))
+            try:
+                sys.stdout.write(settings.help_section(inv.words[1]))
+                sys.stdout.flush()
+            except BrokenPipeError:  # `| head`: uv's exit code stands
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         realuv.mirror_exit(code)
     if not inv.intercepted:
         realuv.exec_uv(exec_path, argv0, run_args, env)
@@ -241,10 +245,10 @@ def cmd_install(ns: argparse.Namespace) -> int:
     else:
         say(f"Real uv: {found}\n")
     if ns.no_modify_path or uvargs.env_true(os.environ, "UV_SHIM_NO_MODIFY_PATH"):
-        say(f"Left your shell profiles alone: put {bin_dir} first on PATH yourself, or source {bin_dir}/env\n")
+        say(f"Left your shell profiles alone: put {bin_dir} first on PATH yourself, or source {bin_dir}/uv-shim.env\n")
         profiles.write_env(bin_dir)
     else:
-        changed = profiles.add(bin_dir, os.environ)
+        changed = profiles.add(bin_dir, os.environ, style.warn)
         home = os.path.expanduser("~")
         shown = ", ".join(p.replace(home, "~", 1) if p.startswith(home + os.sep) else p for p in changed)
         if changed:

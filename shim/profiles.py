@@ -1,7 +1,8 @@
 """Put uv-shim on PATH for every future shell, the way uv's own installer does.
 
-``uv-shim install`` writes two small env scripts beside the launchers (``env`` for POSIX shells,
-``env.fish``) that put the launcher folder first on PATH, and adds one marked line sourcing them
+``uv-shim install`` writes two small env scripts beside the launchers (``uv-shim.env`` for POSIX
+shells, ``uv-shim.env.fish``) that put the launcher folder first on PATH (names of our own: uv's
+installer writes an ``env`` of its own in ``~/.local/bin``), and adds one marked line sourcing them
 to the profiles uv's installer uses: ``~/.profile`` (login ``sh``, ``dash``, and ``bash`` without
 its own login file), ``~/.bashrc`` (interactive ``bash``), ``~/.bash_profile`` and
 ``~/.bash_login`` when they exist (a login ``bash`` reads those instead of ``~/.profile``),
@@ -20,10 +21,12 @@ from shim import paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 MARK = "# uv-shim (`uv-shim uninstall` removes this line)"
 FISH_FILE = "uv-shim.env.fish"
+ENV_SH, ENV_FISH = "uv-shim.env", "uv-shim.env.fish"  # beside the launchers: names of our own
+HEADER = "# uv-shim: put its launchers first on PATH."
 
 
 def _q(path: str) -> str:
@@ -40,17 +43,17 @@ def env_scripts(bin_dir: str) -> dict[str, str]:
     """File name (beside the launchers) -> content."""
     q = _q(bin_dir)
     posix = (
-        "# uv-shim: put its launchers first on PATH. Written by `uv-shim install`, sourced by your\n"
+        f"{HEADER} Written by `uv-shim install`, sourced by your\n"
         "# shell profiles; `uv-shim uninstall` removes it and those lines.\n"
-        f'case ":$PATH" in\n    :{q}:*) ;;\n    *) export PATH={q}":$PATH" ;;\nesac\n'
+        f'case ":$PATH:" in\n    :{q}:*) ;;\n    *) export PATH={q}":$PATH" ;;\nesac\n'
     )
     f = _q_fish(bin_dir)
     fish = (
-        "# uv-shim: put its launchers first on PATH. Written by `uv-shim install`; `uv-shim uninstall`\n"
+        f"{HEADER} Written by `uv-shim install`; `uv-shim uninstall`\n"
         "# removes it.\n"
         f'if test "$PATH[1]" != {f}\n    set -gx PATH {f} $PATH\nend\n'
     )
-    return {"env": posix, "env.fish": fish}
+    return {ENV_SH: posix, ENV_FISH: fish}
 
 
 def profiles(env: Mapping[str, str]) -> list[tuple[str, bool]]:
@@ -70,48 +73,76 @@ def fish_file(env: Mapping[str, str]) -> str:
 
 
 def _line(bin_dir: str) -> str:
-    return f". {_q(os.path.join(bin_dir, 'env'))}  {MARK}\n"
+    """Harmless if the file has gone (a profile another uninstall did not see, say)."""
+    env = _q(os.path.join(bin_dir, ENV_SH))
+    return f"[ -f {env} ] && . {env}  {MARK}\n"
+
+
+def _ours(line: str) -> bool:
+    return line.rstrip().endswith(MARK)
+
+
+def _read(path: str) -> str:
+    """A profile's text as it is: line endings untouched, any bytes kept."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        return f.read()
 
 
 def write_env(bin_dir: str) -> None:
     for name, text in env_scripts(bin_dir).items():
-        paths.write_atomic(os.path.join(bin_dir, name), text.encode())
+        path = os.path.join(bin_dir, name)
+        if os.path.lexists(path) and not _is_ours(path):
+            raise OSError(17, "exists and is not uv-shim's; choose another --bin-dir", path)
+        paths.write_atomic(path, text.encode())
 
 
-def add(bin_dir: str, env: Mapping[str, str]) -> list[str]:
+def _is_ours(path: str) -> bool:
+    try:
+        return _read(path).startswith(HEADER)
+    except (OSError, ValueError):
+        return False
+
+
+def add(bin_dir: str, env: Mapping[str, str], warn: Callable[[str], None]) -> list[str]:
     """Write the env scripts and the profile lines; return the files changed (none when all
-    were already there)."""
+    were already there). A profile that cannot be read or written is one warning, and the
+    others are still done."""
     write_env(bin_dir)
     changed = []
     line = _line(bin_dir)
     for profile, create in profiles(env):
         try:
-            with open(profile, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
-        except FileNotFoundError:
-            if not create:
-                continue
-            text = ""
-        if line.rstrip("\n") in text.splitlines():
-            continue  # already there
-        lines = [ln for ln in text.splitlines(keepends=True) if not ln.rstrip("\n").endswith(MARK)]
-        body = "".join(lines)
-        if body and not body.endswith("\n"):
-            body += "\n"
-        _write(profile, body + line)
-        changed.append(profile)
+            try:
+                text = _read(profile)
+            except FileNotFoundError:
+                if not create:
+                    continue
+                text = ""
+            lines = text.splitlines(keepends=True)
+            if any(ln.rstrip() == line.rstrip() for ln in lines):
+                continue  # already there
+            body = "".join(ln for ln in lines if not _ours(ln))
+            newline = "\r\n" if "\r\n" in body else "\n"
+            if body and not body.endswith("\n"):
+                body += newline
+            _write(profile, body + line.replace("\n", newline))
+            changed.append(profile)
+        except (OSError, ValueError) as e:
+            warn(f"cannot add uv-shim's line to {profile}: {getattr(e, 'strerror', None) or e}")
     fish = fish_file(env)
     if os.path.isdir(os.path.dirname(os.path.dirname(fish))):  # fish is set up here
-        text = f"source {_q_fish(os.path.join(bin_dir, 'env.fish'))}  {MARK}\n"
+        text = f"source {_q_fish(os.path.join(bin_dir, ENV_FISH))}  {MARK}\n"
         try:
-            with open(fish, encoding="utf-8") as f:
-                same = f.read() == text
-        except OSError:
-            same = False
-        if not same:
-            os.makedirs(os.path.dirname(fish), exist_ok=True)
-            _write(fish, text)
-            changed.append(fish)
+            try:
+                same = _read(fish) == text
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.makedirs(os.path.dirname(fish), exist_ok=True)
+                _write(fish, text)
+                changed.append(fish)
+        except (OSError, ValueError) as e:
+            warn(f"cannot write {fish}: {getattr(e, 'strerror', None) or e}")
     return changed
 
 
@@ -120,28 +151,24 @@ def remove(bin_dir: str, env: Mapping[str, str]) -> list[str]:
     changed = []
     for profile, _create in profiles(env):
         try:
-            with open(profile, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
-        except OSError:
+            text = _read(profile)
+            kept = "".join(ln for ln in text.splitlines(keepends=True) if not _ours(ln))
+            if kept != text:
+                _write(profile, kept)
+                changed.append(profile)
+        except (OSError, ValueError):
             continue
-        kept = [ln for ln in text.splitlines(keepends=True) if not ln.rstrip("\n").endswith(MARK)]
-        if "".join(kept) != text:
-            _write(profile, "".join(kept))
-            changed.append(profile)
     fish = fish_file(env)
     try:
-        with open(fish, encoding="utf-8") as f:
-            ours = f.read().rstrip("\n").endswith(MARK)
-    except OSError:
-        ours = False
-    if ours:
-        os.unlink(fish)
-        changed.append(fish)
+        if _ours(_read(fish)):
+            os.unlink(fish)
+            changed.append(fish)
+    except (OSError, ValueError):
+        pass
     for name in env_scripts(bin_dir):
-        try:
-            os.unlink(os.path.join(bin_dir, name))
-        except FileNotFoundError:
-            pass
+        path = os.path.join(bin_dir, name)
+        if _is_ours(path):
+            os.unlink(path)
     return changed
 
 
@@ -159,5 +186,5 @@ def _write(path: str, text: str) -> None:
 def source_line(bin_dir: str, shell: str = "sh") -> str:
     """What to run in the current shell to get the same PATH now."""
     if shell == "fish":
-        return f"source {_q_fish(os.path.join(bin_dir, 'env.fish'))}"
-    return f". {_q(os.path.join(bin_dir, 'env'))}"
+        return f"source {_q_fish(os.path.join(bin_dir, ENV_FISH))}"
+    return f". {_q(os.path.join(bin_dir, ENV_SH))}"

@@ -230,6 +230,8 @@ def parse(argv: Sequence[str]) -> Invocation:
                 else:
                     for ch in name[1:]:
                         flags.add("-" + ch)
+                    if "h" in name[1:]:  # `-qh` asks for help as `-h` does: never a prune
+                        inv.help = True
                     continue
             flags.add(name)
             if name in ("-h", "--help"):

@@ -127,14 +127,14 @@ def test_install_is_idempotent_and_never_replaces_a_real_uv(world: World, tmp_pa
             text=True,
         )
         assert out.returncode == 0
-        assert out.stdout.strip() == f". {bin_dir}/env"
+        assert out.stdout.strip() == f". {bin_dir}/uv-shim.env"
     assert sorted(p.name for p in bin_dir.iterdir()) == [
         ".uv-shim-bin",
-        "env",
-        "env.fish",
         "uv",
         "uv-shim",
         "uv-shim-boot.py",
+        "uv-shim.env",
+        "uv-shim.env.fish",
         "uvx",
     ]
     real_dir = tmp_path / "real"

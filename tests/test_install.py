@@ -96,7 +96,7 @@ def test_install_is_idempotent_and_uninstall_takes_out_exactly_its_lines(tmp_pat
     originals = _texts(home)
     first = _install(env)
     assert "Put it first on PATH for new shells in: ~/.profile, ~/.bashrc, ~/.bash_profile" in first.stderr
-    assert first.stdout.strip() == f". {shlex.quote(env['UV_SHIM_HOME'] + '/bin/env')}"
+    assert first.stdout.strip() == f". {shlex.quote(env['UV_SHIM_HOME'] + '/bin/uv-shim.env')}"
     snapshot = _texts(home)
     assert not (home / ".bash_login").exists()  # only profiles that exist, besides the usual ones
     second = _install(env)
@@ -118,7 +118,7 @@ def test_no_modify_path(tmp_path):
     assert "Left your shell profiles alone" in out.stderr
     untouched = _texts(home)
     out = _install(env, "--no-modify-path")
-    assert (Path(env["UV_SHIM_HOME"]) / "bin" / "env").is_file()
+    assert (Path(env["UV_SHIM_HOME"]) / "bin" / "uv-shim.env").is_file()
     out = _install({**env, "UV_SHIM_NO_MODIFY_PATH": "1"})
     assert _texts(home) == untouched
 
@@ -153,3 +153,35 @@ def test_the_readme_install_command_on_a_fresh_home(tmp_path):
     assert demo.returncode == 0, demo.stderr
     rows = {line.split()[1]: line.split()[2:] for line in demo.stdout.splitlines() if line.startswith("  venv")}
     assert rows == {"a": ["BROKEN", "works"], "b": ["works", "works"]}, demo.stdout
+
+
+def test_profiles_keep_their_bytes_and_odd_ones_are_one_warning(tmp_path):
+    """CRLF line endings and lone CRs survive; a marked line an editor padded with a space is
+    recognised (not added twice, and removed); a profile that is a folder is one warning, and
+    the other profiles are still done; an `env` of uv's own installer in the same folder is left
+    alone."""
+    home, env = _home(tmp_path)
+    (home / ".bashrc").write_bytes(b'PS1="x\ry"\r\nexport A=1\r\n')
+    (home / ".zshrc").unlink()
+    (home / ".zshrc").mkdir()
+    bin_dir = home / "bin"  # a folder where another installer keeps an `env` of its own
+    bin_dir.mkdir()
+    theirs = b'export PATH="$HOME/bin:$PATH"\n'
+    (bin_dir / "env").write_bytes(theirs)
+    out = _install({**env, "UV_SHIM_HOME": str(tmp_path / "s")}, "--bin-dir", str(bin_dir))
+    assert "cannot add uv-shim's line to" in out.stderr and ".zshrc" in out.stderr
+    assert (bin_dir / "env").read_bytes() == theirs
+    bashrc = (home / ".bashrc").read_bytes()
+    assert bashrc.startswith(b'PS1="x\ry"\r\nexport A=1\r\n') and bashrc.endswith(b"removes this line)\r\n")
+    padded = bashrc.replace(b"removes this line)\r\n", b"removes this line)  \r\n")
+    (home / ".bashrc").write_bytes(padded)
+    _install({**env, "UV_SHIM_HOME": str(tmp_path / "s")}, "--bin-dir", str(bin_dir))
+    assert (home / ".bashrc").read_bytes() == padded  # recognised: not added again
+    subprocess.run(
+        [sys.executable, "-m", "shim", "uninstall", "--bin-dir", str(bin_dir)],
+        env={**env, "UV_SHIM_HOME": str(tmp_path / "s")},
+        check=True,
+        capture_output=True,
+    )
+    assert (home / ".bashrc").read_bytes() == b'PS1="x\ry"\r\nexport A=1\r\n'
+    assert (bin_dir / "env").read_bytes() == theirs and not (bin_dir / "uv").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,17 @@ def test_forced_colours_do_not_cost_the_protection(world: World, wheels):
     assert world.works(v), out.stderr
     world.uv("cache", "clean", shim=False, NO_COLOR=None, FORCE_COLOR="1")
     assert not world.works(v)
+
+
+@pytest.mark.parametrize("flag", ["-h", "-qh", "-hq", "--help"])
+def test_asking_for_help_never_prunes(world: World, wheels, flag):
+    """`-qh` is help too: it ran a real prune with the policy in force (a review found it).
+    Control: the same command without help evicts the archive."""
+    gone = world.venv("gone")
+    world.install(gone, "beta==1.0", find_links=wheels)
+    shutil.rmtree(gone)
+    out = world.uv("cache", "prune", flag, UV_SHIM_UNUSED="1")
+    assert "Usage:" in out.stdout and "uv-shim options" in out.stdout
+    assert len(world.archives()) == 1
+    world.uv("cache", "prune", "-q", UV_SHIM_UNUSED="1")
+    assert world.archives() == []
