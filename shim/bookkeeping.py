@@ -54,7 +54,6 @@ class Warnings:
                 self.sink(message)
                 return
             style.warn(message)
-            sys.stderr.flush()
 
 
 class Book:

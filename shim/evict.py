@@ -23,6 +23,7 @@ from shim.manifest import LAST_USE
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from collections.abc import Set as AbstractSet
     from typing import Optional
 
     from shim.policy import Policy
@@ -146,6 +147,21 @@ class Eviction:
         self.released = 0  # bytes of the records a real prune releases first (a dry run's estimate)
 
 
+def keepers(cache: Cache, roots: list[liveness.Root], hardlinked: AbstractSet[str]) -> dict[str, set[str]]:
+    """Archive id -> the environments that keep it in the cache: pinned (live, other hosts',
+    unverifiable), or among ``hardlinked`` and linked so by a recorded environment (uv-shim never
+    evicts those)."""
+    out = {aid: {r.path for r in rs} for aid, rs in liveness.protected(roots).items()}
+    for r in roots:
+        if r.record is None or r.state in (liveness.DEAD, liveness.EXPIRED):
+            continue
+        if set(r.record.link_modes) - {"symlink"}:
+            for d in (r.record.distributions or r.distributions(cache)).values():
+                if d.archive in hardlinked:
+                    out.setdefault(d.archive, set()).add(r.path)
+    return out
+
+
 def released_bytes(cache: Cache, roots: list[liveness.Root]) -> int:
     """What the records of dead and expired roots occupy: a prune releases them before it
     measures anything, so a dry run (which releases nothing) takes them off its figures."""
@@ -224,21 +240,13 @@ def choose(
     ev.size_after = size if policy.max_size is not None else survey.total - ev.freed
     if policy.max_size is not None:
         ev.budget = int(policy.max_size)
-        holds: dict[str, set[str]] = {}  # environment -> the archives it keeps in the cache
-        for aid, holders in protected.items():
-            for root in holders:
-                holds.setdefault(root.path, set()).add(aid)
-        for r in roots:  # and what environments hardlink (uv-shim never evicts those)
-            if r.record is None or r.state in (liveness.DEAD, liveness.EXPIRED):
-                continue
-            if set(r.record.link_modes) - {"symlink"}:
-                dists = r.record.distributions or r.distributions(cache)
-                linked = {d.archive for d in dists.values() if d.archive in survey.hardlinked}
-                if linked:
-                    holds.setdefault(r.path, set()).update(linked)
-        held = {path: sum(survey.sizes.get(a, 0) for a in ids) for path, ids in holds.items()}
+        keep = keepers(cache, roots, survey.hardlinked)
+        held: dict[str, int] = {}  # environment -> bytes of the archives it keeps
+        for aid, paths in keep.items():
+            for path in paths:
+                held[path] = held.get(path, 0) + survey.sizes.get(aid, 0)
         ev.held = sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))
-        ev.held_bytes = sum(survey.sizes.get(a, 0) for a in set().union(*holds.values()) | survey.hardlinked)
+        ev.held_bytes = sum(survey.sizes.get(a, 0) for a in set(keep) | survey.hardlinked)
         remaining = sum(size for aid, size in survey.sizes.items() if aid not in chosen and aid not in going)
         ev.other_bytes = max(0, ev.size_after - remaining)
     ev.hardlinked = sorted(set(ev.hardlinked))

@@ -149,22 +149,20 @@ def add(bin_dir: str, env: Mapping[str, str], warn: Callable[[str], None]) -> li
 def remove(bin_dir: str, env: Mapping[str, str]) -> list[str]:
     """Take out exactly the marked lines, the fish file and the env scripts; return what changed."""
     changed = []
-    for profile, _create in profiles(env):
+    fish = fish_file(env)
+    for profile in [p for p, _create in profiles(env)] + [fish]:
         try:
             text = _read(profile)
             kept = "".join(ln for ln in text.splitlines(keepends=True) if not _ours(ln))
-            if kept != text:
+            if kept == text:
+                continue
+            if profile == fish and not kept.strip():
+                os.unlink(fish)  # the file is ours alone: it goes (lines someone added stay)
+            else:
                 _write(profile, kept)
-                changed.append(profile)
+            changed.append(profile)
         except (OSError, ValueError):
             continue
-    fish = fish_file(env)
-    try:
-        if _ours(_read(fish)):
-            os.unlink(fish)
-            changed.append(fish)
-    except (OSError, ValueError):
-        pass
     for name in env_scripts(bin_dir):
         path = os.path.join(bin_dir, name)
         if _is_ours(path):

@@ -265,14 +265,7 @@ def package_rows(cache: Cache, roots: list[liveness.Root], fp: Any) -> list[dict
     from shim import plan as planner
     from shim.sizes import tree_bytes
 
-    holders: dict[str, set[str]] = {aid: {r.path for r in rs} for aid, rs in liveness.protected(roots).items()}
-    for r in roots:
-        if r.record is None or r.state in (liveness.DEAD, liveness.EXPIRED):
-            continue
-        if set(r.record.link_modes) - {"symlink"}:
-            for d in (r.record.distributions or r.distributions(cache)).values():
-                if d.archive in fp.hardlinked:
-                    holders.setdefault(d.archive, set()).add(r.path)
+    holders = evict.keepers(cache, roots, fp.hardlinked)
     used = evict.last_use(cache, evict.remember_last_use(cache, roots, write=False), list(fp.archives))
     groups: dict[tuple[str, str], dict[str, Any]] = {}
 

@@ -57,3 +57,5 @@ def test_the_automatic_prune_refuses_a_home_folder(world: World, tmp_path):
     entry = json.loads(out.stdout)
     assert entry["outcome"] == "skipped" and "home" in entry["reason"], entry
     assert (home / "Documents" / "thesis.tex").read_text() == "years of work"
+    world.uv("cache", "prune", shim=False, UV_CACHE_DIR=str(home))  # control: the bare prune empties it
+    assert not (home / "Documents").exists()
