@@ -1,25 +1,29 @@
 #!/usr/bin/env python3
-"""Overhead of uv-shim against the bare uv, measured in the same run, same cache, same machine.
+"""What uv-shim adds to uv, measured against the bare uv in the same run, same cache, same machine.
 
-    python scripts/bench.py [--uv /path/to/uv] [--rounds 21]
+    python scripts/bench.py [--uv /path/to/uv] [--rounds 15] [--only PART]
 
-Prints medians for the bare uv and through the shim, the difference and the target:
-  passthrough      `uv --version`                                         target: +5 ms
-  no-op install    `uv pip install pkg000` into a 100-distribution venv   target: +25 ms
-  no-op run        `uv run python -c pass` in a 100-distribution project  target: +25 ms
-  100-dist install symlink install of 100 wheels into a fresh venv        target: +10 %
-  generations      the same install with a second uv generation seen on the cache  target: x1.05
-  prune            10,000 archives, 1,000 roots (synthetic, scripts/gencache.py)  target: x1.5, 200 MiB
-  auto gc check    the no-op install with an automatic policy set (not due) against none  target: +1 ms
+Parts (``--only``), each printing its rows as it goes, then one table at the end with the
+machine named; exit 1 if a target is missed:
+  hot          passthrough, the no-op `uv pip install` / `uv sync` / `uv run` in a 100-distribution
+               environment the shim has seen, `uvx <cached tool>`, `uv run --with <cached pkg>`
+  install      a fresh install, warm cache, of 10 and 100 wheels in every link mode
+  autogc       the automatic prune's check on the hot path (policy set, not due, against none)
+  generations  the bookkeeping with a second uv generation seen on the cache
+  prune        `uv cache prune` on a synthetic cache of 10,000 archives / 1,000 roots: first and
+               later prunes, `--max-size` (half the cache) against a plain prune, peak memory
+  growth       the shim's added prune time at 1k/10k/30k archives and 100/1,000/5,000 roots, peak
+               memory at 30k archives, and the cost of verifying one unchanged root
 
-Bare and shim runs alternate so machine noise hits both alike. All paths are absolute (no
-pyenv shim or PATH lookup in the measured command). Uses tiny local wheels: no network.
+Bare and shim runs alternate so machine noise hits both alike; figures are medians. All paths are
+absolute (no pyenv shim or PATH lookup in the measured command). Tiny local wheels: no network.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -35,6 +39,29 @@ sys.path.insert(0, str(REPO))
 
 from conftest import make_wheel  # noqa: E402
 
+LINK_MODES = ("symlink", "hardlink", "copy", "clone")
+ROWS: list[tuple[str, str, str, str, str, bool]] = []  # case, bare, shim, added, target, met
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def row(case: str, bare: str, shim: str, added: str, target: str, met: bool) -> bool:
+    ROWS.append((case, bare, shim, added, target, met))
+    print(f"{case:<52} {bare:>11} {shim:>11} {added:>24}   {target:<12} {'ok' if met else 'MISSED'}", flush=True)
+    return met
+
+
+def delta_row(case: str, bare: float, shim: float, target_ms: float) -> bool:
+    diff = (shim - bare) * 1000
+    return row(case, ms(bare), ms(shim), f"{diff:+.1f} ms", f"+{target_ms:g} ms", diff <= target_ms)
+
+
+def ratio_row(case: str, bare: float, shim: float, target: float, extra: str = "") -> bool:
+    r = shim / bare
+    return row(case, ms(bare), ms(shim), f"x{r:.2f}{extra}", f"x{target:g}", r <= target)
+
 
 def timed(cmd, env, cwd) -> float:
     t0 = time.perf_counter()
@@ -43,6 +70,7 @@ def timed(cmd, env, cwd) -> float:
 
 
 def pair(rounds, bare_cmd, shim_cmd, env, cwd, before=None):
+    """Medians of ``rounds`` runs of each, alternating which goes first."""
     bare, shim = [], []
     for i in range(rounds):
         order = [(bare, bare_cmd), (shim, shim_cmd)] if i % 2 == 0 else [(shim, shim_cmd), (bare, bare_cmd)]
@@ -53,135 +81,308 @@ def pair(rounds, bare_cmd, shim_cmd, env, cwd, before=None):
     return statistics.median(bare), statistics.median(shim)
 
 
-def report(name, bare, shim, target_ms=None, target_pct=None, check=True):
-    diff = (shim - bare) * 1000
-    pct = (shim / bare - 1) * 100
-    if target_ms is not None:
-        ok = diff <= target_ms
-        target = f"+{target_ms} ms"
-    else:
-        ok = pct <= target_pct
-        target = f"+{target_pct}%"
-    verdict = ("ok" if ok else "MISSED") if check else "(whole command, for reference)"
-    print(
-        f"{name:<30} bare {bare * 1000:8.1f} ms   shim {shim * 1000:8.1f} ms   {diff:+7.1f} ms ({pct:+5.1f}%)   target {target:<7} {verdict}"
-    )
-    return ok or not check
-
-
-def install_100(args, real_uv, shim_uv, env, tmp, python, files) -> bool:
-    """A fresh venv per round (a new root each time), 100 wheels of ``files`` modules each,
-    warm cache (archives unpacked, as on any machine that installed them once)."""
-    wheels = tmp / f"wheels-{files}"
-    names = [f"w{files}pkg{i:03d}" for i in range(100)]
-    for n in names:
-        make_wheel(wheels, n, "1.0", {f"{n}/m{j}.py": f"X = {j}\n" for j in range(files - 1)})
-    find = ["--no-index", "--find-links", str(wheels)]
-    counter = iter(range(10**6))
-    current = {}
-
-    def new_venv():
-        current["venv"] = tmp / f"fresh-{files}-{next(counter)}"
-        subprocess.run([real_uv, "venv", "-q", "--python", python, str(current["venv"])], check=True, env=env)
-
-    new_venv()
-    subprocess.run(
-        [real_uv, "pip", "install", "-q", "--python", str(current["venv"] / "bin" / "python"), *find, *names],
-        check=True,
-        env=env,
-    )
-    bare, shim, book = [], [], []
-    for i in range(max(5, args.rounds // 2)):
-        for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
-            new_venv()
-            exe = real_uv if which == "bare" else shim_uv
-            cmd = [exe, "pip", "install", "-v", "--python", str(current["venv"] / "bin" / "python"), *find, *names]
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-            (bare if which == "bare" else shim).append(time.perf_counter() - t0)
-            if which == "shim":
-                line = [ln for ln in out.stderr.splitlines() if ln.startswith("uv-shim: bookkeeping took ")]
-                book.append(float(line[0].split()[3].rstrip("ms")) / 1000)
-    b, s = statistics.median(bare), statistics.median(shim)
-    ok = report(f"100-dist install ({files} file{'s' if files > 1 else ''})", b, s, target_pct=10, check=False)
-    k = statistics.median(book)
-    print(
-        f"{'  of which bookkeeping':<30} {k * 1000:8.1f} ms ({k / b * 100:+5.1f}% of the bare install)   target +10%    {'ok' if k / b <= 0.10 else 'MISSED'}"
-    )
-    return ok and k / b <= 0.10
-
-
-def generations_bench(args, real_uv, shim_uv, env, tmp, python) -> bool:
-    """Bookkeeping cost of a second uv generation seen on the cache (issue 14): the same fresh
-    100-distribution symlink install through the shim into a cache that only the running uv has
-    used, and into one where another generation's record area exists (so every root is mirrored
-    there). Both caches warm; runs alternate."""
-    wheels = tmp / "wheels"
-    names = [f"pkg{i:03d}" for i in range(100)]
-    find = ["--no-index", "--find-links", str(wheels)]
-    caches = {"one": tmp / "cache-one", "two": tmp / "cache-two"}
-    counter = iter(range(10**6))
-
-    def install(which: str) -> float:
-        venv = tmp / f"gen-{which}-{next(counter)}"
-        e = {**env, "UV_CACHE_DIR": str(caches[which])}
-        subprocess.run([real_uv, "venv", "-q", "--python", python, str(venv)], check=True, env=e)
-        t0 = time.perf_counter()
-        subprocess.run(
-            [shim_uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, *names],
-            check=True,
-            env=e,
+class Bench:
+    def __init__(self, args, real_uv: str, shim_uv: str, env: dict, tmp: Path, python: str) -> None:
+        self.args, self.real_uv, self.shim_uv, self.env, self.tmp, self.python = (
+            args,
+            real_uv,
+            shim_uv,
+            env,
+            tmp,
+            python,
         )
-        return time.perf_counter() - t0
+        self.wheels = tmp / "wheels"
+        self.names = [f"pkg{i:03d}" for i in range(100)]
+        for n in self.names:
+            make_wheel(self.wheels, n, "1.0")
+        make_wheel(  # a tool with a command, for uvx
+            self.wheels,
+            "benchtool",
+            "1.0",
+            {
+                "benchtool/cli.py": "def main():\n    pass\n",
+                "benchtool-1.0.dist-info/entry_points.txt": "[console_scripts]\nbenchtool = benchtool.cli:main\n",
+            },
+        )
+        self.find = ["--no-index", "--find-links", str(self.wheels)]
+        self.counter = iter(range(10**6))
 
-    install("one")
-    install("two")
-    from shim import realuv  # the other generation: any sdists bucket name but the running uv's
+    def venv(self, name: str, env=None) -> Path:
+        path = self.tmp / f"{name}-{next(self.counter)}"
+        subprocess.run(
+            [self.real_uv, "venv", "-q", "--python", self.python, str(path)], check=True, env=env or self.env
+        )
+        return path
 
-    current = realuv.build_of(realuv.RealUv(real_uv, "bench")).buckets["sdists"]
-    other = "sdists-v9" if current != "sdists-v9" else "sdists-v11"
-    (caches["two"] / other / "uv-shim").mkdir(parents=True)
-    install("two")  # restores the copies there: from now on, every install mirrors
-    runs = {"one": [], "two": []}
-    for i in range(max(5, args.rounds // 2)):
-        for which in ("one", "two") if i % 2 == 0 else ("two", "one"):
-            runs[which].append(install(which))
-    one, two = statistics.median(runs["one"]), statistics.median(runs["two"])
-    good = two / one <= 1.05
-    print(
-        f"{'two uv generations, 100 dists':<30} one {one * 1000:8.1f} ms   two {two * 1000:8.1f} ms   "
-        f"x{two / one:.3f}   target x1.05 {'ok' if good else 'MISSED'}"
-    )
-    return good
+    # -- the hot path ------------------------------------------------------------------------
+    def hot(self) -> bool:
+        a, env, tmp = self.args, self.env, self.tmp
+        ok = True
+        bare, shim = pair(a.rounds, [self.real_uv, "--version"], [self.shim_uv, "--version"], env, tmp)
+        ok &= delta_row("passthrough `uv --version`", bare, shim, 2)
+
+        venv = self.venv("venv100")
+        py = str(venv / "bin" / "python")
+        subprocess.run(
+            [self.shim_uv, "pip", "install", "-q", "--python", py, *self.find, *self.names], check=True, env=env
+        )
+        self.noop = ["pip", "install", "-q", "--python", py, *self.find, "pkg000"]
+        settle = time.time()
+        subprocess.run([self.shim_uv, *self.noop], check=True, env=env)  # the shim has seen it since
+        time.sleep(max(0.0, 2.5 - (time.time() - settle)))  # past the racy window of a fresh stamp
+        subprocess.run([self.shim_uv, *self.noop], check=True, env=env)
+        bare, shim = pair(a.rounds, [self.real_uv, *self.noop], [self.shim_uv, *self.noop], env, tmp)
+        ok &= delta_row("no-op `uv pip install`, 100-dist venv", bare, shim, 10)
+
+        proj = tmp / "proj"
+        proj.mkdir()
+        deps = ", ".join(f'"{n}"' for n in self.names)
+        (proj / "pyproject.toml").write_text(
+            f'[project]\nname = "proj"\nversion = "0"\nrequires-python = ">=3.9"\ndependencies = [{deps}]\n'
+            f'[tool.uv]\nno-index = true\nfind-links = ["{self.wheels}"]\n'
+        )
+        subprocess.run([self.shim_uv, "sync", "-q", "--python", self.python], check=True, env=env, cwd=proj)
+        time.sleep(2.5)
+        subprocess.run([self.shim_uv, "sync", "-q"], check=True, env=env, cwd=proj)
+        bare, shim = pair(a.rounds, [self.real_uv, "sync", "-q"], [self.shim_uv, "sync", "-q"], env, proj)
+        ok &= delta_row("no-op `uv sync`, 100-dist project", bare, shim, 10)
+        run = ["run", "-q", "python", "-c", "pass"]
+        bare, shim = pair(a.rounds, [self.real_uv, *run], [self.shim_uv, *run], env, proj)
+        ok &= delta_row("no-op `uv run python -c pass`, same project", bare, shim, 10)
+        with_ = ["run", "-q", "--with", "pkg001", "python", "-c", "pass"]
+        subprocess.run([self.shim_uv, *with_], check=True, env=env, cwd=proj)  # cached from now on
+        bare, shim = pair(a.rounds, [self.real_uv, *with_], [self.shim_uv, *with_], env, proj)
+        ok &= delta_row("`uv run --with <cached pkg> python -c pass`", bare, shim, 15)
+        uvx_real = str(Path(self.real_uv).with_name("uvx"))
+        uvx_shim = str(Path(self.shim_uv).with_name("uvx"))
+        tool = ["-q", *self.find, "benchtool"]
+        subprocess.run([uvx_shim, *tool], check=True, env=env, cwd=tmp)
+        bare, shim = pair(a.rounds, [uvx_real, *tool], [uvx_shim, *tool], env, tmp)
+        ok &= delta_row("`uvx <cached tool>`", bare, shim, 15)
+        return ok
+
+    # -- a fresh install ---------------------------------------------------------------------
+    def install(self) -> bool:
+        ok = True
+        for mode in LINK_MODES:
+            env = {**self.env, "UV_LINK_MODE": mode}
+            for n in (10, 100):
+                names = self.names[:n]
+                bare, shim, book = [], [], []
+                for i in range(max(5, self.args.rounds)):
+                    for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
+                        venv = self.venv(f"fresh-{mode}-{n}", env)
+                        exe = self.real_uv if which == "bare" else self.shim_uv
+                        cmd = [
+                            exe,
+                            "pip",
+                            "install",
+                            "-v",
+                            "--python",
+                            str(venv / "bin" / "python"),
+                            *self.find,
+                            *names,
+                        ]
+                        t0 = time.perf_counter()
+                        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+                        (bare if which == "bare" else shim).append(time.perf_counter() - t0)
+                        if which == "shim":
+                            line = [ln for ln in out.stderr.splitlines() if ln.startswith("uv-shim: bookkeeping took ")]
+                            book.append(float(line[0].split()[3].rstrip("ms")))
+                        shutil.rmtree(venv)
+                b, s = statistics.median(bare), statistics.median(shim)
+                case = f"fresh {mode} install, {n} wheels (in process {statistics.median(book):.1f} ms)"
+                if n == 10:
+                    ok &= delta_row(case, b, s, 15)
+                else:
+                    pct = (s / b - 1) * 100
+                    ok &= row(case, ms(b), ms(s), f"{(s - b) * 1000:+.1f} ms ({pct:+.1f}%)", "+5%", pct <= 5)
+        return ok
+
+    # -- two uv generations ------------------------------------------------------------------
+    def generations(self) -> bool:
+        """The same fresh 100-distribution install through the shim into a cache that only the
+        running uv has used, and into one where another generation's record area exists (so
+        every root is mirrored there). Both caches warm; runs alternate."""
+        caches = {"one": self.tmp / "cache-one", "two": self.tmp / "cache-two"}
+
+        def install(which: str) -> float:
+            e = {**self.env, "UV_CACHE_DIR": str(caches[which])}
+            venv = self.venv(f"gen-{which}", e)
+            t0 = time.perf_counter()
+            subprocess.run(
+                [
+                    self.shim_uv,
+                    "pip",
+                    "install",
+                    "-q",
+                    "--python",
+                    str(venv / "bin" / "python"),
+                    *self.find,
+                    *self.names,
+                ],
+                check=True,
+                env=e,
+            )
+            return time.perf_counter() - t0
+
+        install("one")
+        install("two")
+        from shim import realuv  # the other generation: any sdists bucket name but the running uv's
+
+        current = realuv.build_of(realuv.RealUv(self.real_uv, "bench")).buckets["sdists"]
+        other = "sdists-v9" if current != "sdists-v9" else "sdists-v11"
+        (caches["two"] / other / "uv-shim").mkdir(parents=True)
+        install("two")  # restores the copies there: from now on, every install mirrors
+        runs: dict[str, list[float]] = {"one": [], "two": []}
+        for i in range(max(5, self.args.rounds // 2)):
+            for which in ("one", "two") if i % 2 == 0 else ("two", "one"):
+                runs[which].append(install(which))
+        one, two = statistics.median(runs["one"]), statistics.median(runs["two"])
+        return ratio_row("100-wheel install, a 2nd uv generation seen (vs one)", one, two, 1.05)
+
+    # -- the automatic prune's check ---------------------------------------------------------
+    def autogc(self) -> bool:
+        from shim import autogc
+
+        if not hasattr(self, "noop"):
+            venv = self.venv("venv-gc")
+            py = str(venv / "bin" / "python")
+            subprocess.run(
+                [self.shim_uv, "pip", "install", "-q", "--python", py, *self.find, "pkg000"], check=True, env=self.env
+            )
+            self.noop = ["pip", "install", "-q", "--python", py, *self.find, "pkg000"]
+        on = {**self.env, "UV_SHIM_AUTO_MAX_SIZE": "1TiB", "UV_SHIM_AUTO_EVERY": "1000d"}
+        subprocess.run([self.shim_uv, *self.noop], env=on, check=True, capture_output=True)  # sets the stamp
+        time.sleep(1)
+        off_t, on_t = [], []
+        for i in range(self.args.rounds):
+            order = [(off_t, self.env), (on_t, on)] if i % 2 == 0 else [(on_t, on), (off_t, self.env)]
+            for out, e in order:
+                out.append(timed([self.shim_uv, *self.noop], e, self.tmp))
+        saved = dict(os.environ)
+        os.environ.update(on)
+        try:
+            n = 20000
+            t0 = time.perf_counter()
+            for _ in range(n):
+                autogc.maybe_start(self.env["UV_CACHE_DIR"], None, "")  # type: ignore[arg-type]  # not due
+            per_call = (time.perf_counter() - t0) / n * 1e6
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        off, on_ = statistics.median(off_t), statistics.median(on_t)
+        diff = (on_ - off) * 1000
+        return row(
+            f"auto-prune check, policy set vs off ({per_call:.0f} us in process)",
+            ms(off),
+            ms(on_),
+            f"{diff:+.1f} ms",
+            "+1 ms",
+            diff <= 1,
+        )
+
+    # -- prunes ------------------------------------------------------------------------------
+    def _caches(self, archives: int, envs: int, tag: str) -> dict[str, str]:
+        from gencache import generate
+
+        return {
+            which: str(generate(self.tmp / f"gen-{tag}-{which}", self.real_uv, archives, envs, seed=7)["cache"])
+            for which in ("bare", "shim")
+        }
+
+    def _prunes(self, caches: dict[str, str], rounds: int) -> dict[str, list[tuple[float, float]]]:
+        runs: dict[str, list[tuple[float, float]]] = {"bare": [], "shim": []}
+        for i in range(rounds):
+            for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
+                exe = self.real_uv if which == "bare" else self.shim_uv
+                runs[which].append(run_rss([exe, "cache", "prune"], {**self.env, "UV_CACHE_DIR": caches[which]}))
+        return runs
+
+    def prune(self) -> bool:
+        a = self.args
+        ok = True
+        caches = self._caches(a.archives, a.envs, "main")
+        label = f"{a.archives // 1000}k archives, {a.envs} roots"
+        for what, rounds in (("first prune", 1), ("later prunes", max(3, a.rounds // 3))):
+            runs = self._prunes(caches, rounds)
+            b, s = (statistics.median(t for t, _ in runs[w]) for w in ("bare", "shim"))
+            peak = max(r for _, r in runs["shim"])
+            target = 1.3 if what == "later prunes" else 2.0
+            ok &= ratio_row(f"`uv cache prune`, {label}, {what}", b, s, target, f", {peak:.0f} MiB")
+        for c in caches.values():
+            shutil.rmtree(Path(c).parent, ignore_errors=True)
+        # --max-size: the same cache, a budget of half its size, against a plain prune through the shim
+        plain, sized, dry = [], [], []
+        budget = None
+        for i in range(max(3, a.rounds // 5)):
+            from gencache import generate
+
+            info = generate(self.tmp / f"gen-size-{i}", self.real_uv, a.archives, a.envs, seed=7)
+            env_i = {**self.env, "UV_CACHE_DIR": str(info["cache"])}
+            run_rss([self.shim_uv, "cache", "prune"], env_i)  # settle: dead roots dropped, memos written
+            if budget is None:
+                budget = str(du(info["cache"]) // 2)
+            plain.append(run_rss([self.shim_uv, "cache", "prune"], env_i))
+            dry.append(run_rss([self.shim_uv, "cache", "prune", "--max-size", budget, "--dry-run"], env_i))
+            sized.append(run_rss([self.shim_uv, "cache", "prune", "--max-size", budget], env_i))
+            shutil.rmtree(self.tmp / f"gen-size-{i}", ignore_errors=True)
+        p, s, d = (statistics.median(t for t, _ in runs) for runs in (plain, sized, dry))
+        peak = max(r for _, r in sized)
+        ok &= ratio_row(
+            f"`--max-size` half the cache vs a plain prune (dry run x{d / p:.2f})", p, s, 1.5, f", {peak:.0f} MiB"
+        )
+        return ok
+
+    def growth(self) -> bool:
+        """The shim's added prune time as the cache grows, then as the roots grow; peak memory at
+        30k archives; and one unchanged root's verification, in process."""
+        ok = True
+        rounds = max(3, self.args.rounds // 5)
+        for archives, envs in ((1000, 1000), (10000, 1000), (30000, 1000), (10000, 100), (10000, 5000)):
+            caches = self._caches(archives, envs, f"{archives}-{envs}")
+            self._prunes(caches, 1)  # the first prune: dead roots go, memos fill
+            runs = self._prunes(caches, rounds)
+            b, s = (statistics.median(t for t, _ in runs[w]) for w in ("bare", "shim"))
+            peak = max(r for _, r in runs["shim"])
+            case = f"growth: {archives // 1000}k archives, {envs} roots, later prune"
+            if archives == 30000:
+                ok &= row(case, ms(b), ms(s), f"{(s - b) * 1000:+.0f} ms, {peak:.0f} MiB", "100 MiB", peak <= 100)
+            else:
+                row(case, ms(b), ms(s), f"{(s - b) * 1000:+.0f} ms, {peak:.0f} MiB", "(growth)", True)
+            if (archives, envs) == (10000, 1000):
+                ok &= self._verify_cost(caches["shim"])
+            for c in caches.values():
+                shutil.rmtree(Path(c).parent, ignore_errors=True)
+        return ok
+
+    def _verify_cost(self, cache_dir: str) -> bool:
+        """``liveness.verify`` of every root of a settled cache, in process, per root."""
+        from shim import hostid, liveness, realuv
+        from shim.cache import Cache
+
+        saved = dict(os.environ)
+        os.environ.update({**self.env, "UV_CACHE_DIR": cache_dir})
+        try:
+            cache = Cache(cache_dir, realuv.build_of(realuv.RealUv(self.real_uv, "bench")))
+            _, host_id = hostid.identity()
+            times, n = [], 0
+            for _ in range(5):
+                t0 = time.perf_counter()
+                roots = liveness.verify(cache, host_id, dry_run=True)
+                times.append(time.perf_counter() - t0)
+                n = len(roots)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        per = statistics.median(times) / max(n, 1) * 1000
+        return row(
+            f"verifying one unchanged root ({n} roots, in process)", "", f"{per:.3f} ms", "", "0.1 ms", per <= 0.1
+        )
 
 
-def autogc_bench(args, shim_uv, env, tmp, noop) -> bool:
-    """The automatic prune's check on the hot path: the same intercepted no-op with a policy set
-    (and not due) against the policy off; and the check itself, in process."""
-    from shim import autogc
-
-    on = {**env, "UV_SHIM_AUTO_MAX_SIZE": "1TiB", "UV_SHIM_AUTO_EVERY": "1000d"}
-    subprocess.run([shim_uv, *noop], env=on, check=True, capture_output=True)  # the first run sets the stamp
-    time.sleep(1)
-    off_t, on_t = [], []
-    for i in range(args.rounds):
-        order = [(off_t, env), (on_t, on)] if i % 2 == 0 else [(on_t, on), (off_t, env)]
-        for out, e in order:
-            out.append(timed([shim_uv, *noop], e, tmp))
-    ok = report("auto gc check", statistics.median(off_t), statistics.median(on_t), target_ms=1)
-    saved = dict(os.environ)
-    os.environ.update(on)
-    try:
-        n = 20000
-        t0 = time.perf_counter()
-        for _ in range(n):
-            autogc.maybe_start(env["UV_CACHE_DIR"], None, "")  # type: ignore[arg-type]  # not due: never spawns
-        per_call = (time.perf_counter() - t0) / n * 1e6
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    print(f"  the check in process: {per_call:.1f} us per call (one stat of the stamp)")
-    return ok
+def du(path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def run_rss(cmd, env):
@@ -195,55 +396,19 @@ def run_rss(cmd, env):
     return elapsed, usage.ru_maxrss / 1024
 
 
-def prune_bench(args, real_uv, shim_uv, env, tmp) -> bool:
-    """`uv cache prune` on a synthetic cache of 10,000 archives and 1,000 recorded environments
-    (10% of them deleted since): bare uv on one copy, the shim on an identical copy."""
-    from gencache import generate
-
-    ok = True
-    caches = {}
-    for which in ("bare", "shim"):
-        info = generate(tmp / f"gen-{which}", real_uv, args.archives, args.envs, seed=7)
-        caches[which] = str(info["cache"])
-    for label, rounds in (("first prune", 1), ("later prunes", max(3, args.rounds // 4))):
-        runs = {"bare": [], "shim": []}
-        for i in range(rounds):
-            for which in ("bare", "shim") if i % 2 == 0 else ("shim", "bare"):
-                exe = real_uv if which == "bare" else shim_uv
-                runs[which].append(run_rss([exe, "cache", "prune"], {**env, "UV_CACHE_DIR": caches[which]}))
-        b, brss = statistics.median(t for t, _ in runs["bare"]), max(r for _, r in runs["bare"])
-        s, srss = statistics.median(t for t, _ in runs["shim"]), max(r for _, r in runs["shim"])
-        ratio = s / b
-        good = ratio <= 1.5 and srss <= 200
-        ok &= good
-        print(
-            f"{'prune ' + label:<30} bare {b * 1000:8.1f} ms   shim {s * 1000:8.1f} ms   x{ratio:.2f}, peak {srss:.0f} MiB"
-            f" (bare {brss:.0f} MiB)   target x1.5, 200 MiB {'ok' if good else 'MISSED'}"
-        )
-    # --max-size: the same cache, a budget of half its size, against a plain prune through the shim
-    budget = str(
-        int(sum(f.stat().st_size for f in Path(caches["shim"]).rglob("*") if f.is_file() and not f.is_symlink()) / 2)
-    )
-    plain, sized, dry = [], [], []
-    for i in range(max(3, args.rounds // 4)):
-        info = generate(tmp / f"gen-size-{i}", real_uv, args.archives, args.envs, seed=7)
-        env_i = {**env, "UV_CACHE_DIR": str(info["cache"])}
-        run_rss([shim_uv, "cache", "prune"], env_i)  # settle: dead roots dropped, memos written
-        plain.append(run_rss([shim_uv, "cache", "prune"], env_i))
-        dry.append(run_rss([shim_uv, "cache", "prune", "--max-size", budget, "--dry-run"], env_i))
-        sized.append(run_rss([shim_uv, "cache", "prune", "--max-size", budget], env_i))
-        shutil.rmtree(tmp / f"gen-size-{i}", ignore_errors=True)
-    p, s, d = (statistics.median(t for t, _ in runs) for runs in (plain, sized, dry))
-    srss = max(r for _, r in sized)
-    good = s / p <= 2.0
-    ok &= good
-    print(
-        f"{'prune --max-size (half)':<30} plain {p * 1000:7.1f} ms   sized {s * 1000:8.1f} ms   x{s / p:.2f} of a plain prune through the shim, peak {srss:.0f} MiB   target x2 {'ok' if good else 'MISSED'}"
-    )
-    print(
-        f"{'  deciding only (--dry-run)':<30} {d * 1000:8.1f} ms (x{d / p:.2f}); the rest is uv deleting half the archives"
-    )
-    return ok
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        mem = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError):
+        mem = "? GiB"
+    fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True).stdout.split()
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cpus, {mem}, {fs[-6] if len(fs) >= 7 else '?'} temp fs, {platform.system()} {platform.release()}"
 
 
 def main() -> int:
@@ -253,11 +418,11 @@ def main() -> int:
         default=shutil.which("uv", path=os.environ.get("UV_SHIM_BENCH_PATH")),
         help="the real uv (absolute path)",
     )
-    ap.add_argument("--rounds", type=int, default=21)
-    ap.add_argument("--files", type=int, default=40, help="modules per wheel in the second install benchmark")
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--archives", type=int, default=10000, help="archives in the synthetic prune cache")
     ap.add_argument("--envs", type=int, default=1000, help="recorded environments in the synthetic prune cache")
-    ap.add_argument("--only", choices=["overhead", "prune", "generations", "autogc"], help="run one part only")
+    parts = ["hot", "install", "autogc", "generations", "prune", "growth"]
+    ap.add_argument("--only", choices=parts, action="append", help="run these parts only (repeatable)")
     args = ap.parse_args()
     if not args.uv:
         ap.error("no real uv found: pass --uv /path/to/uv")
@@ -270,12 +435,13 @@ def main() -> int:
             "HOME": str(tmp / "home"),
             "UV_CACHE_DIR": str(tmp / "cache"),
             "UV_SHIM_HOME": str(home),
+            "UV_TOOL_DIR": str(tmp / "tools"),
             "UV_LINK_MODE": "symlink",
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_NO_PROGRESS": "1",
         }
         subprocess.run(
-            [sys.executable, "-m", "shim", "install", "--bin-dir", str(home / "bin")],
+            [sys.executable, "-m", "shim", "install", "--bin-dir", str(home / "bin"), "--no-modify-path"],
             check=True,
             env={**os.environ, **env},
             capture_output=True,
@@ -283,57 +449,21 @@ def main() -> int:
         )
         shim_uv = str(home / "bin" / "uv")
         env["PATH"] = f"{home / 'bin'}:{env['PATH']}"
-        wheels = tmp / "wheels"
-        names = [f"pkg{i:03d}" for i in range(100)]
-        for n in names:
-            make_wheel(wheels, n, "1.0")
         python = getattr(sys, "_base_executable", sys.executable)
         version = subprocess.run([real_uv, "--version"], capture_output=True, text=True).stdout.strip()
-        print(
-            f"uv-shim benchmark: {version} at {real_uv}; {os.cpu_count()} cpus; python {sys.version.split()[0]}; {args.rounds} rounds, medians"
+        header = (
+            f"uv-shim benchmark: {version} at {real_uv}; python {sys.version.split()[0]}; {args.rounds} rounds, medians"
         )
-
+        print(f"{header}\n{machine()}\n", flush=True)
+        bench = Bench(args, real_uv, shim_uv, env, tmp, python)
         ok = True
-        if args.only == "prune":
-            return 0 if prune_bench(args, real_uv, shim_uv, env, tmp) else 1
-        if args.only == "generations":
-            return 0 if generations_bench(args, real_uv, shim_uv, env, tmp, python) else 1
-        if args.only != "autogc":
-            bare, shim = pair(args.rounds, [real_uv, "--version"], [shim_uv, "--version"], env, tmp)
-            ok &= report("passthrough", bare, shim, target_ms=5)
-
-        venv = tmp / "venv100"
-        subprocess.run([real_uv, "venv", "-q", "--python", python, str(venv)], check=True, env=env)
-        find = ["--no-index", "--find-links", str(wheels)]
-        subprocess.run(
-            [shim_uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, *names],
-            check=True,
-            env=env,
-        )
-        noop = ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), *find, "pkg000"]
-        if args.only == "autogc":
-            return 0 if autogc_bench(args, shim_uv, env, tmp, noop) else 1
-        bare, shim = pair(args.rounds, [real_uv, *noop], [shim_uv, *noop], env, tmp)
-        ok &= report("no-op install", bare, shim, target_ms=25)
-        ok &= autogc_bench(args, shim_uv, env, tmp, noop)
-
-        proj = tmp / "proj"
-        proj.mkdir()
-        deps = ", ".join(f'"{n}"' for n in names)
-        (proj / "pyproject.toml").write_text(
-            f'[project]\nname = "proj"\nversion = "0"\nrequires-python = ">=3.9"\ndependencies = [{deps}]\n'
-            f'[tool.uv]\nno-index = true\nfind-links = ["{wheels}"]\n'
-        )
-        subprocess.run([shim_uv, "sync", "-q", "--python", python], check=True, env=env, cwd=proj)
-        run = ["run", "-q", "python", "-c", "pass"]
-        bare, shim = pair(args.rounds, [real_uv, *run], [shim_uv, *run], env, proj)
-        ok &= report("no-op run", bare, shim, target_ms=25)
-
-        for files in (1, args.files):
-            ok &= install_100(args, real_uv, shim_uv, env, tmp, python, files)
-        ok &= generations_bench(args, real_uv, shim_uv, env, tmp, python)
-        if args.only != "overhead":
-            ok &= prune_bench(args, real_uv, shim_uv, env, tmp)
+        for part in parts:
+            if args.only is None or part in args.only:
+                ok &= getattr(bench, part)()
+        print(f"\n{header}\n{machine()}\n")
+        print("| case | bare | through uv-shim | added | target | |\n|---|---|---|---|---|---|")
+        for case, bare, shim, added, target, met in ROWS:
+            print(f"| {case} | {bare} | {shim} | {added} | {target} | {'ok' if met else 'MISSED'} |")
         return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,6 +17,7 @@ import argparse
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -91,6 +92,8 @@ def generate(
             (di / "INSTALLER").write_text("uv\n")
             (site / name).mkdir()
             os.symlink(src / name / "__init__.py", site / name / "__init__.py")
+        old = time.time() - 3600  # made an hour ago, as real environments are (older than the
+        os.utime(site, (old, old))  # racy window of envscan.settled: their stamps are kept)
         if record:
             book.update(str(venv), "venv")
         env_paths.append(venv)

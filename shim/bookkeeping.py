@@ -14,7 +14,6 @@ import time
 from shim import (
     autogc,
     envscan,
-    followup,
     generations,
     hostid,
     hostindex,
@@ -104,8 +103,13 @@ class Book:
         real = os.path.realpath(env_path)
         return real, manifest.entry_key(self.host_id, real)
 
-    def _load(self, entry: Dir, key: str, real: str, kind: str) -> tuple[Record, bool]:
-        """The current record (or a fresh one) and whether it must be written."""
+    def _load(self, entry: Dir, key: str, real: str, kind: str, header: bool = False) -> tuple[Record, bool]:
+        """The current record (or a fresh one) and whether it must be written. With ``header``,
+        without its distributions when the header reads (no TOML parse: the caller replaces them)."""
+        if header:
+            got = manifest.quick_header(entry)
+            if got is not None:
+                return got[0], False
         try:
             return manifest.load(entry), False
         except FileNotFoundError:
@@ -152,41 +156,59 @@ class Book:
             if final:
                 self._forget(key, "the environment was gone after uv ran")
             return False
+        scanned_at = time.time()
         try:
             stamp = envscan.site_stamp(real, kind)
-            dists = envscan.scan(real, kind, self.cache)
         except OSError as e:
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
             return False
+        entry = self.cache.entry(key)
+        quick = manifest.quick_header(entry) if entry is not None else None
+        fresh = quick is not None and time.time() - quick[2] < TOUCH_EVERY
+        if fresh and entry is not None and quick is not None:
+            head, fp, _ = quick
+            if manifest.stamp_holds(head, stamp, any(pins(entry))) and self._mirrored(key, fp):
+                entry.close()
+                return True  # the common no-op: nothing came or went since the last full scan
+        try:
+            dists = envscan.scan(real, kind, self.cache)
+        except OSError as e:
+            if entry is not None:
+                entry.close()
+            self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
+            return False
         if not dists:
+            if entry is not None:
+                entry.close()
             if final:
                 self._forget(key, "it linked nothing from the cache after uv ran")
             return False
-        entry = self.cache.entry(key)
+        stamp = envscan.settled(stamp, scanned_at) if final else ""  # during an install: what lands in this tick
         if entry is not None:
-            fp, mtime = manifest.quick_state(entry)
             if (
-                fp == manifest.fingerprint(dists)
-                and time.time() - mtime < TOUCH_EVERY
+                fresh
+                and quick is not None
+                and quick[1] == manifest.fingerprint(dists)
+                and stamp in ("", quick[0].site_stamp)
                 and self._pinned(entry, dists)
-                and generations.mirrored(self.cache, self.generations, key, fp)
+                and self._mirrored(key, quick[1])
             ):
                 entry.close()
-                return True  # the common no-op: nothing changed, nothing to write
+                return True  # nothing changed (and no newer stamp to keep): nothing to write
             entry.close()
         with self.cache.entry(key, create=True) as entry, manifest.lock(entry):  # type: ignore[union-attr]
             created = not manifest.exists(entry)
-            rec, _ = self._load(entry, key, real, kind)
+            rec, _ = self._load(entry, key, real, kind, header=True)
             old_pins = set(pins(entry))
             rec.set_dists(dists)
-            rec.site_stamp = stamp if final else ""  # a scan during an install may miss what lands in the same tick
+            rec.site_stamp = stamp
             rec.uv_version = self.cache.build.version
             rec.python = rec.python or envscan.python_version(real)
             rec.inode = envscan.inode_of(real)
             new_pins = set(rec.pinned)
             for aid in sorted(new_pins):
                 pin(entry, aid)  # pins before the record: fail closed if we die here
-            rec.last_used = manifest.now()
+            rec.last_used_at = manifest.now()
             data = manifest.save(entry, rec)
             for aid in sorted(old_pins - new_pins) if final else ():  # during an install: only add
                 unpin(entry, aid)
@@ -208,6 +230,9 @@ class Book:
                 pass  # no readable record: nothing to say about it
             manifest.remove(area, key)
         generations.forget(self.cache, self.generations, key)
+
+    def _mirrored(self, key: str, fp: str) -> bool:
+        return generations.mirrored(self.cache, self.generations, key, fp)
 
     @staticmethod
     def _pinned(entry: Dir, dists: dict[str, envscan.Dist]) -> bool:
@@ -261,6 +286,8 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     if uvargs.runs_child(inv):
         # The child may run for hours: a detached helper pins what uv installs, then uv takes over.
         try:
+            from shim import followup  # only here: an install never needs it
+
             followup.start(book.cache.path, book.cache.build, envs, inv, cached, book.generations, real.path)
         except Exception as e:
             warn(describe(e, "cannot start the helper that records what uv installs"))

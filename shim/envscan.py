@@ -54,9 +54,16 @@ def normalize(name: str) -> str:
 
 def site_dirs(root: str, kind: str) -> list[str]:
     """The folders holding ``*.dist-info`` for an environment root (a few stats, no realpath)."""
+    return [path for path, _ in _sites(root, kind)]
+
+
+def _sites(root: str, kind: str) -> list[tuple[str, os.stat_result]]:
     if kind == "target":
-        return [root]
-    out: list[str] = []
+        try:
+            return [(root, os.stat(root))]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    out: list[tuple[str, os.stat_result]] = []
     seen = set()
     sep = os.sep
     for lib in ("lib", "lib64", "Lib"):
@@ -82,20 +89,29 @@ def site_dirs(root: str, kind: str) -> list[str]:
                 continue
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
-                out.append(cand)
+                out.append((cand, st))
     return out
 
 
 def site_stamp(root: str, kind: str) -> str:
     """The modification times of the site-packages folders: a dist-info folder appears or goes
     (every install, upgrade and uninstall) only by changing them."""
-    out = []
-    for site in site_dirs(root, kind):
-        try:
-            out.append(str(os.stat(site).st_mtime_ns))
-        except OSError:
-            out.append("?")
-    return ",".join(out)
+    return ",".join(str(st.st_mtime_ns) for _, st in _sites(root, kind))
+
+
+RACY = 2.0  # seconds: a stamp younger than this when scanned is not kept (see ``settled``)
+
+
+def settled(stamp: str, scanned_at: float) -> str:
+    """``stamp`` if it may be trusted later, else "". A folder's mtime moves when an entry comes
+    or goes, but in clock ticks: a change in the same tick as the last one before a scan leaves
+    it as it was (git's "racy clean"). So a stamp is kept only when every folder's mtime is
+    ``RACY`` seconds older than the scan: any later change then lands on a later mtime."""
+    limit = int((scanned_at - RACY) * 1e9)
+    try:
+        return stamp if stamp and all(int(part) <= limit for part in stamp.split(",")) else ""
+    except ValueError:  # "?": a folder could not be read
+        return ""
 
 
 def inode_of(root: str) -> str:

@@ -89,7 +89,7 @@ def remember_last_use(cache: Cache, roots: list[liveness.Root], write: bool = Tr
     for r in roots:
         if r.record is None:
             continue
-        ts = int(r.record.last_used.timestamp())
+        ts = int(r.record.last_used_at)
         # a root verified from its header alone: its pins are its symlinked archives; read its
         # distributions only when it also links archives another way (hardlink)
         dists = r.record.distributions or (r.distributions(cache) if set(r.record.link_modes) - {"symlink"} else {})

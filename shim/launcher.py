@@ -31,11 +31,10 @@ def default_bin_dir() -> str:
 def _import_roots() -> list[str]:
     """Folders to put on sys.path so shim and its dependencies import without site.py."""
     import psutil
-    import tomli_w
 
     import shim
 
-    mods = [shim, psutil, tomli_w]
+    mods = [shim, psutil]
     if sys.version_info < (3, 11):  # pragma: no cover
         import tomli
 

@@ -122,7 +122,7 @@ def _first_record(entries: list[Entry]) -> tuple:
         except OSError as e:
             error = error or f"{entry.path}: {e.strerror}"
             continue
-        if best is None or rec.last_used > best.last_used:
+        if best is None or rec.last_used_at > best.last_used_at:
             best = rec
     if best is not None:
         return best, ""
@@ -216,18 +216,18 @@ def verify(
     # be partial, so every root is verified in full (and pinned on its own) before the pool goes.
     pooled = area is not None and area.lexists(manifest.POOL)
     for key, entries in sorted(entries_by_key(cache).items()):
-        if not dry_run:
+        if len(entries) == 1 and entries[0].area is area and not pooled:
+            fast = _verify_own(cache, entries[0], host_id, clean=not dry_run)
+            if fast is not None:
+                roots.append(fast)
+                continue
+        elif not dry_run:
             for entry in entries:
                 try:
                     with entry.open() as d:
                         manifest.clean_leftovers(d)  # what a killed writer left behind
                 except OSError:
                     pass
-        if len(entries) == 1 and entries[0].area is area and not pooled:
-            fast = _verify_own(cache, entries[0], host_id)
-            if fast is not None:
-                roots.append(fast)
-                continue
         record, error = _first_record(entries)
         if record is None:
             kept = _pinned_anywhere(entries)
@@ -241,7 +241,7 @@ def verify(
             roots.append(_verify_own_full(store, key, entries, record, now))  # this host, before the
             continue  # identity covered mounts: verified as its own
         if record.host_id != host_id:
-            age = now - record.last_used.timestamp()
+            age = now - record.last_used_at
             if age > lease and not _visible_here(record):
                 store.drop(entries, record, f"lease ended (host {record.host}, last seen {int(age // 86400)} days ago)")
                 roots.append(Root(key, EXPIRED, record, set(), f"last seen {int(age // 86400)} days ago"))
@@ -257,16 +257,24 @@ def verify(
     return roots
 
 
-def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
-    """Check one of this host's environments without writing: the common case (nothing changed
-    since the last scan) reads only the record's header and lists the entry folder.
-    None when the full path must decide."""
+def _verify_own(cache: Cache, entry: Entry, host_id: str, clean: bool) -> Optional[Root]:
+    """Check one of this host's environments without writing (bar what a killed writer left, if
+    ``clean``): the common case (nothing changed since the last scan) opens the entry folder once,
+    lists it once and reads the record's header. None when the full path must decide."""
     key = entry.key
     try:
         with entry.open() as d:
+            have, leftovers = manifest.pins_and_leftovers(d)
+            if leftovers and clean:
+                manifest.clean_leftovers(d)  # what a killed writer left behind
             head, fp = manifest.load_header(d)
-            have = set(pins(d))
     except (OSError, RecordError):
+        if clean:  # the full path reads it again: leave it clean for that too
+            try:
+                with entry.open() as d:
+                    manifest.clean_leftovers(d)
+            except OSError:
+                pass
         return None
     if head.host_id != host_id:
         return None
@@ -274,8 +282,7 @@ def _verify_own(cache: Cache, entry: Entry, host_id: str) -> Optional[Root]:
         stamp = envscan.site_stamp(head.path, head.kind)
     except OSError:
         return None
-    copied = envscan.SYMLINK in head.link_modes and not have  # another generation's copy: pins in its pool
-    if stamp and "?" not in stamp and stamp == head.site_stamp and not copied:
+    if manifest.stamp_holds(head, stamp, bool(have)):
         # no dist-info folder came or went since the last scan: its links are the pinned ones
         return Root(key, LIVE, head, have)
     try:
@@ -297,17 +304,18 @@ def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Reco
         moved = moves.find_moved(record.path, record.inode)
         if moved is not None:
             return _reroot(store, key, entries, record, moved)
-        if not record.scanned and now - record.registered.timestamp() < PENDING_GRACE:
+        if not record.scanned and now - record.registered_at < PENDING_GRACE:
             return Root(key, PENDING, record, set(), "registered before uv created it")
-        if not hostid.strong() and now - record.last_used.timestamp() <= DEFAULT_LEASE:
+        if not hostid.strong() and now - record.last_used_at <= DEFAULT_LEASE:
             kept = set(record.pinned) | _pinned_anywhere(entries)  # maybe another machine's: fail closed
             store.keep(key, record, kept)
             return Root(key, UNVERIFIABLE, record, kept, "this host has no machine id (set UV_SHIM_HOST_ID)")
     try:
         os.stat(record.path)
         exists = os.path.isdir(record.path)
+        scanned_at = time.time()
+        stamp = envscan.settled(envscan.site_stamp(record.path, record.kind), scanned_at) if exists else ""
         dists = envscan.scan(record.path, record.kind, cache) if exists else {}
-        stamp = envscan.site_stamp(record.path, record.kind) if exists else ""
     except FileNotFoundError:
         exists, dists, stamp = False, {}, ""
     except OSError as e:
@@ -341,6 +349,7 @@ def _reroot(store: _Store, key: str, entries: list[Entry], record: Record, moved
 
     new_path = os.path.realpath(moved)
     try:
+        stamp = envscan.settled(envscan.site_stamp(new_path, record.kind), time.time())
         dists = envscan.scan(new_path, record.kind, store.cache)
     except OSError as e:
         kept = set(record.pinned) | _pinned_anywhere(entries)
@@ -354,7 +363,7 @@ def _reroot(store: _Store, key: str, entries: list[Entry], record: Record, moved
     new_key = entry_key(record.host_id, new_path)
     record.path = new_path
     record.set_dists(dists)
-    record.site_stamp = envscan.site_stamp(new_path, record.kind)
+    record.site_stamp = stamp
     kept = set(record.pinned)
     store.keep(new_key, record, kept, exact=True, rewrite=True)
     store.drop(entries, released, f"moved to {new_path}")

@@ -20,6 +20,7 @@ import os
 from shim import paths
 from shim.cache import ARCHIVE_BUCKET, is_archive_id
 from shim.confined import Dir, Unsafe
+from shim.envscan import SYMLINK
 from shim.record import (  # noqa: F401 - the record's names, for the callers of this module
     SCHEMA,
     Record,
@@ -131,6 +132,21 @@ def pins(entry: Dir) -> Iterator[str]:
                 yield aid
 
 
+def pins_and_leftovers(entry: Dir) -> tuple[set[str], bool]:
+    """(archive ids pinned, whether anything ``clean_leftovers`` would look at is there), from one
+    directory read."""
+    have: set[str] = set()
+    leftovers = False
+    with entry.scandir() as it:
+        for e in it:
+            aid = pin_id(e.name)
+            if aid and e.is_symlink():
+                have.add(aid)
+            elif e.name.endswith(".tmp") or e.name.startswith(RELEASED):
+                leftovers = True
+    return have, leftovers
+
+
 def quick_state(entry: Optional[Dir]) -> tuple[Optional[str], float]:
     """(fingerprint, mtime) of a record without parsing it; (None, 0) if absent or unreadable."""
     if entry is None:
@@ -152,6 +168,32 @@ def quick_state(entry: Optional[Dir]) -> tuple[Optional[str], float]:
     start = i + len(_FP_TAG)
     end = data.find(b'"', start)
     return (data[start:end].decode("ascii", "replace") if end > 0 else None), mtime
+
+
+def quick_header(entry: Dir) -> Optional[tuple[Record, str, float]]:
+    """(header, fingerprint, mtime) of a record, or None if absent or not a header we write."""
+    try:
+        fd = entry.open(RECORD, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 1 << 16)
+        mtime = os.fstat(fd).st_mtime
+        head, fp = parse_header(data)
+    except (OSError, RecordError):
+        return None
+    finally:
+        os.close(fd)
+    return head, fp, mtime
+
+
+def stamp_holds(head: Record, stamp: str, pinned: bool) -> bool:
+    """No dist-info folder came or went since the environment's last full scan: its recorded
+    stamp (kept only when settled, ``envscan.settled``) is today's, and its pins are here (a
+    record another uv generation copied over has them elsewhere until it is re-pinned)."""
+    if not stamp or "?" in stamp or stamp != head.site_stamp:
+        return False
+    return pinned or SYMLINK not in head.link_modes
 
 
 def _read(entry: Union[Dir, str]) -> bytes:

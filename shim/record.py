@@ -1,14 +1,18 @@
 """A root's record: the ``Record`` type and its TOML, as written to ``root.toml``.
 
-The record carries a ``fingerprint`` of its distributions. The no-op path (an install that
-changed nothing) compares fingerprints with a byte search and never parses TOML (tomllib alone
-costs more than the whole check); a prune reads only the header (``parse_header``) of thousands
-of records. Where records live and how they are written: ``shim.manifest``.
+The record carries a ``fingerprint`` of its distributions. The hot paths never parse TOML:
+tomllib (and the ``re`` it compiles) costs more than the whole bookkeeping of an install, and so
+do ``datetime`` and ``json``. An install reads only the header (``parse_header``), as a prune does
+for thousands of records, and ``dump`` writes our fixed schema by hand, byte for byte what
+tomli-w writes for it (``tests/test_record_format.py`` checks both against tomllib and tomli-w).
+Times are kept as epoch seconds; ``datetime`` is imported only by the views that print dates.
+Where records live and how they are written: ``shim.manifest``.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from shim.cache import is_archive_id
 from shim.envscan import Dist
@@ -16,7 +20,7 @@ from shim.envscan import Dist
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
 
 try:  # the bare C hash: hashlib pulls in OpenSSL, several milliseconds at startup
     from _sha2 import sha256 as _sha256  # Python >= 3.12
@@ -37,10 +41,19 @@ class RecordError(Exception):
         self.future = future  # written by a newer uv-shim: leave it alone, never overwrite it
 
 
-def now() -> datetime:
+def now() -> float:
+    """Now, in whole epoch seconds (what a record keeps)."""
+    return float(int(time.time()))
+
+
+def _epoch(value: Union[datetime, float]) -> float:
+    return float(value) if isinstance(value, (int, float)) else value.timestamp()
+
+
+def _datetime(epoch: float) -> datetime:
     from datetime import datetime, timezone
 
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.fromtimestamp(epoch, timezone.utc)
 
 
 def entry_key(host_id: str, env_path: str) -> str:
@@ -64,8 +77,8 @@ class Record:
         python: str = "",
         uv_version: str = "",
         link_modes: Optional[list[str]] = None,
-        registered: Optional[datetime] = None,
-        last_used: Optional[datetime] = None,
+        registered: Union[datetime, float, None] = None,
+        last_used: Union[datetime, float, None] = None,
         scanned: bool = False,
         distributions: Optional[dict[str, Dist]] = None,
         site_stamp: str = "",
@@ -78,12 +91,20 @@ class Record:
         self.python = python
         self.uv_version = uv_version
         self.link_modes = link_modes or []
-        self.registered = registered or now()
-        self.last_used = last_used or self.registered
+        self.registered_at = now() if registered is None else _epoch(registered)  # epoch seconds
+        self.last_used_at = self.registered_at if last_used is None else _epoch(last_used)
         self.scanned = scanned  # False until scanned after uv ran (an install may be in flight)
         self.distributions = distributions or {}
         self.site_stamp = site_stamp  # mtimes of the site-packages folders at the last scan
         self.inode = inode  # "device:inode" of the environment folder: finds it again after a move
+
+    @property
+    def registered(self) -> datetime:
+        return _datetime(self.registered_at)
+
+    @property
+    def last_used(self) -> datetime:
+        return _datetime(self.last_used_at)
 
     def set_dists(self, dists: dict[str, Dist]) -> None:
         self.distributions = dict(sorted(dists.items()))
@@ -177,11 +198,8 @@ def parse_header(data: bytes) -> tuple[Record, str]:
     written by ``dump`` first, one per line, strings as JSON-compatible TOML basic strings.
     Anything unexpected raises RecordError, and the caller falls back to ``load``.
     """
-    import json
-    from datetime import datetime, timezone
-
     values: dict[str, Any] = {}
-    lines = iter(data.decode("utf-8", "replace").splitlines())
+    lines = iter(data.decode("utf-8", "replace").split("\n"))  # not splitlines: U+2028 may be in a path
     for line in lines:
         if line.startswith("["):
             break
@@ -197,12 +215,16 @@ def parse_header(data: bytes) -> tuple[Record, str]:
         try:
             if raw.startswith('"'):
                 plain = raw[1:-1]
-                values[key] = plain if raw.endswith('"') and "\\" not in plain and '"' not in plain else json.loads(raw)
+                if raw.endswith('"') and "\\" not in plain and '"' not in plain:
+                    values[key] = plain
+                else:
+                    import json  # escapes (rare): TOML's basic strings as we write them are JSON's
+
+                    values[key] = json.loads(raw, strict=False)  # a tab stays a tab in TOML
             elif key == "schema":
                 values[key] = int(raw)
             else:
-                stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-                values[key] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+                values[key] = parse_time(raw)
         except ValueError as e:
             raise RecordError(f"unreadable {key}: {e}") from None
     if values.get("schema") != SCHEMA or not all(k in values for k in ("path", "host_id", "fingerprint", "last_used")):
@@ -217,27 +239,93 @@ def parse_header(data: bytes) -> tuple[Record, str]:
     return rec, str(values["fingerprint"])
 
 
-def dump(record: Record) -> bytes:
-    import tomli_w
+def parse_time(raw: str) -> float:
+    """Epoch seconds of a TOML offset date-time as records hold them (``2026-11-22 08:16:34+00:00``,
+    or with ``T`` / ``Z``) without importing datetime; anything else through ``fromisoformat``."""
+    if len(raw) in (20, 25) and raw[4] == raw[7] == "-" and raw[13] == raw[16] == ":" and raw[10] in " T":
+        if (
+            raw[19:] in ("Z", "+00:00")
+            and (raw[:4] + raw[5:7] + raw[8:10] + raw[11:13] + raw[14:16] + raw[17:19]).isdigit()
+        ):
+            y, mo, d = int(raw[:4]), int(raw[5:7]), int(raw[8:10])
+            h, mi, s = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
+            if 1 <= mo <= 12 and 1 <= d <= _month_days(y, mo) and h < 24 and mi < 60 and s < 60:
+                return float(_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s)
+    from datetime import datetime, timezone
 
-    doc: dict[str, Any] = {
-        "schema": SCHEMA,
-        "path": record.path,
-        "host": record.host,
-        "host_id": record.host_id,
-        "kind": record.kind,
-        "python": record.python,
-        "uv_version": record.uv_version,
-        "link_modes": record.link_modes,
-        "registered": record.registered,
-        "last_used": record.last_used,
-        "scanned": record.scanned,
-        "fingerprint": fingerprint(record.distributions),
-        "site_stamp": record.site_stamp,
-        "inode": record.inode,
-        "distributions": {
-            k: {"name": d.name, "version": d.version, "mode": d.mode, **({"archive": d.archive} if d.archive else {})}
-            for k, d in record.distributions.items()
-        },
-    }
-    return tomli_w.dumps(doc).encode("utf-8")
+    stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))  # ValueError if it is no date-time
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _month_days(y: int, m: int) -> int:
+    if m == 2:
+        return 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
+    return 30 if m in (4, 6, 9, 11) else 31
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def format_time(epoch: float) -> str:
+    """A record's date-time as tomli-w writes an aware UTC datetime (``str(datetime)``)."""
+    t = time.gmtime(int(epoch))
+    return f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d} {t[3]:02d}:{t[4]:02d}:{t[5]:02d}+00:00"
+
+
+_ESCAPES = {"\b": "\\b", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _string(s: str) -> str:
+    """A TOML basic string, escaped as tomli-w escapes it."""
+    if s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    out = []
+    for ch in s:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif (ch < " " and ch != "\t") or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _key(k: str) -> str:
+    return k if k and _BARE.issuperset(k) else _string(k)
+
+
+def dump(record: Record) -> bytes:
+    """The record's TOML: the header keys first, one per line (``parse_header`` relies on it),
+    then one ``[distributions.KEY]`` table each. Strictly UTF-8 (UnicodeEncodeError otherwise)."""
+    modes = "".join(f"    {_string(m)},\n" for m in record.link_modes)
+    lines = [
+        f"schema = {SCHEMA}\n",
+        f"path = {_string(record.path)}\n",
+        f"host = {_string(record.host)}\n",
+        f"host_id = {_string(record.host_id)}\n",
+        f"kind = {_string(record.kind)}\n",
+        f"python = {_string(record.python)}\n",
+        f"uv_version = {_string(record.uv_version)}\n",
+        f"link_modes = [\n{modes}]\n" if modes else "link_modes = []\n",
+        f"registered = {format_time(record.registered_at)}\n",
+        f"last_used = {format_time(record.last_used_at)}\n",
+        f"scanned = {'true' if record.scanned else 'false'}\n",
+        f"fingerprint = {_string(fingerprint(record.distributions))}\n",
+        f"site_stamp = {_string(record.site_stamp)}\n",
+        f"inode = {_string(record.inode)}\n",
+    ]
+    if not record.distributions:
+        lines.append("\n[distributions]\n")
+    for k, d in record.distributions.items():
+        lines.append(
+            f"\n[distributions.{_key(k)}]\nname = {_string(d.name)}\nversion = {_string(d.version)}\n"
+            f"mode = {_string(d.mode)}\n" + (f"archive = {_string(d.archive)}\n" if d.archive else "")
+        )
+    return "".join(lines).encode("utf-8")

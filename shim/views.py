@@ -61,7 +61,7 @@ def env_rows(cache: Cache, roots: list[liveness.Root]) -> list[dict[str, Any]]:
                 "distributions": len(dists),
                 "pinned_archives": len(r.archives),
                 "last_used": rec.last_used.isoformat() if rec else None,
-                "last_used_age": _age(rec.last_used.timestamp()) if rec else "?",
+                "last_used_age": _age(rec.last_used_at) if rec else "?",
                 "state": r.state,
                 "reason": r.reason,
             }
@@ -194,7 +194,7 @@ def status(cache: Cache) -> StatusResult:
     counts: dict[str, int] = {}
     for r in roots:
         counts[r.state] = counts.get(r.state, 0) + 1
-    leases = sorted(r.record.last_used.timestamp() for r in roots if r.state == liveness.FOREIGN and r.record)
+    leases = sorted(r.record.last_used_at for r in roots if r.state == liveness.FOREIGN and r.record)
     from shim.cachecmd import lease_seconds
 
     next_lease = (leases[0] + lease_seconds(os.environ) - time.time()) if leases else None

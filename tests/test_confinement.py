@@ -192,7 +192,7 @@ def user_world(shim_home, wheels, monkeypatch):
         os.lchown(p, NOBODY, NOBODY)
     env = {**os.environ, "UV_SHIM_HOME": str(home), "HOME": str(base), "PYTHONPATH": UserWorld.pythonpath()}
     probe = subprocess.run(
-        [*prefix, "sh", "-c", 'exec "$0" -c "import shim, psutil, tomli_w"', UserWorld.PYTHON],
+        [*prefix, "sh", "-c", 'exec "$0" -c "import shim, psutil"', UserWorld.PYTHON],
         capture_output=True,
         text=True,
         cwd=base,
@@ -234,13 +234,8 @@ class UserWorld(World):
     def pythonpath() -> str:
         """uv-shim and its dependencies, for the system Python (same minor version here)."""
         import psutil
-        import tomli_w
 
-        roots = [
-            str(REPO),
-            os.path.dirname(os.path.dirname(psutil.__file__)),
-            os.path.dirname(os.path.dirname(tomli_w.__file__)),
-        ]
+        roots = [str(REPO), os.path.dirname(os.path.dirname(psutil.__file__))]
         return os.pathsep.join(dict.fromkeys(roots))
 
     def env(self, **extra: str) -> dict[str, str]:
