@@ -37,12 +37,15 @@ ENV_MARKER = "pyvenv.cfg"  # an archive that holds this is a cached environment 
 # Index folders of the wheels bucket that hold package folders directly; the others
 # (``index``, ``path``, ``url``) hold one folder per index or location hash first.
 FLAT_INDEXES = frozenset({"pypi"})
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def is_archive_id(name: str) -> bool:
-    """uv's archive ids: nanoids (21 or 16 chars) or digests; never a path, never ``..``."""
-    return 8 <= len(name) <= 64 and _ID_CHARS.issuperset(name)
+    """uv's archive ids: nanoids (21 or 16 chars) or digests; never a path, never ``..``: ASCII
+    letters, digits, ``_`` and ``-`` only (string methods in C: a prune checks ~20 per root)."""
+    if not (8 <= len(name) <= 64 and name.isascii()):
+        return False
+    rest = name.replace("-", "").replace("_", "")
+    return not rest or rest.isalnum()
 
 
 def archive_id_of(target: str) -> Optional[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import hostid, liveness, realuv, report, uvargs, uvfeatures
+from shim import hostid, liveness, paths, realuv, report, uvargs, uvfeatures
 from shim.cache import Cache
 from shim.cachedir import CacheDirError, find_cache_dir, refuse_to_empty
 from shim.errors import ShimError
@@ -46,10 +46,16 @@ def error(message: str) -> NoReturn:
     raise ShimError(message)
 
 
-def kept(cache: Cache, roots: list[liveness.Root], sizes: Optional[dict[str, int]] = None) -> dict[str, Any]:
+def kept(
+    cache: Cache,
+    roots: list[liveness.Root],
+    sizes: Optional[dict[str, int]] = None,
+    protected: Optional[dict[str, list[liveness.Root]]] = None,
+) -> dict[str, Any]:
     """The archives still in the cache that roots protect: count, bytes (``shim.sizes``) and by
-    how many environments. ``sizes``: archive id -> bytes, when already known."""
-    protected = liveness.protected(roots)
+    how many environments. ``sizes`` (archive id -> bytes) and ``protected``
+    (``liveness.protected(roots)``), when already known."""
+    protected = liveness.protected(roots) if protected is None else protected
     try:
         present = sorted(set(os.listdir(cache.archives)).intersection(protected))
     except OSError:
@@ -152,31 +158,55 @@ def run_locked(
     return code
 
 
-def validate(exec_path: str, argv0: str, args: list[str]) -> None:
-    """Let the real uv parse the arguments before anything changes: the same command, pointed at
-    a cache that does not exist (so it can change nothing). If uv rejects them, that is the
-    answer: its own message and exit code, and nothing in the cache has changed."""
-    import subprocess
-    import tempfile
+class Validation:
+    """The real uv parsing the arguments before anything changes: the same command, pointed at a
+    cache that does not exist (so it can change nothing). Started at once, so uv's start overlaps
+    the shim's own (finding the cache); ``check`` waits for it before anything is written. If uv
+    rejects the arguments, that is the answer: its own message and exit code, nothing changed."""
 
-    with tempfile.TemporaryDirectory(prefix="uv-shim-") as tmp:
-        empty = os.path.join(tmp, "no-cache-here")
+    def __init__(self, exec_path: str, argv0: str, args: list[str]) -> None:
+        import subprocess
+
+        self.exec_path = exec_path
+        self.done = False
+        self.tmp = paths.private_temp_dir()
+        empty = os.path.join(self.tmp, "no-cache-here")
         env = realuv.child_env({**os.environ, "UV_CACHE_DIR": empty}, exec_=False)
         try:
-            proc = subprocess.run(
+            self.proc: Optional[subprocess.Popen[str]] = subprocess.Popen(
                 [argv0, *_with_cache_dir(args, empty)],
                 executable=exec_path,
                 env=env,
-                capture_output=True,
-                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
-                timeout=120,
+                text=True,
             )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            error(f"cannot run {exec_path} to check the arguments: {e}")
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        realuv.mirror_exit(proc.returncode)
+            self.error: Optional[Exception] = None
+        except OSError as e:
+            self.proc, self.error = None, e
+
+    def check(self) -> None:
+        """Wait for uv's verdict; exit as uv did if it rejected the arguments. Once."""
+        import subprocess
+
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self.proc is None:
+                error(f"cannot run {self.exec_path} to check the arguments: {self.error}")
+            try:
+                _out, err = self.proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired as e:
+                self.proc.kill()
+                self.proc.communicate()
+                error(f"cannot run {self.exec_path} to check the arguments: {e}")
+        finally:
+            paths.remove_temp_dir(self.tmp)
+        if self.proc.returncode != 0:
+            sys.stderr.write(err)
+            realuv.mirror_exit(self.proc.returncode)
 
 
 def _with_cache_dir(args: list[str], path: str) -> list[str]:
@@ -198,21 +228,27 @@ def _with_cache_dir(args: list[str], path: str) -> list[str]:
 
 
 def setup(real: realuv.RealUv, inv: uvargs.Invocation, argv0: str, exec_path: str, args: list[str]) -> tuple:
-    """The cache the real uv will work on (uv's own answer), refused if it is no uv cache."""
+    """The cache the real uv will work on (uv's own answer), refused if it is no uv cache. uv
+    checks the arguments first (while the shim asks it for the cache): its verdict comes first."""
+    checking = Validation(exec_path, argv0, args)
     env = os.environ
     out = report.Out(quiet=inv.has("-q", "--quiet"), verbose=inv.has("-v", "--verbose"))
+    root = build = None
     try:
         build = realuv.build_of(real)
         root = find_cache_dir(real, build, inv, os.getcwd(), env, ask=True)
     except realuv.ShimError as e:
+        checking.check()
         error(str(e))
     except CacheDirError as e:
+        checking.check()
         sys.stderr.write(e.stderr)
         realuv.mirror_exit(e.code)
     except OSError as e:  # a deleted working directory, say: uv decides what that means
+        checking.check()
         out.warn(f"cannot find the cache ({e.strerror}); running uv without protection")
-        root = None
-    if root is None or not os.path.isdir(root):
+    checking.check()
+    if build is None or root is None or not os.path.isdir(root):
         realuv.exec_uv(exec_path, argv0, args, env)  # no cache: nothing to protect
     why = refuse_to_empty(root, build, env)
     if why:

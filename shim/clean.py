@@ -13,7 +13,7 @@ import os
 
 from shim import envscan, liveness, realuv, report, uvargs, uvfeatures
 from shim.cache import LOCK_FILE, ROOT_MARKERS, Cache
-from shim.cachecmd import error, locked_verify, run_locked, setup, summarize, validate
+from shim.cachecmd import error, locked_verify, run_locked, setup, summarize
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     env = os.environ
     break_all = "--all" in args or uvargs.env_true(env, "UV_SHIM_ALLOW_BREAK")
     uv_args = [a for a in args if a != "--all"]
-    validate(exec_path, argv0, uv_args)
     cache, out = setup(real, inv, argv0, exec_path, uv_args)
     lock, roots = locked_verify(cache, inv, out, env)
     kept = liveness.protected(roots)

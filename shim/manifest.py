@@ -137,12 +137,15 @@ def pins_and_leftovers(entry: Dir) -> tuple[set[str], bool]:
     directory read."""
     have: set[str] = set()
     leftovers = False
+    start, end = len(PIN_PREFIX), -len(PIN_SUFFIX)
     with entry.scandir() as it:
         for e in it:
-            aid = pin_id(e.name)
-            if aid and e.is_symlink():
-                have.add(aid)
-            elif e.name.endswith(".tmp") or e.name.startswith(RELEASED):
+            name = e.name
+            if name.startswith(PIN_PREFIX) and name.endswith(PIN_SUFFIX):  # pin_id, inlined: ~20 per root
+                aid = name[start:end].replace(".", "-")
+                if e.is_symlink() and is_archive_id(aid):
+                    have.add(aid)
+            elif name.endswith(".tmp") or name.startswith(RELEASED):
                 leftovers = True
     return have, leftovers
 

@@ -10,11 +10,6 @@ import sys
 from shim import report
 from shim.uvargs import is_true
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -149,18 +144,34 @@ def config_path(env: Mapping[str, str]) -> str:
     return os.path.join(base, "uv-shim", "config.toml")
 
 
+def _toml(data: bytes, path: str, warn: Optional[Callable[[str], None]]) -> dict:
+    """The config file's document; tomllib (and the ``re`` it compiles, ~20 ms) only when there
+    is a file to read."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        if warn:
+            warn(f"ignoring {path}: {report.shown(e)}")
+        return {}
+
+
 def _soft(policy: Policy, env: Mapping[str, str], warn: Optional[Callable[[str], None]]) -> None:
     """The config file's table, then the variables: a bad value is one warning and ignored."""
     path = config_path(env)
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
-        doc = {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        data = None
+    except OSError as e:
         if warn:
             warn(f"ignoring {path}: {report.shown(e)}")
-        doc = {}
+        data = None
+    doc = _toml(data, path, warn) if data is not None else {}
     section = doc.get(policy.SECTION, {})
     if not isinstance(section, dict):
         section = {}

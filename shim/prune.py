@@ -22,7 +22,6 @@ from shim.cachecmd import (
     run_locked,
     setup,
     summarize,
-    validate,
 )
 from shim.manifest import LAST_PRUNE
 from shim.policy import Policy, PolicyError, policy_from
@@ -210,13 +209,11 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
         error(str(e))
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
-    if "--dry-run" in args:
-        args = [a for a in args if a != "--dry-run"]
-        validate(exec_path, argv0, args)
-        cache, out = setup(real, inv, argv0, exec_path, args)
-        dry_run(cache, inv, out, as_json, policy)
-    validate(exec_path, argv0, args)
+    dry = "--dry-run" in args
+    args = [a for a in args if a != "--dry-run"]
     cache, out = setup(real, inv, argv0, exec_path, args)
+    if dry:
+        dry_run(cache, inv, out, as_json, policy)
     lock, roots = locked_verify(cache, inv, out, os.environ)
     try:
         code, result = prune_locked(
@@ -247,7 +244,7 @@ def prune_locked(
     uv's references to it aside, run the real prune (which releases ``lock``), then finish or put
     back, restore other generations' records and measure. (uv's exit code, the report or None.)
     An OSError before uv runs has changed nothing and released the lock."""
-    ev = held = before = None
+    ev = held = before = protected = None
     measure = measure or policy.active
     try:
         if holds.recover(cache):
@@ -296,7 +293,7 @@ def prune_locked(
             items = [i for i in items if i["id"] in set(freed.archives)]
             result = PruneResult(
                 cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
-                kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
+                kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}, protected),
                 before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
             )  # fmt: skip
     except Exception as e:  # uv has pruned: a figure we cannot measure is one warning, never more

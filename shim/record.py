@@ -199,7 +199,9 @@ def parse_header(data: bytes) -> tuple[Record, str]:
     Anything unexpected raises RecordError, and the caller falls back to ``load``.
     """
     values: dict[str, Any] = {}
-    lines = iter(data.decode("utf-8", "replace").split("\n"))  # not splitlines: U+2028 may be in a path
+    end = data.find(b"\n[")  # the tables (distributions) start there: not read at all
+    text = (data if end < 0 else data[:end]).decode("utf-8", "replace")
+    lines = iter(text.split("\n"))  # not splitlines: U+2028 may be in a path
     for line in lines:
         if line.startswith("["):
             break

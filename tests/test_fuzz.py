@@ -110,6 +110,14 @@ def test_header_reading_raises_only_record_errors(tmp_path, data):
         pass
 
 
+ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@given(st.one_of(st.text(max_size=70), st.text(alphabet="aZ9_-.é/\0\n", max_size=70)))
+def test_an_archive_id_is_ascii_letters_digits_dash_underscore_8_to_64_long(text):
+    assert is_archive_id(text) == (8 <= len(text) <= 64 and ID_CHARS.issuperset(text))
+
+
 @given(st.text(max_size=70))
 def test_pin_names_round_trip_and_never_name_a_path(text):
     if is_archive_id(text):
