@@ -93,16 +93,22 @@ class ArchiveSizes:
         try:
             if area is None:
                 raise FileNotFoundError(SIZES)
-            for line in area.read(SIZES).decode("utf-8", "replace").splitlines():
+            memo = self.memo
+            for line in area.read(SIZES).decode("utf-8", "replace").split("\n"):  # ~10k lines: kept lean
                 parts = line.split(" ")
                 if len(parts) != 4:
                     continue
+                aid, total_text, private_text, info = parts
                 try:
-                    total, private = int(parts[1]), int(parts[2])
+                    total, private = int(total_text), int(private_text)
                 except ValueError:
                     continue
-                if 0 <= private <= total < 2**62 and _dist_info_name(parts[3]):
-                    self.memo[parts[0]] = (total, private, parts[3] if parts[3] != "-" else "")
+                if not 0 <= private <= total < 2**62:
+                    continue
+                if info == "-":
+                    memo[aid] = (total, private, "")
+                elif info.endswith(".dist-info") and "/" not in info and info[:1] != ".":  # _dist_info_name
+                    memo[aid] = (total, private, info)
         except OSError:
             pass
 
