@@ -386,14 +386,19 @@ def du(path) -> int:
 
 
 def run_rss(cmd, env):
-    """(seconds, peak RSS in MiB of the process and what it waited for)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd} failed")
-    return elapsed, usage.ru_maxrss / 1024
+    """(seconds, peak RSS in MiB of the command). The peak comes from /usr/bin/time (GNU time
+    reports its own child's): a child forked or spawned from this process, which holds whole
+    synthetic caches' worth of memory by now, inherits a high-water mark from us at exec."""
+    timer = "/usr/bin/time"
+    with tempfile.NamedTemporaryFile("r") as out:
+        wrapped = [timer, "-f", "%M", "-o", out.name, *cmd] if os.access(timer, os.X_OK) else cmd
+        t0 = time.perf_counter()
+        proc = subprocess.run(wrapped, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"{cmd} failed")
+        text = out.read().strip().splitlines()
+    return elapsed, (int(text[-1]) / 1024 if wrapped is not cmd and text else float("nan"))
 
 
 def machine() -> str:
