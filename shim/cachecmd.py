@@ -169,10 +169,11 @@ class Validation:
 
         self.exec_path = exec_path
         self.done = False
-        self.tmp = paths.private_temp_dir()
-        empty = os.path.join(self.tmp, "no-cache-here")
-        env = realuv.child_env({**os.environ, "UV_CACHE_DIR": empty}, exec_=False)
+        self.tmp = ""
         try:
+            self.tmp = paths.private_temp_dir()
+            empty = os.path.join(self.tmp, "no-cache-here")
+            env = realuv.child_env({**os.environ, "UV_CACHE_DIR": empty}, exec_=False)
             self.proc: Optional[subprocess.Popen[str]] = subprocess.Popen(
                 [argv0, *_with_cache_dir(args, empty)],
                 executable=exec_path,
@@ -203,7 +204,8 @@ class Validation:
                 self.proc.communicate()
                 error(f"cannot run {self.exec_path} to check the arguments: {e}")
         finally:
-            paths.remove_temp_dir(self.tmp)
+            if self.tmp:
+                paths.remove_temp_dir(self.tmp)
         if self.proc.returncode != 0:
             sys.stderr.write(err)
             realuv.mirror_exit(self.proc.returncode)

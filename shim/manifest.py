@@ -20,7 +20,7 @@ import os
 from shim import paths
 from shim.cache import ARCHIVE_BUCKET, is_archive_id
 from shim.confined import Dir, Unsafe
-from shim.envscan import SYMLINK
+from shim.envscan import SYMLINK, settled
 from shim.record import (  # noqa: F401 - the record's names, for the callers of this module
     SCHEMA,
     Record,
@@ -195,6 +195,8 @@ def stamp_holds(head: Record, stamp: str, pinned: bool) -> bool:
     stamp (kept only when settled, ``envscan.settled``) is today's, and its pins are here (a
     record another uv generation copied over has them elsewhere until it is re-pinned)."""
     if not stamp or "?" in stamp or stamp != head.site_stamp:
+        return False
+    if not settled(stamp, head.last_used_at):  # a record from before stamps were settled
         return False
     return pinned or SYMLINK not in head.link_modes
 

@@ -78,15 +78,19 @@ def parents(start: str) -> Iterator[str]:
 def private_temp_dir() -> str:
     """A new folder only we can use, in ``$TMPDIR`` (else /tmp), as ``tempfile.mkdtemp`` makes
     one, without importing tempfile (shutil, random, bz2, lzma: ~6 ms on a prune's path)."""
-    base = os.environ.get("TMPDIR") or "/tmp"
-    for _attempt in range(100):
-        path = os.path.join(base, f"uv-shim-{os.getpid()}-{os.urandom(6).hex()}")
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot make a temporary folder in {base}")
+    error: OSError = FileExistsError("no temporary folder")
+    for base in dict.fromkeys([os.environ.get("TMPDIR") or "/tmp", "/tmp", "/var/tmp"]):  # as tempfile tries
+        for _attempt in range(10):
+            path = os.path.join(base, f"uv-shim-{os.getpid()}-{os.urandom(6).hex()}")
+            try:
+                os.mkdir(path, 0o700)
+                return path
+            except FileExistsError as e:
+                error = e
+            except OSError as e:  # a stale TMPDIR, a read-only /tmp: the next place
+                error = e
+                break
+    raise error
 
 
 def remove_temp_dir(path: str) -> None:
