@@ -162,40 +162,20 @@ class Book:
         except OSError as e:
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
             return False
-        entry = self.cache.entry(key)
-        quick = manifest.quick_header(entry) if entry is not None else None
-        fresh = quick is not None and time.time() - quick[2] < TOUCH_EVERY
-        if fresh and entry is not None and quick is not None:
-            head, fp, _ = quick
-            if manifest.stamp_holds(head, stamp, any(pins(entry))) and self._mirrored(key, fp):
-                entry.close()
-                return True  # the common no-op: nothing came or went since the last full scan
+        if self._unchanged(key, stamp):
+            return True  # the common no-op: nothing came or went since the last full scan
         try:
             dists = envscan.scan(real, kind, self.cache)
         except OSError as e:
-            if entry is not None:
-                entry.close()
             self.warn(f"cannot scan {real} ({e.strerror}); keeping its recorded pins")
             return False
         if not dists:
-            if entry is not None:
-                entry.close()
             if final:
                 self._forget(key, "it linked nothing from the cache after uv ran")
             return False
         stamp = envscan.settled(stamp, scanned_at) if final else ""  # during an install: what lands in this tick
-        if entry is not None:
-            if (
-                fresh
-                and quick is not None
-                and quick[1] == manifest.fingerprint(dists)
-                and stamp in ("", quick[0].site_stamp)
-                and self._pinned(entry, dists)
-                and self._mirrored(key, quick[1])
-            ):
-                entry.close()
-                return True  # nothing changed (and no newer stamp to keep): nothing to write
-            entry.close()
+        if self._unchanged(key, stamp, dists):
+            return True  # nothing changed (and no newer stamp to keep): nothing to write
         with self.cache.entry(key, create=True) as entry, manifest.lock(entry):  # type: ignore[union-attr]
             created = not manifest.exists(entry)
             rec, _ = self._load(entry, key, real, kind, header=True)
@@ -231,8 +211,25 @@ class Book:
             manifest.remove(area, key)
         generations.forget(self.cache, self.generations, key)
 
-    def _mirrored(self, key: str, fp: str) -> bool:
-        return generations.mirrored(self.cache, self.generations, key, fp)
+    def _unchanged(self, key: str, stamp: str, dists: Optional[dict[str, envscan.Dist]] = None) -> bool:
+        """Nothing to write: the record is fresh (rewritten at most every ``TOUCH_EVERY``) and
+        mirrored to every generation, and either its settled stamp is today's (before a scan,
+        ``dists`` None) or the scan found what it records, pinned, with no newer stamp to keep."""
+        entry = self.cache.entry(key)
+        if entry is None:
+            return False
+        with entry:
+            quick = manifest.quick_header(entry)
+            if quick is None or time.time() - quick[2] >= TOUCH_EVERY:
+                return False
+            head, fp, _ = quick
+            if dists is None:
+                same = manifest.stamp_holds(head, stamp, any(pins(entry)))
+            else:
+                same = (
+                    fp == manifest.fingerprint(dists) and stamp in ("", head.site_stamp) and self._pinned(entry, dists)
+                )
+            return same and generations.mirrored(self.cache, self.generations, key, fp)
 
     @staticmethod
     def _pinned(entry: Dir, dists: dict[str, envscan.Dist]) -> bool:

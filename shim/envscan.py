@@ -110,7 +110,7 @@ def settled(stamp: str, scanned_at: float) -> str:
     limit = int((scanned_at - RACY) * 1e9)
     try:
         return stamp if stamp and all(int(part) <= limit for part in stamp.split(",")) else ""
-    except ValueError:  # "?": a folder could not be read
+    except ValueError:  # not a stamp we wrote (a record is untrusted input)
         return ""
 
 

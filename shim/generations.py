@@ -217,7 +217,8 @@ def mirrored(cache: Cache, names: Iterable[str], key: str, fp: Optional[str]) ->
                 except FileNotFoundError:
                     return False
                 with entry:
-                    if manifest.quick_state(entry)[0] != fp:
+                    copy = manifest.quick_header(entry)
+                    if copy is None or copy[1] != fp:
                         return False
         except OSError:
             return False

@@ -99,7 +99,7 @@ def _find_machine_id() -> str:
         (
             c
             for d in os.environ.get("PATH", "").split(os.pathsep)
-            if d
+            if os.path.isabs(d)  # never the working directory's ioreg: the id is memoized for good
             for c in [os.path.join(d, "ioreg")]
             if os.access(c, os.X_OK)
         ),

@@ -18,7 +18,7 @@ from typing import Optional
 
 from shim import paths, uvargs
 from shim.realuv import BIN_MARKER as MARKER
-from shim.realuv import DEPTH_VAR, GUARD_VAR, LAUNCHER_MARK, MAX_DEPTH, ShimError, is_shim
+from shim.realuv import DEPTH_VAR, GUARD_VAR, LAUNCHER_MARK, MAX_DEPTH, ShimError, is_our_launcher, is_shim
 
 NAMES = ("uv", "uvx")
 CLI = "uv-shim"  # beside them, so `uv-shim ...` works wherever `uv` does
@@ -154,7 +154,7 @@ def install(bin_dir: str) -> list[str]:
         paths.write_atomic(target, _launcher_source(name, target, boot).encode(), mode=0o755)
         written.append(target)
     cli = os.path.join(bin_dir, CLI)
-    if not os.path.lexists(cli) or is_shim(cli):
+    if not os.path.lexists(cli) or is_our_launcher(cli):  # pip's or pipx's uv-shim script stays
         # the import path baked in, as for uv and uvx: no user site lost, nothing from the
         # working directory (a ./shim or ./json.py there is not imported in our place)
         code = (
@@ -174,7 +174,7 @@ def uninstall(bin_dir: str) -> list[str]:
     removed = []
     for name in (*NAMES, CLI, "uv-shim-boot.py", MARKER):
         p = os.path.join(bin_dir, name)
-        if os.path.lexists(p) and (name not in (*NAMES, CLI) or is_shim(p)):
+        if os.path.lexists(p) and (is_our_launcher(p) if name == CLI else name not in NAMES or is_shim(p)):
             os.unlink(p)
             removed.append(p)
     try:

@@ -72,8 +72,6 @@ def held_name(i: int, j: int) -> str:
 PIN_PREFIX = "pin_"
 PIN_SUFFIX = "_0-0-py3-none-any"
 
-_FP_TAG = b'\nfingerprint = "'
-
 
 def pin_name(aid: str) -> str:
     if not is_archive_id(aid):
@@ -150,29 +148,6 @@ def pins_and_leftovers(entry: Dir) -> tuple[set[str], bool]:
     return have, leftovers
 
 
-def quick_state(entry: Optional[Dir]) -> tuple[Optional[str], float]:
-    """(fingerprint, mtime) of a record without parsing it; (None, 0) if absent or unreadable."""
-    if entry is None:
-        return None, 0.0
-    try:
-        fd = entry.open(RECORD, os.O_RDONLY)
-    except OSError:
-        return None, 0.0
-    try:
-        data = os.read(fd, 1 << 16)
-        mtime = os.fstat(fd).st_mtime
-    except OSError:
-        return None, 0.0
-    finally:
-        os.close(fd)
-    i = data.find(_FP_TAG)
-    if i < 0 or b"\nschema = %d\n" % SCHEMA not in b"\n" + data:
-        return None, mtime
-    start = i + len(_FP_TAG)
-    end = data.find(b'"', start)
-    return (data[start:end].decode("ascii", "replace") if end > 0 else None), mtime
-
-
 def quick_header(entry: Dir) -> Optional[tuple[Record, str, float]]:
     """(header, fingerprint, mtime) of a record, or None if absent or not a header we write."""
     try:
@@ -194,7 +169,7 @@ def stamp_holds(head: Record, stamp: str, pinned: bool) -> bool:
     """No dist-info folder came or went since the environment's last full scan: its recorded
     stamp (kept only when settled, ``envscan.settled``) is today's, and its pins are here (a
     record another uv generation copied over has them elsewhere until it is re-pinned)."""
-    if not stamp or "?" in stamp or stamp != head.site_stamp:
+    if not stamp or stamp != head.site_stamp:
         return False
     if not settled(stamp, head.last_used_at):  # a record from before stamps were settled
         return False

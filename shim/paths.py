@@ -79,7 +79,8 @@ def private_temp_dir() -> str:
     """A new folder only we can use, in ``$TMPDIR`` (else /tmp), as ``tempfile.mkdtemp`` makes
     one, without importing tempfile (shutil, random, bz2, lzma: ~6 ms on a prune's path)."""
     error: OSError = FileExistsError("no temporary folder")
-    for base in dict.fromkeys([os.environ.get("TMPDIR") or "/tmp", "/tmp", "/var/tmp"]):  # as tempfile tries
+    tmpdir = os.path.abspath(os.environ.get("TMPDIR") or "/tmp")  # uv may run from another --directory
+    for base in dict.fromkeys([tmpdir, "/tmp", "/var/tmp"]):  # as tempfile tries
         for _attempt in range(10):
             path = os.path.join(base, f"uv-shim-{os.getpid()}-{os.urandom(6).hex()}")
             try:

@@ -46,7 +46,6 @@ class Plan:
         self.other_files = 0  # files (not folders) removed outside the unpacked wheels
         self.other_bytes = 0  # what removing everything else frees
         self.shrink = 0  # what the cache itself loses (more than ``freed`` where environments hardlink it)
-        self.uv_version = ""  # the uv whose prune this models
 
     @property
     def freed(self) -> int:
@@ -178,7 +177,6 @@ def plan_prune(
     earlier ones removed. Sizes as ``shim.sizes`` defines them (``footprint``: the cache now)."""
     version = cache.build.version_tuple
     plan = Plan()
-    plan.uv_version = cache.build.version
     gone: set[str] = set()  # paths that earlier steps remove
     canonical = _Resolver(cache)
     _stale_revisions(cache, plan, gone)

@@ -62,6 +62,17 @@ def is_shim(path: str) -> bool:
     return head.startswith(b"#!") and (LAUNCHER_MARK in head or b"uv-shim" in head or b"shim.cli" in head)
 
 
+def is_our_launcher(path: str) -> bool:
+    """Written by ``uv-shim install`` (it carries the mark): the only files install replaces and
+    uninstall removes under a name another tool may also use (``uv-shim``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and LAUNCHER_MARK in head
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)

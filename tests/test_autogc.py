@@ -169,6 +169,7 @@ def test_last_use_comes_from_the_record_not_from_file_times(world: World, wheels
     used, bare = w.venv("used"), w.venv("bare")
     w.install(used, "alpha==1.0", find_links=wheels)
     w.install(bare, "beta==1.0", find_links=wheels, shim=False)  # the shim never saw it
+    shutil.rmtree(used)  # no pin holds alpha any more: only its record's last use keeps it young
     for aid in w.archives():
         os.utime(w.cache / "archive-v0" / aid, (946684800, 946684800))  # built into an image in 2000
     dry = json.loads(w.uv("cache", "prune", "--max-age", "30d", "--dry-run", "--json").stdout)

@@ -185,3 +185,21 @@ def test_profiles_keep_their_bytes_and_odd_ones_are_one_warning(tmp_path):
     )
     assert (home / ".bashrc").read_bytes() == b'PS1="x\ry"\r\nexport A=1\r\n'
     assert (bin_dir / "env").read_bytes() == theirs and not (bin_dir / "uv").exists()
+
+
+def test_another_tools_uv_shim_script_is_neither_replaced_nor_removed(tmp_path):
+    """`pip install uv-shim` (or pipx) puts its own `uv-shim` console script in ~/.local/bin; an
+    install with that --bin-dir writes uv and uvx beside it and leaves it, uninstall too."""
+    from shim import launcher
+    from shim.realuv import is_shim
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "uv-shim"
+    theirs = "#!/usr/bin/python3\nimport sys\nfrom shim.cli import main\nsys.exit(main())\n"
+    script.write_text(theirs)
+    assert is_shim(str(script))  # the broad check (the real-uv search) does take it for ours
+    launcher.install(str(bin_dir))
+    assert script.read_text() == theirs and (bin_dir / "uv").exists()
+    launcher.uninstall(str(bin_dir))
+    assert script.read_text() == theirs and not (bin_dir / "uv").exists()

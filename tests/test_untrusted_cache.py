@@ -48,6 +48,7 @@ def test_the_automatic_prune_refuses_a_home_folder(world: World, tmp_path):
     home = tmp_path / "home-like"
     (home / "Documents").mkdir(parents=True)
     (home / "Documents" / "thesis.tex").write_text("years of work")
+    (home / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")  # claims to be a cache
     out = subprocess.run(
         [sys.executable, "-m", "shim", "gc", "--auto", "--json", "--cache-dir", str(home)],
         env=world.env(UV_SHIM_AUTO_UNUSED="1", HOME=str(home)),
