@@ -241,10 +241,14 @@ class Book:
 # ---------------------------------------------------------------------------------------------
 
 
-def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
-    t_start = time.perf_counter()
+def prepare(
+    real: realuv.RealUv, inv: uvargs.Invocation, warn: Warnings, lock_now: bool = True
+) -> tuple[Optional[Book], list[tuple[str, str]], bool, Optional[SharedLock]]:
+    """Before uv runs (or while it starts, in a background helper): the cache, the environments
+    this command will touch, their roots registered. Returns the book (None: nothing to record or
+    cannot), the environments, whether uv runs the program in an environment it keeps in the cache,
+    and the shared lock taken (``lock_now``: for a command the shim waits for)."""
     env = os.environ
-    warn = Warnings()
     book: Optional[Book] = None
     envs: list[tuple[str, str]] = []
     lock: Optional[SharedLock] = None
@@ -253,7 +257,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
         cwd = os.getcwd()  # FileNotFoundError in a deleted working directory: uv decides then
         build = realuv.build_of(real)
         if not uvfeatures.changes_environments(inv.words, build.version_tuple):
-            realuv.exec_uv(exec_path, argv0, args, env)
+            return None, [], False, None
         root = find_cache_dir(real, build, inv, cwd, env)
         if root is not None and os.path.isdir(root) and not os.access(root, os.W_OK):
             raise OSError(errno.EROFS, "cache is not writable (read-only file system?)", root)
@@ -265,7 +269,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
                 warn(describe(e, "cannot keep uv-shim's records for other uv versions"))
             envs = targets.environments_for(inv, book.cache, real, cwd, env)
             cached = uvargs.runs_child(inv) and targets.wants_cached_envs(build, inv, cwd, env)
-            if envs and not uvargs.runs_child(inv):
+            if envs and lock_now and not uvargs.runs_child(inv):
                 lock = SharedLock(root)
                 lock.acquire()
             for path, kind in envs:
@@ -276,8 +280,21 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     except Exception as e:
         warn(describe(e, "cannot record environments; running uv without protection"))
         book = None
-
     if book is None or not (envs or cached):
+        if lock is not None:
+            lock.release()
+        return None, [], False, None
+    return book, envs, cached, lock
+
+
+def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: uvargs.Invocation) -> NoReturn:
+    """The foreground path: Python in front of uv (the launcher sends a command here when it
+    cannot hand the bookkeeping to a background helper, see ``followup.after``)."""
+    t_start = time.perf_counter()
+    env = os.environ
+    warn = Warnings()
+    book, envs, cached, lock = prepare(real, inv, warn)
+    if book is None:
         realuv.exec_uv(exec_path, argv0, args, env)  # nothing to record (or cannot): pure passthrough
     _print_notices(book)
     if uvargs.runs_child(inv):
@@ -296,7 +313,7 @@ def intercept(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], 
     try:
         if lock is not None:
             lock.acquire()  # the cache may not have existed before uv ran
-        _update_all(book, envs, warn, "could not record what uv installed")
+        update_all(book, envs, warn, "could not record what uv installed")
     except Exception as e:
         warn(describe(e, "could not record what uv installed"))
     except KeyboardInterrupt:
@@ -323,7 +340,7 @@ def _print_notices(book: Book) -> None:
         pass
 
 
-def _update_all(book: Book, envs: list[tuple[str, str]], warn: Warnings, what: str) -> None:
+def update_all(book: Book, envs: list[tuple[str, str]], warn: Warnings, what: str) -> None:
     for path, kind in envs:
         try:
             book.update(path, kind)

@@ -73,6 +73,11 @@ def _config_candidates(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Ma
     yield "/etc/uv/uv.toml"
 
 
+# Global options that decide (or remove) the cache: the launcher leaves a command that has one
+# to Python (it resolves the cache only in the cases it is sure of).
+CACHE_OPTIONS = ("--cache-dir", "--no-cache", "--config-file", "--no-config", "--directory", "--project")
+
+
 def _cache_globals(inv: uvargs.Invocation) -> list[str]:
     """The user's global options that decide the cache, to hand to ``uv cache dir``."""
     args: list[str] = []

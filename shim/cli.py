@@ -21,7 +21,18 @@ def _fail(e: ShimError) -> NoReturn:
 
 
 def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
-    """Run as ``uv`` or ``uvx``: pass through, or intercept and keep the manifest."""
+    """Run as ``uv`` or ``uvx``: pass through, or intercept and keep the manifest. ``+uv`` and
+    ``+uvx``: the background helper of a command the launcher hands to uv itself (its arguments
+    start with the real uv, uv's pid and the cache it locked; see ``followup.after``)."""
+    if name[:1] == "+":
+        code = 1
+        try:
+            from shim import followup
+
+            followup.after(name[1:], self_path, args[0], int(args[1]), args[2], args[3:])
+            code = 0
+        finally:
+            os._exit(code)
     env = os.environ
     try:
         realuv.check_guard(env)

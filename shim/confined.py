@@ -34,7 +34,8 @@ _NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 
 # Fault injection for the crash tests: ``UV_SHIM_TEST_KILL_AT=N`` kills this process with SIGKILL
 # just before its N-th change in the cache (every change goes through a Dir), so a test can stop
-# the shim before each change in turn instead of at random times.
+# the shim before each change in turn instead of at random times; a background helper, whose
+# death nobody waits for, first leaves a file (``UV_SHIM_TEST_KILLED``) saying so.
 _kill_at = [int(os.environ.get("UV_SHIM_TEST_KILL_AT") or 0)]
 
 
@@ -42,6 +43,8 @@ def _change() -> None:
     if _kill_at[0]:
         _kill_at[0] -= 1
         if not _kill_at[0]:
+            if os.environ.get("UV_SHIM_TEST_KILLED"):
+                open(os.environ["UV_SHIM_TEST_KILLED"], "w").close()
             os.kill(os.getpid(), 9)
 
 

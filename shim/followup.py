@@ -62,6 +62,130 @@ def start(
     spawn_detached(work)
 
 
+LOCK_FD = 9  # the launcher's shared flock on uv's cache lock, handed to the background helper
+
+
+def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, args: list[str]) -> None:
+    """The background helper the launcher starts beside uv (it then ``exec``s uv as ``uv_pid``).
+
+    The launcher has taken a shared ``flock`` on ``<locked>/.lock`` (fd ``LOCK_FD``) before uv
+    started and handed it to us: no prune, through the shim or bare, runs until we let go, and we
+    let go once the pins are written. We find the cache and the environments as the foreground
+    path does (``bookkeeping.prepare``), register the roots while uv works, then pin: as uv's
+    install lands for ``uv run``/``uvx`` (``watch``), after uv has exited for the rest. What we
+    cannot say is kept (``manifest.NOTICES``); the next intercepted command prints it once."""
+    detach(keep=LOCK_FD)
+    from shim import autogc, bookkeeping, uvargs
+
+    if name == "uvx":
+        args = ["tool", "run", *args]
+    inv = uvargs.parse(args)
+    notices: list[str] = []
+    warn = bookkeeping.Warnings(notices.append)
+    real = realuv.RealUv(real_path, "the launcher")
+    book = None
+    try:
+        started = _started(uv_pid)
+        book, envs, cached, lock = bookkeeping.prepare(real, inv, warn, lock_now=False)
+        if book is not None:
+            root = book.cache.path
+            if not _holds(root):  # the launcher guessed another cache: a bug, but uv locks its own
+                warn(
+                    f"the launcher locked the cache {locked}, uv uses {root}; set UV_SHIM_FOREGROUND=1 "
+                    "and report this to uv-shim"
+                )
+            if uvargs.runs_child(inv):
+                _finish(root, book.cache.build, envs, inv, uv_pid, 0, cached, book.generations, started)
+            else:
+                from shim.locks import SharedLock
+
+                own = SharedLock(root)
+                own.acquire()  # the launcher's lock is on this file (or it was a wrong guess)
+                try:
+                    wait_gone(uv_pid, started, time.monotonic() + GIVE_UP)
+                    bookkeeping.update_all(book, envs, warn, "could not record what uv installed")
+                finally:
+                    own.release()
+    except Exception as e:
+        warn(bookkeeping.describe(e, "could not record what uv installed"))
+    finally:
+        _let_go()
+        if notices:
+            try:
+                manifest.add_notice(
+                    book.cache if book is not None else Cache(locked, realuv.build_of(real)), notices[0]
+                )
+            except Exception:  # nowhere left to report it
+                pass
+    if book is not None:
+        autogc.maybe_start(book.cache.path, book.cache.build, real_path)
+
+
+def _holds(root: str) -> bool:
+    """The launcher's descriptor is ``<root>/.lock`` itself (same file), not a symlink's target."""
+    from shim.cache import LOCK_FILE
+
+    try:
+        ours = os.fstat(LOCK_FD)
+        theirs = os.lstat(os.path.join(root, LOCK_FILE))
+    except OSError:
+        return False
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def _let_go() -> None:
+    try:
+        os.close(LOCK_FD)
+    except OSError:
+        pass
+
+
+def _started(pid: int) -> float:
+    """When process ``pid`` started (0.0 if unknown). uv was exec'ed by the launcher that forked
+    us, so it started before we did: a later start means uv is gone and its pid taken."""
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return 0.0
+
+
+def wait_gone(pid: int, started: float, deadline: float) -> None:
+    """Until uv (``pid``, started at ``started``) has exited: a pidfd where Linux has one, else
+    polling (a zombie counts as exited; a process with its pid that started later is not uv)."""
+    import select
+
+    if started and started > _own_start():
+        return  # the pid is someone else's: uv exited before we looked
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            while time.monotonic() < deadline:
+                if select.select([fd], [], [], min(60.0, max(0.0, deadline - time.monotonic())))[0]:
+                    return
+        finally:
+            os.close(fd)
+        return
+    state = _process(pid, "", ignore=0, user_argv=[])
+    delay = 0.001
+    while state() != uvfeatures.GONE and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, LAST_POLL)
+
+
+def _own_start() -> float:
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:
+        return float("inf")
+
+
 def spawn_detached(work: Callable[[int], None]) -> None:
     """Run ``work(pid of the middle process)`` in a detached grandchild and return at once: two
     forks (the middle exits at once, so the helper is nobody's zombie), then ``detach``. Nothing
@@ -87,14 +211,21 @@ def spawn_detached(work: Callable[[int], None]) -> None:
         os._exit(1)
 
 
-def detach() -> None:
-    """A new session, stdio on /dev/null, every inherited descriptor closed: whoever waits for
-    the user's command (a CI step reading its output, a make jobserver) never waits for us."""
-    os.setsid()
+def detach(keep: int = -1) -> None:
+    """A new session, stdio on /dev/null, every inherited descriptor closed (but ``keep``): whoever
+    waits for the user's command (a CI step reading its output, a make jobserver) never waits for us."""
+    try:
+        os.setsid()
+    except OSError:  # already a session leader
+        pass
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.closerange(3, _max_fd())
+    if keep >= 3:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, _max_fd())
+    else:
+        os.closerange(3, _max_fd())
     sys.stdout = sys.stderr = open(os.devnull, "w")
 
 
@@ -114,6 +245,7 @@ def _finish(
     middle: int,
     cached: bool,
     gens: list[str],
+    started: float = 0.0,
 ) -> None:
     from shim import bookkeeping
     from shim.locks import SharedLock
@@ -129,7 +261,7 @@ def _finish(
             book,
             envs,
             cached,
-            _process(uv_pid, root, ignore=middle, user_argv=inv.positionals),
+            _process(uv_pid, root, ignore=middle, user_argv=inv.positionals, started=started),
             time.monotonic() + GIVE_UP,
         )
     except Exception as e:
@@ -215,14 +347,14 @@ def _blind(pid: int) -> Callable[[], str]:
     return state
 
 
-def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str]) -> Callable[[], str]:
+def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str], started: float = 0.0) -> Callable[[], str]:
     """uv's state by pid: INSTALLING, RUNNING (the user's program started) or GONE. The process
-    is told apart from a later one with the same pid by its start time."""
+    is told apart from a later one with the same pid by its start time (``started`` if known)."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        started = proc.create_time()
+        started = started or proc.create_time()
     except psutil.Error:
         return _blind(pid)  # no process table here (a hidden /proc): alive or not is all we see
     except Exception:

@@ -282,13 +282,24 @@ def clean_leftovers(entry: Dir) -> int:
 
 
 def alive(pid: int) -> bool:
+    """The process runs (a zombie does not: a killed helper is nobody's child, and some inits
+    reap orphans late)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a runtime dependency
         return True
-    return True
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:  # gone, or a zombie psutil cannot read
+        return False
+    except Exception:
+        return True
 
 
 def remove(area: Dir, key: str) -> None:
@@ -311,10 +322,23 @@ def remove(area: Dir, key: str) -> None:
 
 
 def add_notice(cache: Cache, message: str) -> None:
+    """Keep a helper's message for the next command. On a full disk its text cannot be written:
+    it goes into the name of an empty file then (no data block needed)."""
     area = cache.area(create=True)
     assert area is not None
     with area.sub(NOTICES, create=True, ours=True) as d:
-        d.write_atomic(str(os.getpid()), message.encode("utf-8", "replace"))
+        try:
+            d.write_atomic(str(os.getpid()), message.encode("utf-8", "replace"))
+        except OSError:
+            name = message.replace("%", "%25").replace("/", "%2F").encode("utf-8", "replace")[:200]
+            d.write_atomic(f"{os.getpid()}.{name.decode('utf-8', 'ignore')}", b"")
+
+
+def _notice_text(d: Dir, name: str) -> str:
+    pid, _, text = name.partition(".")
+    if not text:
+        return d.read(name).decode("utf-8", "replace").strip()
+    return text.replace("%2F", "/").replace("%25", "%")
 
 
 def take_notices(cache: Cache) -> list[str]:
@@ -329,9 +353,9 @@ def take_notices(cache: Cache) -> list[str]:
     out = []
     with d:
         for name in sorted(d.listdir(), key=lambda n: d.lstat(n).st_mtime_ns):
-            if name.isdigit():
+            if name.partition(".")[0].isdigit():
                 try:
-                    out.append(d.read(name).decode("utf-8", "replace").strip())
+                    out.append(_notice_text(d, name))
                 finally:
                     d.unlink(name)
     clean = ("".join(ch if ch.isprintable() else " " for ch in m.splitlines()[0] if m) for m in out if m.strip())

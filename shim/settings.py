@@ -48,6 +48,12 @@ SETTINGS: list[Setting] = [
     ),
     Setting("UV_SHIM_DISABLE", "1: pass every command straight to the real uv (no records, no protection)"),
     Setting(
+        "UV_SHIM_FOREGROUND",
+        "1: keep Python in front of uv and finish the bookkeeping before the command returns (its warnings "
+        "at once; default: a background helper holding uv's cache lock does it, and the next command says "
+        "what it could not)",
+    ),
+    Setting(
         "UV_SHIM_HOME",
         "uv-shim's own folder: launchers in bin/, host state in state/ (default: the XDG data and state folders)",
     ),
@@ -77,7 +83,7 @@ SETTINGS: list[Setting] = [
 ]
 
 # Not settings: what uv-shim sets for itself (the recursion guard), and the crash tests' hook.
-INTERNAL = frozenset({"UV_SHIM_PID", "UV_SHIM_PPID", "UV_SHIM_DEPTH", "UV_SHIM_TEST_KILL_AT"})
+INTERNAL = frozenset({"UV_SHIM_PID", "UV_SHIM_PPID", "UV_SHIM_DEPTH", "UV_SHIM_TEST_KILL_AT", "UV_SHIM_TEST_KILLED"})
 
 _EXTRA_OPTIONS = {
     "prune": [

@@ -177,29 +177,35 @@ class World:
             input=input,
             timeout=600,
         )
+        if shim:
+            self.settle()  # the bookkeeping the launcher handed to a background helper is done
         if check and proc.returncode != 0:
             raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def settle(self, timeout: float = 60.0) -> None:
-        """Wait until no process holds uv's cache lock, as a prune would: the helpers that finish
-        `uv run`/`uvx` bookkeeping in the background hold it shared until their pins are in."""
-        import fcntl
+        """Wait until no uv-shim helper holds uv's cache lock (as a prune would wait for them):
+        the helpers that finish an intercepted command's bookkeeping in the background hold it
+        shared until their pins are in. Other holders (a test's own) are not waited for."""
         import time
 
-        lock = self.cache / ".lock"
-        if not lock.exists():
-            return
+        from shim.locks import lock_holders
+
+        lock = str(self.cache / ".lock")
         deadline = time.monotonic() + timeout
-        with open(lock, "a") as f:
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    fcntl.flock(f, fcntl.LOCK_UN)
-                    return
-                except BlockingIOError:
-                    assert time.monotonic() < deadline, "the cache lock is still held"
-                    time.sleep(0.02)
+        # "?": the lock's taker is gone (the launcher's flock) and a helper holds the descriptor
+        while any("uv-shim-boot.py" in cmd or cmd == "?" for _, cmd in lock_holders(lock)):
+            assert time.monotonic() < deadline, "a uv-shim helper still holds the cache lock"
+            time.sleep(0.01)
+
+    def said(self, out: subprocess.CompletedProcess, venv: Path, **env: str) -> list[str]:
+        """uv-shim's lines about the command that gave ``out``: those on its own stderr (Python ran
+        in front of uv) followed by those its background helper kept for the next intercepted
+        command, which prints them (here `uv pip uninstall` of a package nobody installed)."""
+        nxt = self.uv(
+            "pip", "uninstall", "--python", str(venv / "bin" / "python"), "nobody-has-this", check=False, **env
+        )
+        return [line for o in (out, nxt) for line in o.stderr.splitlines() if line.startswith("uv-shim:")]
 
     def venv(self, name: str) -> Path:
         path = self.root / name

@@ -169,24 +169,29 @@ def _kill_before_each_change(world: World, args, setup, venvs, wheels, env, sett
         if settle:
             world.uv("cache", "prune", "-q")  # the starting point: everything installed is protected
         protected = {v: _pinned_dists(world, v) for v in venvs}
+        killed = world.root / "killed"
+        killed.unlink(missing_ok=True)
         out = subprocess.run(
             [str(world.shim_uv), *args],
-            env={**env, "UV_SHIM_TEST_KILL_AT": str(n)},
+            env={**env, "UV_SHIM_TEST_KILL_AT": str(n), "UV_SHIM_TEST_KILLED": str(killed)},
             cwd=world.root,
             capture_output=True,
             text=True,
         )
+        world.settle()  # a background helper killed or done (the bare prune would wait for it too)
         _bare_prune_first(world, venvs, protected, wheels)
-        if out.returncode != -signal.SIGKILL:
+        if out.returncode != -signal.SIGKILL and not killed.exists():
             assert out.returncode == 0, out.stderr
             return n
         assert n < 200, "never completed"
 
 
-def test_kill_before_every_change_of_an_upgrade(world: World, wheels):
-    """alpha 1.0 -> 2.0 beside beta: pins for beta and for what is installed never go missing."""
+@pytest.mark.parametrize("foreground", ["0", "1"])
+def test_kill_before_every_change_of_an_upgrade(world: World, wheels, foreground):
+    """alpha 1.0 -> 2.0 beside beta: pins for beta and for what is installed never go missing,
+    whether the launcher's background helper or the shim in front of uv is killed."""
     v = world.venv("v")
-    env = world.env(UV_LINK_MODE="symlink")
+    env = world.env(UV_LINK_MODE="symlink", UV_SHIM_FOREGROUND=foreground)
 
     def setup() -> None:
         world.install(v, "alpha==1.0", "beta==1.0", find_links=wheels)

@@ -112,8 +112,10 @@ def test_records_wiped_with_the_cache_are_rebuilt_and_doctor_reports(world: Worl
     world.install(v, "alpha==1.0", find_links=wheels)
     world.uv("cache", "clean", shim=False)  # bare: records, pins and archives go
     assert world.records() == {} and not world.works(v)
-    out = world.install(world.venv("w"), "beta==1.0", find_links=wheels)
-    assert "the records of 1 environment(s) are gone" in out.stderr, out.stderr
+    w = world.venv("w")
+    out = world.install(w, "beta==1.0", find_links=wheels)
+    said = world.said(out, w)
+    assert len(said) == 1 and "the records of 1 environment(s) are gone" in said[0], said
     assert str(v.resolve()) in world.records()
     doctor = subprocess.run(
         [sys.executable, "-m", "shim", "doctor", "--json"], env=world.env(), capture_output=True, text=True

@@ -43,4 +43,5 @@ def test_launchers_under_every_posix_sh(world: World, wheels, shell, tmp_path):
         [*argv0, launcher, *args], env={**env, "UV_LINK_MODE": "symlink"}, capture_output=True, text=True
     )
     assert out.returncode == 0, (shell, out.stderr)
+    world.settle()  # the background helper's pins
     assert str(venv.resolve()) in world.records() and world.works(venv)

@@ -119,9 +119,9 @@ def _tree(pid: int):
 
 def test_an_install_holds_the_cache_lock_until_its_pins_are_written(world: World, wheels):
     """The shim's bookkeeping after uv installed is held up (its record folder's writer lock is
-    taken by the test); all that time uv's cache lock stays shared-locked, so a bare prune cannot
-    run in the window where the new archive is not pinned yet. Control: the same install done
-    bare, the same prune deletes it."""
+    taken by the test); the command has returned, but all that time uv's cache lock stays
+    shared-locked by its background helper, so a bare prune cannot run in the window where the new
+    archive is not pinned yet. Control: the same install done bare, the same prune deletes it."""
     from shim import hostid, manifest
 
     v = world.venv("v")
@@ -137,11 +137,10 @@ def test_an_install_holds_the_cache_lock_until_its_pins_are_written(world: World
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not list(v.glob("lib/python*/site-packages/beta-1.0.dist-info")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # uv returns at once: the launcher's background helper, not the command, waits
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        assert list(v.glob("lib/python*/site-packages/beta-1.0.dist-info"))
         time.sleep(0.3)
-        assert proc.poll() is None, "the shim should be waiting for its record folder"
         probe = os.open(world.cache / ".lock", os.O_RDWR)
         with pytest.raises(BlockingIOError):
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -151,8 +150,7 @@ def test_an_install_holds_the_cache_lock_until_its_pins_are_written(world: World
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-    proc.wait(timeout=120)
-    assert proc.returncode == 0, proc.stderr.read()
+    world.settle()
     assert len(world.pinned()) == 2
     world.prune("--ci")
     assert world.works(v), world.broken(v)
@@ -185,23 +183,29 @@ def test_a_wrapper_that_calls_uv_ends_with_a_clear_error(world: World, wrapper, 
     assert "recursion" in out.stderr and "UV_SHIM_REAL_UV" in out.stderr, out.stderr[-2000:]
 
 
-def _uv_of(pid: int, shim: bool) -> psutil.Process:
-    """The uv process doing the work: the process itself (bare), else the shim's long-lived uv
-    child (a short one, such as a version query, is not it)."""
+def _uv_of(pid: int, shim: bool, real: str) -> psutil.Process:
+    """The uv process doing the work: the process itself (bare, or the launcher once it has
+    exec'ed uv), else the shim's long-lived uv child (a short one, such as a version query, is not it)."""
     if not shim:
         return psutil.Process(pid)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        kids = [p for p in _tree(pid) if p.name() == "uv"]
-        if kids:
+        procs = []
+        for p in [psutil.Process(pid), *_tree(pid)]:
+            try:
+                if os.path.realpath(p.exe()) == real:
+                    procs.append(p)
+            except psutil.Error:
+                continue
+        if procs:
             time.sleep(0.3)
-            if kids[0].is_running() and kids[0].status() != psutil.STATUS_ZOMBIE:
-                return kids[0]
+            if procs[0].is_running() and procs[0].status() != psutil.STATUS_ZOMBIE:
+                return procs[0]
         time.sleep(0.05)
     raise AssertionError("the shim never started uv")
 
 
-def _killed(w: World, shim: bool, how: str) -> int:
+def _killed(w: World, shim: bool, how: str, foreground: str = "0") -> int:
     v = w.root / "sig"
     if not v.exists():
         w.venv("sig")
@@ -215,13 +219,13 @@ def _killed(w: World, shim: bool, how: str) -> int:
             "-r",
             "/dev/stdin",
         ],
-        env=w.env(UV_LINK_MODE="symlink"),
+        env=w.env(UV_LINK_MODE="symlink", UV_SHIM_FOREGROUND=foreground),
         cwd=w.root,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    uv = _uv_of(proc.pid, shim)
+    uv = _uv_of(proc.pid, shim, os.path.realpath(w.real_uv))
     if how == "term-to-caller":
         proc.send_signal(signal.SIGTERM)
     else:
@@ -231,12 +235,15 @@ def _killed(w: World, shim: bool, how: str) -> int:
     return code
 
 
+@pytest.mark.parametrize("foreground", ["0", "1"])
 @pytest.mark.parametrize("how, code", [("term-to-caller", -signal.SIGTERM), ("kill-uv", -signal.SIGKILL)])
-def test_an_intercepted_command_ends_the_way_uv_ended(world: World, how, code):
-    """An intercepted install runs uv as a child (the bookkeeping follows it): when uv dies by a
-    signal, the shim dies by the same one, so the caller sees what it sees with the bare uv."""
+def test_an_intercepted_command_ends_the_way_uv_ended(world: World, how, code, foreground):
+    """An intercepted install is uv itself (the launcher exec'ed it, its helper in the background)
+    or runs uv as a child (Python in front, the bookkeeping follows it): when uv dies by a signal,
+    the command dies by the same one, so the caller sees what it sees with the bare uv."""
     assert _killed(world, shim=False, how=how) == code  # the bare uv, for reference
-    assert _killed(world, shim=True, how=how) == code
+    assert _killed(world, shim=True, how=how, foreground=foreground) == code
+    world.settle()
 
 
 # -- commands that change environments -----------------------------------------------------------

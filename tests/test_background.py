@@ -1,0 +1,78 @@
+"""The launcher's background path (issue 18): where it is sure which cache uv uses, it takes uv's
+shared cache lock, hands it to a background helper and execs uv itself; anywhere it is not sure,
+Python stays in front of uv. A wrong guess would lock one cache while uv fills another."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import psutil
+import pytest
+from conftest import World
+
+from shim import manifest
+
+
+def _runs_as(world: World, v, **env: str) -> str:
+    """The executable of the command's own process once it is busy (uv waits on stdin)."""
+    proc = subprocess.Popen(
+        [str(world.shim_uv), "pip", "install", "--python", str(v / "bin" / "python"), "-r", "/dev/stdin"],
+        env=world.env(**env),
+        cwd=world.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        exe = ""
+        while time.monotonic() < deadline:
+            exe = os.path.realpath(psutil.Process(proc.pid).exe())
+            if exe == os.path.realpath(world.real_uv) or "python" in os.path.basename(exe):
+                break
+            time.sleep(0.02)
+        return exe
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        world.settle()
+
+
+def test_an_install_is_uv_itself_unless_told_to_stay_in_front(world: World):
+    v = world.venv("v")
+    assert _runs_as(world, v) == os.path.realpath(world.real_uv)  # exec'ed: no Python in front
+    assert "python" in os.path.basename(_runs_as(world, v, UV_SHIM_FOREGROUND="1"))  # the control
+
+
+@pytest.mark.parametrize("where", ["pyproject", "uv.toml", "user"])
+def test_a_config_file_that_sets_the_cache_keeps_python_in_front(world: World, wheels, where):
+    """uv reads `cache-dir` from a config file: the launcher cannot parse TOML, so it must step
+    aside, and the records land in the cache uv really used (with no warning). Control: the
+    default cache exists and is lockable, so a launcher that ignored the file would have locked it."""
+    default = world.home / ".cache" / "uv"
+    world.uv("cache", "dir", shim=False, UV_CACHE_DIR=str(default))
+    world.uv("venv", "-q", str(world.root / "warm"), shim=False, UV_CACHE_DIR=str(default))  # makes its .lock
+    assert (default / ".lock").exists()
+    proj = world.root / "proj"
+    proj.mkdir()
+    configured = world.root / "configured-cache"
+    if where == "pyproject":
+        (proj / "pyproject.toml").write_text(
+            f'[project]\nname = "p"\nversion = "0"\n[tool.uv]\ncache-dir = "{configured}"\n'
+        )
+    elif where == "uv.toml":
+        (world.root / "uv.toml").write_text(f'cache-dir = "{configured}"\n')  # a parent of the working directory
+    else:
+        (world.home / ".config" / "uv").mkdir(parents=True)
+        (world.home / ".config" / "uv" / "uv.toml").write_text(f'cache-dir = "{configured}"\n')
+    v = world.venv("v")
+    args = World.install_args(v, "alpha==1.0", find_links=wheels)
+    world.uv(*args, cwd=proj, UV_CACHE_DIR=None, UV_LINK_MODE="symlink")  # makes the configured cache
+    out = world.uv(*args[:2], *args[2:-1], "beta==1.0", cwd=proj, UV_CACHE_DIR=None, UV_LINK_MODE="symlink")
+    world.cache = configured
+    assert str(v.resolve()) in world.records()
+    assert set(world.records()[str(v.resolve())].distributions) == {"alpha==1.0", "beta==1.0"}
+    assert out.stderr.count("uv-shim:") == 0, out.stderr
+    assert not list(configured.glob(f"*/uv-shim/{manifest.NOTICES}/*"))  # no "the launcher locked ..." notice
