@@ -41,7 +41,8 @@ def working_dir(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[s
 
 def _mentions_cache_dir(path: str) -> bool:
     try:
-        return b"cache-dir" in paths.read_bytes(path)
+        data = paths.read_bytes(path)
+        return b"ache-dir" in data or b"\\u" in data or b"\\U" in data  # a key may be spelt with escapes
     except FileNotFoundError:
         return False
     except OSError:

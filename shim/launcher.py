@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Optional
 
 from shim import cachedir, paths, uvargs
-from shim.cache import LOCK_FILE, SHIM_DIR
+from shim.cache import LOCK_FILE, SDISTS_PREFIX, SHIM_DIR
 from shim.followup import LOCK_FD
 from shim.manifest import NOTICES
 from shim.realuv import BIN_MARKER as MARKER
@@ -82,6 +82,10 @@ def find_tool(name: str) -> str:
     return ""
 
 
+# PID 1 names (/proc/1/comm) that outlive any command: the background helper is used only under
+# one (a container's own command or a tini-like init exits with its child, killing the helper).
+# process_api is the init of the Firecracker VMs this project's CI runs in.
+LONG_LIVED_INITS = ("systemd", "init", "openrc-init", "runit", "runit-init", "s6-svscan", "launchd", "process_api")
 HELPER_NICENESS = 10  # the helper yields the CPU to uv and to the user's next command
 
 
@@ -172,16 +176,23 @@ if [ $fast = 0 ] && [ -z "$slow" ] && [ -n "$flock" ] && [ "$w1" != cache ]; the
   done
   [ -n "${{UV_NO_CACHE-}}${{UV_NO_CONFIG-}}${{UV_CONFIG_FILE-}}${{UV_WORKING_DIR-}}${{UV_PROJECT-}}" ] && bg=
   [ -n "${{PWD-}}" ] && [ -d "$PWD" ] || bg=  # a deleted working directory: Python says what it means
+  [ -e /dev/fd/{LOCK_FD} ] && bg=  # the caller passes a descriptor {LOCK_FD}: it is uv's, not ours to take
+  [ -x "$py" ] && [ -f "$boot" ] || bg=  # no helper could start: Python's own error, in front
+  # The helper must outlive uv: when PID 1 of this PID namespace is the container's command (or
+  # uv itself), its exit kills everything left, the helper too. Only a long-lived init will do.
+  init=
+  {{ read -r init < /proc/1/comm; }} 2>/dev/null
+  case "$$:$init" in 1:*) bg=;; {_case("*:" + i for i in LONG_LIVED_INITS)}) ;; *) bg=;; esac
 fi
 mentions() {{  # $1 could set cache-dir: it says so, or it cannot be read (as cachedir._mentions_cache_dir)
   [ -e "$1" ] || return 1
   [ -f "$1" ] && [ -r "$1" ] || return 0
-  while IFS= read -r l || [ -n "$l" ]; do case "$l" in *cache-dir*) return 0;; esac; done < "$1"
+  while IFS= read -r l || [ -n "$l" ]; do case "$l" in *ache-dir*|*\\\\[uU]*) return 0;; esac; done < "$1"
   return 1
 }}
 if [ -n "$bg" ]; then
   if [ -n "${{UV_CACHE_DIR+x}}" ]; then
-    case "$UV_CACHE_DIR" in /*) cache=$UV_CACHE_DIR;; *) bg=;; esac
+    case "$UV_CACHE_DIR" in */.|*/./*|*/..|*/../*) bg=;; /*) cache=$UV_CACHE_DIR;; *) bg=;; esac
   elif [ -z "${{HOME-}}" ]; then
     bg=
   else
@@ -203,7 +214,7 @@ if [ -n "$bg" ]; then
   fi
 fi
 if [ -n "$bg" ]; then
-  for f in "$cache"/*/{SHIM_DIR}/{NOTICES}/[0-9]*; do [ -e "$f" ] && bg=; break; done
+  for f in "$cache"/{SDISTS_PREFIX}*/{SHIM_DIR}/{NOTICES}/[0-9]*; do [ -e "$f" ] && bg=; break; done
 fi
 lock=$cache/{LOCK_FILE}
 if [ -n "$bg" ] && find_real && [ -w "$cache" ] && [ -f "$lock" ] && [ -r "$lock" ] && ! [ -h "$lock" ] &&

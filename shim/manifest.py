@@ -342,22 +342,31 @@ def _notice_text(d: Dir, name: str) -> str:
 
 
 def take_notices(cache: Cache) -> list[str]:
-    """The helpers' messages, oldest first, removed as they are read (each is shown once)."""
+    """The helpers' messages, oldest first, removed as they are read (each is shown once): from
+    this uv version's area and every other's (the launcher sees them all: none may be stranded)."""
+    found: list[tuple[int, str]] = []
     area = cache.area()
-    if area is None:
-        return []
-    try:
-        d = area.sub(NOTICES)
-    except OSError:
-        return []
-    out = []
-    with d:
-        for name in sorted(d.listdir(), key=lambda n: d.lstat(n).st_mtime_ns):
-            if name.partition(".")[0].isdigit():
-                try:
-                    out.append(_notice_text(d, name))
-                finally:
-                    d.unlink(name)
+    areas = ([area] if area is not None else []) + list(cache.other_areas())
+    for a in areas:
+        try:
+            d = a.sub(NOTICES)
+        except OSError:
+            continue
+        with d:
+            for name in d.listdir():
+                if name.partition(".")[0].isdigit():
+                    try:
+                        found.append((d.lstat(name).st_mtime_ns, _notice_text(d, name)))
+                    except OSError:
+                        continue
+                    finally:
+                        try:
+                            d.unlink(name)
+                        except OSError:
+                            pass
+    for a in areas[1 if area is not None else 0 :]:
+        a.close()
+    out = [m for _, m in sorted(found)]
     clean = ("".join(ch if ch.isprintable() else " " for ch in m.splitlines()[0] if m) for m in out if m.strip())
     return [c[:300] for c in clean if c.strip()]  # one printable line each: the cache may be shared
 

@@ -76,3 +76,45 @@ def test_a_config_file_that_sets_the_cache_keeps_python_in_front(world: World, w
     assert set(world.records()[str(v.resolve())].distributions) == {"alpha==1.0", "beta==1.0"}
     assert out.stderr.count("uv-shim:") == 0, out.stderr
     assert not list(configured.glob(f"*/uv-shim/{manifest.NOTICES}/*"))  # no "the launcher locked ..." notice
+
+
+def test_an_install_as_pid_1_of_a_container_is_protected(world: World, wheels):
+    """`docker run img uv pip install ...` (uv is PID 1 of its PID namespace): when PID 1 exits,
+    the kernel kills whatever is left in the namespace, a background helper included, so the
+    launcher keeps Python in front there. Control: the same install done bare breaks."""
+    import shutil
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare")
+    v, c = world.venv("v"), world.venv("c")
+    for venv, exe, spec in ((v, world.shim_uv, "alpha==1.0"), (c, world.real_uv, "beta==1.0")):
+        args = World.install_args(venv, spec, find_links=wheels)
+        out = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc", str(exe), *args],
+            env=world.env(UV_LINK_MODE="symlink"),
+            cwd=world.root,
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+    world.settle()
+    assert str(v.resolve()) in world.records()
+    world.prune("--ci")
+    assert world.works(v), world.broken(v)
+    assert not world.works(c)  # the control
+
+
+def test_a_descriptor_9_the_caller_passes_reaches_uv_and_its_program(world: World, tmp_path):
+    """The launcher takes uv's lock on descriptor 9 only when the caller passes none there."""
+    (tmp_path / "f9").write_text("hello")
+    v = world.venv("v")
+    code = "import os; print(os.read(9, 5))"
+    outs = []
+    for exe in (world.real_uv, world.shim_uv):
+        script = f"exec {exe} run -q --python {v}/bin/python --no-project python -c '{code}' 9<{tmp_path / 'f9'}"
+        outs.append(
+            subprocess.run(["sh", "-c", script], env=world.env(), cwd=world.root, capture_output=True, text=True)
+        )
+        world.settle()
+    assert outs[0].stdout == "b'hello'\n", outs[0].stderr  # the bare uv, for reference
+    assert outs[1].stdout == outs[0].stdout and outs[1].returncode == 0, outs[1].stderr
