@@ -177,13 +177,13 @@ class World:
             input=input,
             timeout=600,
         )
-        if shim:
-            self.settle()  # the bookkeeping the launcher handed to a background helper is done
+        if shim:  # the bookkeeping the launcher handed to a background helper is done
+            self.settle(cache=Path(env["UV_CACHE_DIR"]) if env.get("UV_CACHE_DIR") else None)
         if check and proc.returncode != 0:
             raise AssertionError(f"uv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def settle(self, timeout: float = 60.0) -> None:
+    def settle(self, timeout: float = 60.0, cache: Optional[Path] = None) -> None:
         """Wait until no uv-shim helper holds uv's cache lock (as a prune would wait for them):
         the helpers that finish an intercepted command's bookkeeping in the background hold it
         shared until their pins are in. Other holders (a test's own) are not waited for."""
@@ -191,7 +191,7 @@ class World:
 
         from shim.locks import lock_holders
 
-        lock = str(self.cache / ".lock")
+        lock = str((cache or self.cache) / ".lock")
         deadline = time.monotonic() + timeout
         # "?": the lock's taker is gone (the launcher's flock) and a helper holds the descriptor
         while any("uv-shim-boot.py" in cmd or cmd == "?" for _, cmd in lock_holders(lock)):
