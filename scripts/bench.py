@@ -70,13 +70,12 @@ def timed(cmd, env, cwd) -> float:
 
 
 def helpers_done(cache: Path, timeout: float = 120.0) -> float:
-    """Wait until no uv-shim background helper holds the cache lock; return when (perf_counter).
-    "?": the lock's taker (the launcher's flock) is gone and a helper holds the descriptor."""
-    from shim.locks import lock_holders
+    """Wait until no uv-shim background helper holds the cache lock; return when (perf_counter)."""
+    from shim.followup import helpers_hold
 
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        if not any("uv-shim-boot.py" in cmd or cmd == "?" for _, cmd in lock_holders(str(cache / ".lock"))):
+        if not helpers_hold(str(cache)):
             break
         time.sleep(0.002)
     return time.perf_counter()

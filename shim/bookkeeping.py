@@ -242,12 +242,13 @@ class Book:
 
 
 def prepare(
-    real: realuv.RealUv, inv: uvargs.Invocation, warn: Warnings, lock_now: bool = True
+    real: realuv.RealUv, inv: uvargs.Invocation, warn: Warnings
 ) -> tuple[Optional[Book], list[tuple[str, str]], bool, Optional[SharedLock]]:
     """Before uv runs (or while it starts, in a background helper): the cache, the environments
     this command will touch, their roots registered. Returns the book (None: nothing to record or
     cannot), the environments, whether uv runs the program in an environment it keeps in the cache,
-    and the shared lock taken (``lock_now``: for a command the shim waits for)."""
+    and the shared lock taken for a command that does not hand over to a program (``uv run`` and
+    ``uvx`` leave theirs to the helper that watches them)."""
     env = os.environ
     book: Optional[Book] = None
     envs: list[tuple[str, str]] = []
@@ -269,7 +270,7 @@ def prepare(
                 warn(describe(e, "cannot keep uv-shim's records for other uv versions"))
             envs = targets.environments_for(inv, book.cache, real, cwd, env)
             cached = uvargs.runs_child(inv) and targets.wants_cached_envs(build, inv, cwd, env)
-            if envs and lock_now and not uvargs.runs_child(inv):
+            if envs and not uvargs.runs_child(inv):
                 lock = SharedLock(root)
                 lock.acquire()
             for path, kind in envs:

@@ -39,10 +39,15 @@ def working_dir(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[s
     return os.path.join(cwd, d) if d else cwd
 
 
+# What makes a config file one that may set the cache: the key, or any TOML unicode escape (a key
+# may be spelt `cache\u002ddir`). The launcher's sh test is generated from this list.
+CACHE_DIR_HINTS = ("ache-dir", "\\u", "\\U")
+
+
 def _mentions_cache_dir(path: str) -> bool:
     try:
         data = paths.read_bytes(path)
-        return b"ache-dir" in data or b"\\u" in data or b"\\U" in data  # a key may be spelt with escapes
+        return any(hint.encode() in data for hint in CACHE_DIR_HINTS)
     except FileNotFoundError:
         return False
     except OSError:

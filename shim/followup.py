@@ -28,6 +28,7 @@ from shim.cache import Cache
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Optional
 
     from shim.bookkeeping import Book
     from shim.uvargs import Invocation
@@ -86,7 +87,7 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
     book = None
     try:
         started = _started(uv_pid)
-        book, envs, cached, lock = bookkeeping.prepare(real, inv, warn, lock_now=False)
+        book, envs, cached, lock = bookkeeping.prepare(real, inv, warn)  # the lock: on this very file
         if book is not None:
             root = book.cache.path
             if not _holds(root):  # the launcher guessed another cache: a bug, but uv locks its own
@@ -97,19 +98,15 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
             if uvargs.runs_child(inv):
                 _finish(root, book.cache.build, envs, inv, uv_pid, 0, cached, book.generations, started)
             else:
-                from shim.locks import SharedLock
-
-                own = SharedLock(root)
-                own.acquire()  # the launcher's lock is on this file (or it was a wrong guess)
                 try:
                     wait_gone(uv_pid, started, time.monotonic() + GIVE_UP)
                     bookkeeping.update_all(book, envs, warn, "could not record what uv installed")
                 finally:
-                    own.release()
+                    if lock is not None:
+                        lock.release()
     except Exception as e:
         warn(bookkeeping.describe(e, "could not record what uv installed"))
     finally:
-        _let_go()
         if notices:
             try:
                 manifest.add_notice(
@@ -119,6 +116,20 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
                 pass
     if book is not None:
         autogc.maybe_start(book.cache.path, book.cache.build, real_path)
+    # The launcher's lock (LOCK_FD) goes with every other descriptor when this process exits (the
+    # caller exits at once): whoever waited for it finds no descriptor of ours left in the cache,
+    # so the folder can be unmounted.
+
+
+def helpers_hold(cache_dir: str) -> bool:
+    """A uv-shim helper holds ``<cache_dir>/.lock`` (a prune waits for it): a holder running the
+    launchers' boot script, or one whose taker is gone (the launcher's ``flock``, whose descriptor
+    the helper inherited)."""
+    from shim.cache import LOCK_FILE
+    from shim.locks import lock_holders
+
+    holders = lock_holders(os.path.join(cache_dir, LOCK_FILE))
+    return any(realuv.BOOT_NAME in cmd or cmd == "?" for _, cmd in holders)
 
 
 def _holds(root: str) -> bool:
@@ -133,22 +144,16 @@ def _holds(root: str) -> bool:
     return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
-def _let_go() -> None:
-    try:
-        os.close(LOCK_FD)
-    except OSError:
-        pass
-
-
-def _started(pid: int) -> float:
-    """When process ``pid`` started (0.0 if unknown). uv was exec'ed by the launcher that forked
-    us, so it started before we did: a later start means uv is gone and its pid taken."""
+def _started(pid: Optional[int] = None, unknown: float = 0.0) -> float:
+    """When process ``pid`` (default: this one) started, ``unknown`` if that cannot be read. uv was
+    exec'ed by the launcher that forked us, so it started before we did: a later start means uv
+    is gone and its pid taken."""
     try:
         import psutil
 
         return float(psutil.Process(pid).create_time())
     except Exception:
-        return 0.0
+        return unknown
 
 
 def wait_gone(pid: int, started: float, deadline: float) -> None:
@@ -156,7 +161,7 @@ def wait_gone(pid: int, started: float, deadline: float) -> None:
     polling (a zombie counts as exited; a process with its pid that started later is not uv)."""
     import select
 
-    if started and started > _own_start():
+    if started and started > _started(unknown=float("inf")):
         return  # the pid is someone else's: uv exited before we looked
     try:
         fd = os.pidfd_open(pid)
@@ -170,20 +175,11 @@ def wait_gone(pid: int, started: float, deadline: float) -> None:
         finally:
             os.close(fd)
         return
-    state = _process(pid, "", ignore=0, user_argv=[])
+    state = _process(pid, "", ignore=0, user_argv=[], started=started)
     delay = 0.001
     while state() != uvfeatures.GONE and time.monotonic() < deadline:
         time.sleep(delay)
         delay = min(delay * 2, LAST_POLL)
-
-
-def _own_start() -> float:
-    try:
-        import psutil
-
-        return float(psutil.Process().create_time())
-    except Exception:
-        return float("inf")
 
 
 def spawn_detached(work: Callable[[int], None]) -> None:

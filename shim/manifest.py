@@ -346,8 +346,8 @@ def take_notices(cache: Cache) -> list[str]:
     this uv version's area and every other's (the launcher sees them all: none may be stranded)."""
     found: list[tuple[int, str]] = []
     area = cache.area()
-    areas = ([area] if area is not None else []) + list(cache.other_areas())
-    for a in areas:
+    others = list(cache.other_areas())  # ours to close; the cache keeps its own area
+    for a in ([area] if area is not None else []) + others:
         try:
             d = a.sub(NOTICES)
         except OSError:
@@ -364,7 +364,7 @@ def take_notices(cache: Cache) -> list[str]:
                             d.unlink(name)
                         except OSError:
                             pass
-    for a in areas[1 if area is not None else 0 :]:
+    for a in others:
         a.close()
     out = [m for _, m in sorted(found)]
     clean = ("".join(ch if ch.isprintable() else " " for ch in m.splitlines()[0] if m) for m in out if m.strip())

@@ -37,6 +37,7 @@ DEPTH_VAR = "UV_SHIM_DEPTH"
 MAX_DEPTH = 16
 LAUNCHER_MARK = b"# uv-shim launcher"
 BIN_MARKER = ".uv-shim-bin"  # in every folder we write launchers to: the real-uv search skips it
+BOOT_NAME = "uv-shim-boot.py"  # beside the launchers: the Python they start (helpers run it too)
 
 
 class RealUv:

@@ -189,12 +189,10 @@ class World:
         shared until their pins are in. Other holders (a test's own) are not waited for."""
         import time
 
-        from shim.locks import lock_holders
+        from shim.followup import helpers_hold
 
-        lock = str((cache or self.cache) / ".lock")
         deadline = time.monotonic() + timeout
-        # "?": the lock's taker is gone (the launcher's flock) and a helper holds the descriptor
-        while any("uv-shim-boot.py" in cmd or cmd == "?" for _, cmd in lock_holders(lock)):
+        while helpers_hold(str(cache or self.cache)):
             assert time.monotonic() < deadline, "a uv-shim helper still holds the cache lock"
             time.sleep(0.01)
 

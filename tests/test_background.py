@@ -52,7 +52,6 @@ def test_a_config_file_that_sets_the_cache_keeps_python_in_front(world: World, w
     aside, and the records land in the cache uv really used (with no warning). Control: the
     default cache exists and is lockable, so a launcher that ignored the file would have locked it."""
     default = world.home / ".cache" / "uv"
-    world.uv("cache", "dir", shim=False, UV_CACHE_DIR=str(default))
     world.uv("venv", "-q", str(world.root / "warm"), shim=False, UV_CACHE_DIR=str(default))  # makes its .lock
     assert (default / ".lock").exists()
     proj = world.root / "proj"
@@ -70,7 +69,7 @@ def test_a_config_file_that_sets_the_cache_keeps_python_in_front(world: World, w
     v = world.venv("v")
     args = World.install_args(v, "alpha==1.0", find_links=wheels)
     world.uv(*args, cwd=proj, UV_CACHE_DIR=None, UV_LINK_MODE="symlink")  # makes the configured cache
-    out = world.uv(*args[:2], *args[2:-1], "beta==1.0", cwd=proj, UV_CACHE_DIR=None, UV_LINK_MODE="symlink")
+    out = world.uv(*args[:-1], "beta==1.0", cwd=proj, UV_CACHE_DIR=None, UV_LINK_MODE="symlink")
     world.cache = configured
     assert str(v.resolve()) in world.records()
     assert set(world.records()[str(v.resolve())].distributions) == {"alpha==1.0", "beta==1.0"}
