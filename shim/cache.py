@@ -13,7 +13,7 @@ from shim.realuv import UvBuild
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
     from typing import Optional
 
 # Every name of uv's on-disk layout that uv-shim relies on (bucket names that change between uv
@@ -46,6 +46,11 @@ def is_archive_id(name: str) -> bool:
         return False
     rest = name.replace("-", "").replace("_", "")
     return not rest or rest.isalnum()
+
+
+def dist_info_among(names: Iterable[str]) -> Optional[str]:
+    """The ``*.dist-info`` folder name among an archive's entries (``Cache.dist_info``)."""
+    return next((n for n in names if n.endswith(".dist-info")), None)
 
 
 def archive_id_of(target: str) -> Optional[str]:
@@ -142,7 +147,7 @@ class Cache:
             names = os.listdir(os.path.join(self.archives, aid))
         except OSError:
             return None
-        return next((n for n in names if n.endswith(".dist-info")), None)
+        return dist_info_among(names)
 
     def hardlinked(self, aid: str) -> bool:
         """Does an environment hardlink this archive? (its METADATA has a link beyond the baseline)"""

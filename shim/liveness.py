@@ -215,6 +215,7 @@ def verify(
     # Another generation mirrored roots here with their pins in the pool: a root's own pins may
     # be partial, so every root is verified in full (and pinned on its own) before the pool goes.
     pooled = area is not None and area.lexists(manifest.POOL)
+    finder = moves.Finder()
     for key, entries in sorted(entries_by_key(cache).items()):
         if len(entries) == 1 and entries[0].area is area and not pooled:
             fast = _verify_own(cache, entries[0], host_id, clean=not dry_run)
@@ -238,7 +239,7 @@ def verify(
             roots.append(Root(key, UNVERIFIABLE, None, kept, error))
             continue
         if record.host_id != host_id and legacy_id is not None and record.host_id == legacy_id:
-            roots.append(_verify_own_full(store, key, entries, record, now))  # this host, before the
+            roots.append(_verify_own_full(store, key, entries, record, now, finder))  # this host, before the
             continue  # identity covered mounts: verified as its own
         if record.host_id != host_id:
             age = now - record.last_used_at
@@ -250,7 +251,7 @@ def verify(
             store.keep(key, record, kept, exact=True)
             roots.append(Root(key, FOREIGN, record, kept, f"lease ends in {int((lease - age) // 86400)} days"))
             continue
-        roots.append(_verify_own_full(store, key, entries, record, now))
+        roots.append(_verify_own_full(store, key, entries, record, now, finder))
     store.release_dropped()
     if not dry_run and not any(r.state == UNVERIFIABLE for r in roots):
         generations.drop_pool(cache)  # every root is pinned on its own by now: the stand-in goes
@@ -298,10 +299,12 @@ def _verify_own(cache: Cache, entry: Entry, host_id: str, clean: bool) -> Option
     return Root(key, LIVE, head, want)
 
 
-def _verify_own_full(store: _Store, key: str, entries: list[Entry], record: Record, now: float) -> Root:
+def _verify_own_full(
+    store: _Store, key: str, entries: list[Entry], record: Record, now: float, finder: moves.Finder
+) -> Root:
     cache = store.cache
     if record.kind != "cached" and not os.path.lexists(record.path):
-        moved = moves.find_moved(record.path, record.inode)
+        moved = finder.find(record.path, record.inode)
         if moved is not None:
             return _reroot(store, key, entries, record, moved)
         if not record.scanned and now - record.registered_at < PENDING_GRACE:

@@ -5,6 +5,10 @@ gone, the most likely place is a sibling of the first folder that went missing (
 proj-renamed`` turns ``proj/.venv`` into ``proj-renamed/.venv``): each sibling is looked at with
 the rest of the path appended, by one ``lstat``, bounded in count and in time. A rename keeps the
 inode on the same filesystem; a copy to another one does not, and is not followed.
+
+A prune asks for every root whose environment is gone, and those are often siblings (CI runners'
+venvs in one folder): a ``Finder`` looks at each candidate once per prune and remembers the
+inodes it saw, so a hundred gone roots in one folder cost one pass over it, not a hundred.
 """
 
 from __future__ import annotations
@@ -21,36 +25,79 @@ MAX_SIBLINGS = 5000
 BUDGET = 0.25  # seconds per root
 
 
-def find_moved(path: str, inode: str, budget: float = BUDGET) -> Optional[str]:
-    """Where the folder ``path`` with ``inode`` ("device:inode") is now, if it was renamed within
-    its nearest surviving ancestor; None if not found (or ``path`` still exists)."""
-    if not inode or os.path.lexists(path):
-        return None
-    missing: list[str] = []
-    ancestor = path
-    while True:
-        parent = os.path.dirname(ancestor)
-        if parent == ancestor:
-            return None
-        missing.insert(0, os.path.basename(ancestor))
-        ancestor = parent
-        if os.path.isdir(ancestor):
-            break
-    rest = missing[1:]
-    deadline = time.monotonic() + budget
-    try:
-        with os.scandir(ancestor) as it:
-            names = [e.name for _, e in zip(range(MAX_SIBLINGS), it)]
-    except OSError:
-        return None
-    for name in sorted(names):
-        if time.monotonic() > deadline:
-            return None
-        candidate = os.path.join(ancestor, name, *rest)
+class _Siblings:
+    """The candidates of one (surviving ancestor, rest of the path): looked at in name order,
+    each once, resumed where the last search stopped."""
+
+    __slots__ = ("candidates", "next", "seen")
+
+    def __init__(self, ancestor: str, rest: list[str]) -> None:
         try:
-            st = os.lstat(candidate)
+            with os.scandir(ancestor) as it:
+                names = [e.name for _, e in zip(range(MAX_SIBLINGS), it)]
         except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and f"{st.st_dev}:{st.st_ino}" == inode:
-            return candidate
-    return None
+            names = []
+        self.candidates = [os.path.join(ancestor, name, *rest) for name in sorted(names)]
+        self.next = 0
+        self.seen: dict[str, str] = {}  # "device:inode" of a folder -> its path
+
+    def find(self, inode: str, deadline: float) -> Optional[str]:
+        found = self.seen.get(inode)
+        if found is not None:
+            return found
+        while self.next < len(self.candidates):
+            if time.monotonic() > deadline:
+                return None
+            candidate = self.candidates[self.next]
+            self.next += 1
+            try:
+                st = os.lstat(candidate)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = f"{st.st_dev}:{st.st_ino}"
+                self.seen.setdefault(key, candidate)
+                if key == inode:
+                    return candidate
+        return None
+
+
+class Finder:
+    """``find_moved`` for many roots in one pass (one prune): what it looked at, it remembers."""
+
+    def __init__(self, budget: float = BUDGET) -> None:
+        self.budget = budget
+        self._looked: dict[tuple[str, tuple[str, ...]], _Siblings] = {}
+
+    def find(self, path: str, inode: str) -> Optional[str]:
+        """Where the folder ``path`` with ``inode`` ("device:inode") is now, if it was renamed
+        within its nearest surviving ancestor; None if not found (or ``path`` still exists)."""
+        if not inode or os.path.lexists(path):
+            return None
+        missing: list[str] = []
+        ancestor = path
+        while True:
+            parent = os.path.dirname(ancestor)
+            if parent == ancestor:
+                return None
+            missing.insert(0, os.path.basename(ancestor))
+            ancestor = parent
+            if os.path.isdir(ancestor):
+                break
+        deadline = time.monotonic() + self.budget
+        key = (ancestor, tuple(missing[1:]))
+        siblings = self._looked.get(key)
+        if siblings is None:
+            siblings = self._looked[key] = _Siblings(ancestor, missing[1:])
+        found = siblings.find(inode, deadline)
+        if found is not None and _is_folder(found, inode):
+            return found  # looked at again: it may have moved on since this prune saw it
+        return None
+
+
+def _is_folder(path: str, inode: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and f"{st.st_dev}:{st.st_ino}" == inode

@@ -18,7 +18,7 @@ import os
 import stat
 
 from shim import report
-from shim.cache import Cache
+from shim.cache import ENV_MARKER, Cache, dist_info_among
 from shim.manifest import SIZES
 
 TYPE_CHECKING = False
@@ -66,18 +66,45 @@ def _private(path: str, st: os.stat_result) -> bool:
 
 
 def tree_bytes(top: str) -> tuple[int, int]:
-    """(bytes, private bytes: see ``_private``) of everything under ``top``, each inode once."""
-    seen: set[tuple[int, int]] = set()
-    total = private = 0
-    for path, st in entries(top):
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
+    """(bytes, private bytes: see ``_private``) of everything under ``top``, each inode once.
+
+    ``entries`` and ``_private``, inlined: a first prune sizes every unpacked wheel this way."""
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return 0, 0
+    total = private = st.st_blocks * BLOCK  # a folder (or a link) is private
+    if not stat.S_ISDIR(st.st_mode):
+        return total, total if total and _private(top, st) else 0
+    seen = {(st.st_dev, st.st_ino)}
+    stack = [top]
+    sep = os.sep
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
             continue
-        seen.add(key)
-        size = st.st_blocks * BLOCK
-        total += size
-        if size and _private(path, st):
-            private += size
+        parent = os.path.basename(d)
+        in_dist_info = d.endswith(".dist-info")
+        in_scripts = parent == "scripts" and os.path.dirname(d).endswith(".data")
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                mode = st.st_mode
+                if stat.S_ISDIR(mode):
+                    stack.append(d + sep + e.name)
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                size = st.st_blocks * BLOCK
+                total += size
+                if size and (not stat.S_ISREG(mode) or in_scripts or (in_dist_info and e.name == "RECORD")):
+                    private += size
     return total, private
 
 
@@ -194,13 +221,26 @@ class Footprint:
         except OSError:
             ids = []
         wheels: list[str] = []
+        listed: dict[str, list[str]] = {}  # the entries of archives looked into here (not memoized)
         prefix = cache.archives + os.sep
         for aid in ids:  # cached environments first: their files may be hardlinks of archives
             if aid in memo.memo or (same is not None and aid in same.archives and aid not in same.walked):
                 wheels.append(aid)
-            elif not os.path.isdir(prefix + aid) or os.path.islink(prefix + aid):
+                continue
+            try:
+                folder = stat.S_ISDIR(os.lstat(prefix + aid).st_mode)
+            except OSError:
+                folder = False
+            if not folder:
                 self._walk(prefix + aid, OTHER, on_link)  # not an archive uv made
-            elif cache.is_cached_env(aid):
+                continue
+            names = None
+            if aid not in defer:  # listed now, once: its METADATA is looked at below
+                try:
+                    names = listed[aid] = os.listdir(prefix + aid)
+                except OSError:
+                    pass
+            if (names is None or ENV_MARKER in names) and cache.is_cached_env(aid):
                 self.cached_envs.add(aid)
                 self._walk(prefix + aid, OTHER, on_link)  # an environment changes: never memoized
             else:
@@ -224,7 +264,7 @@ class Footprint:
                 info = memo.memo[aid][2]
                 meta = _stat(prefix + aid + os.sep + info + os.sep + "METADATA") if info else None
             else:
-                found, meta = _metadata(cache, aid)
+                found, meta = _metadata(cache, aid, listed.get(aid))
                 info = found or ""
             if info:
                 self.dist_infos[aid] = info
@@ -370,10 +410,13 @@ def _stat(path: str) -> Optional[os.stat_result]:
         return None
 
 
-def _metadata(cache: Cache, aid: str) -> tuple[Optional[str], Optional[os.stat_result]]:
+def _metadata(
+    cache: Cache, aid: str, names: Optional[list[str]] = None
+) -> tuple[Optional[str], Optional[os.stat_result]]:
     """An unpacked wheel's ``*.dist-info`` name and the stat of its METADATA (uv links every file
-    of a wheel the same way, so that link count tells how the wheel is linked)."""
-    info = cache.dist_info(aid)
+    of a wheel the same way, so that link count tells how the wheel is linked); ``names``: its
+    entries, when already listed."""
+    info = cache.dist_info(aid) if names is None else dist_info_among(names)
     if info is None:
         return None, None
     try:

@@ -96,6 +96,35 @@ def test_freed_bytes_are_honest(world: World, wheels):
     assert real["removed"]["archives"] == {"count": 1, "bytes": expected, "items": [{**gone, "bytes": expected}]}
 
 
+
+def test_freed_bytes_of_a_hardlinked_archive_uv_removes_are_what_leaves_the_disk(world: World, tmp_path):
+    """An environment hardlinks an archive that uv's prune then removes (a --refresh left it
+    unreferenced): only what no environment links comes off the disk, folders, the RECORD uv
+    copies and the `.data/scripts` files it rewrites included (``sizes._private``). Checked
+    against each inode's own link count, measured before the prune."""
+    from conftest import make_wheel
+
+    local = tmp_path / "local"
+    whl = make_wheel(local, "delta", "1.0", {"delta-1.0.data/scripts/delta-tool": "#!python\nprint('hi')\n"})
+    h, e = world.venv("h"), world.venv("e")
+    world.install(h, "delta==1.0", find_links=local, mode="hardlink")
+    old = _archive_of(world, h, "delta")
+    st = whl.stat()
+    os.utime(whl, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    world.install(e, "delta==1.0", find_links=local, extra=["--refresh"])
+    assert _archive_of(world, e, "delta") != old
+    expected, scripts = 0, 0
+    for path in [world.cache / "archive-v0" / old, *(world.cache / "archive-v0" / old).rglob("*")]:
+        info = path.lstat()
+        if path.is_symlink() or path.is_dir() or info.st_nlink == 1:  # no environment links it
+            expected += info.st_blocks * 512
+            scripts += info.st_blocks * 512 if path.parent.name == "scripts" else 0
+    assert scripts > 0 and expected < du_bytes(world.cache / "archive-v0" / old)
+    out = json.loads(gc(world, "--json").stdout)
+    assert old not in world.archives() and world.works(h) and world.works(e)
+    assert [i["id"] for i in out["removed"]["archives"]["items"]] == [old]
+    assert out["removed"]["archives"]["bytes"] == expected, (out["removed"], expected)
+
 def test_local_wheel_installs_again_after_eviction(world: World, wheels):
     """Without removing the `.rev` pointer uv fails on a local wheel whose archive is gone."""
     whl = wheels / "alpha-1.0-py3-none-any.whl"

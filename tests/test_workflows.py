@@ -157,6 +157,29 @@ def test_a_renamed_project_is_followed_not_released(tmp_path, shim_home, wheels,
         assert w.works(moved / ".venv") == shim, (shim, w.broken(moved / ".venv"))
 
 
+def test_environments_renamed_beside_a_deleted_one_are_all_followed(tmp_path, shim_home, wheels):
+    """CI runners' venvs in one folder: one is deleted, two are renamed. The prune looks at each
+    sibling once for all three (``moves.Finder``) and still follows both renamed ones; `--unused`
+    then keeps what they link. Control: the bare prune --ci after the same refresh."""
+    for w in pair(tmp_path, shim_home, NEWEST):
+        shim = w.root.name == "shim"
+        local = w.root / "wheels"
+        shutil.copytree(wheels, local)
+        (w.root / "runners").mkdir()
+        venvs = {name: w.venv(f"runners/{name}") for name in ("a", "b", "c")}
+        for venv in venvs.values():
+            w.install(venv, "alpha==1.0", find_links=local, shim=shim)
+        shutil.rmtree(venvs["a"])  # sorts first: its search walks past the renamed ones
+        moved = [venvs[n].rename(venvs[n].with_name(f"{n}-renamed")) for n in ("b", "c")]
+        refresh_elsewhere(w, wheels, "alpha==1.0")
+        if shim:
+            out = w.uv("cache", "prune", "--unused")
+            for name, to in zip(("b", "c"), moved):
+                assert f"Followed {venvs[name].resolve()} to {to.resolve()}" in out.stderr, out.stderr
+        w.prune("--ci")
+        assert [w.works(v) for v in moved] == [shim, shim], [w.broken(v) for v in moved]
+
+
 def test_a_deleted_environment_is_released_and_logged(world: World, wheels):
     from shim import manifest
     from shim.confined import Dir
