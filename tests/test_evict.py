@@ -96,7 +96,6 @@ def test_freed_bytes_are_honest(world: World, wheels):
     assert real["removed"]["archives"] == {"count": 1, "bytes": expected, "items": [{**gone, "bytes": expected}]}
 
 
-
 def test_freed_bytes_of_a_hardlinked_archive_uv_removes_are_what_leaves_the_disk(world: World, tmp_path):
     """An environment hardlinks an archive that uv's prune then removes (a --refresh left it
     unreferenced): only what no environment links comes off the disk, folders, the RECORD uv
@@ -124,6 +123,7 @@ def test_freed_bytes_of_a_hardlinked_archive_uv_removes_are_what_leaves_the_disk
     assert old not in world.archives() and world.works(h) and world.works(e)
     assert [i["id"] for i in out["removed"]["archives"]["items"]] == [old]
     assert out["removed"]["archives"]["bytes"] == expected, (out["removed"], expected)
+
 
 def test_local_wheel_installs_again_after_eviction(world: World, wheels):
     """Without removing the `.rev` pointer uv fails on a local wheel whose archive is gone."""
