@@ -27,11 +27,13 @@ BUDGET = 0.25  # seconds per root
 
 class _Siblings:
     """The candidates of one (surviving ancestor, rest of the path): looked at in name order,
-    each once, resumed where the last search stopped."""
+    each once, resumed where the last search stopped. ``stamp``: the ancestor as it was when
+    listed (a sibling made or renamed since changes it)."""
 
-    __slots__ = ("candidates", "next", "seen")
+    __slots__ = ("candidates", "next", "seen", "stamp")
 
-    def __init__(self, ancestor: str, rest: list[str]) -> None:
+    def __init__(self, ancestor: str, rest: list[str], stamp: Optional[tuple[int, int, int]]) -> None:
+        self.stamp = stamp
         try:
             with os.scandir(ancestor) as it:
                 names = [e.name for _, e in zip(range(MAX_SIBLINGS), it)]
@@ -52,7 +54,7 @@ class _Siblings:
             self.next += 1
             try:
                 st = os.lstat(candidate)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: a NUL in a recorded path
                 continue
             if stat.S_ISDIR(st.st_mode):
                 key = f"{st.st_dev}:{st.st_ino}"
@@ -63,7 +65,8 @@ class _Siblings:
 
 
 class Finder:
-    """``find_moved`` for many roots in one pass (one prune): what it looked at, it remembers."""
+    """Where gone environments went, for many roots in one pass (one prune): what it looked at,
+    it remembers while the folder it looked in is unchanged."""
 
     def __init__(self, budget: float = BUDGET) -> None:
         self.budget = budget
@@ -86,18 +89,31 @@ class Finder:
                 break
         deadline = time.monotonic() + self.budget
         key = (ancestor, tuple(missing[1:]))
+        now = _stamp(ancestor)
         siblings = self._looked.get(key)
-        if siblings is None:
-            siblings = self._looked[key] = _Siblings(ancestor, missing[1:])
-        found = siblings.find(inode, deadline)
-        if found is not None and _is_folder(found, inode):
-            return found  # looked at again: it may have moved on since this prune saw it
+        for _ in range(2):
+            if siblings is None or siblings.stamp != now or now is None:
+                siblings = self._looked[key] = _Siblings(ancestor, missing[1:], now)
+            found = siblings.find(inode, deadline)
+            if found is None:
+                return None
+            if _is_folder(found, inode):
+                return found
+            siblings = None  # it moved on since this prune saw it there: look again, afresh
         return None
+
+
+def _stamp(folder: str) -> Optional[tuple[int, int, int]]:
+    try:
+        st = os.stat(folder)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def _is_folder(path: str, inode: str) -> bool:
     try:
         st = os.lstat(path)
-    except OSError:
+    except (OSError, ValueError):
         return False
     return stat.S_ISDIR(st.st_mode) and f"{st.st_dev}:{st.st_ino}" == inode

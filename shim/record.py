@@ -119,8 +119,11 @@ class Record:
 
 def _record(values: dict[str, Any], **extra: Any) -> Record:
     """A Record from the top-level keys of a parsed record (full TOML or header only)."""
+    path = str(values["path"])
+    if "\0" in path or not path:  # no path has one (a record in a shared cache is untrusted input)
+        raise RecordError("its path is empty or holds a NUL character")
     return Record(
-        path=str(values["path"]),
+        path=path,
         host=str(values.get("host", "")),
         host_id=str(values["host_id"]),
         kind=str(values.get("kind", "venv")),

@@ -69,6 +69,7 @@ def tree_bytes(top: str) -> tuple[int, int]:
     """(bytes, private bytes: see ``_private``) of everything under ``top``, each inode once.
 
     ``entries`` and ``_private``, inlined: a first prune sizes every unpacked wheel this way."""
+    top = top.rstrip(os.sep) or top  # its own name decides what is private below it
     try:
         st = os.lstat(top)
     except OSError:

@@ -609,3 +609,79 @@ def test_a_record_from_another_uv_version_is_carried_into_this_ones_bucket(lab: 
     assert root.state == liveness.LIVE and lab.pinned() == {a}
     with lab.cache.entry(root.key) as d:
         assert manifest.load(d).path == str(v)
+
+
+# -- moves.Finder: where gone environments went, each sibling looked at once per prune ----------
+
+
+def _inode(path: Path) -> str:
+    st = path.lstat()
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def test_the_finder_looks_at_each_sibling_once_for_many_gone_roots(tmp_path, monkeypatch):
+    from shim import moves
+
+    runners = tmp_path / "runners"
+    venvs = [runners / f"r{i:02d}" / ".venv" for i in range(20)]
+    for v in venvs:
+        v.mkdir(parents=True)
+    inodes = [_inode(v) for v in venvs]
+    for i in (3, 11):  # moved within the folder: found again
+        venvs[i].parent.rename(runners / f"moved-{i:02d}")
+    for i in (5, 6, 7):  # deleted: not found
+        venvs[i].rmdir()
+        venvs[i].parent.rmdir()
+    siblings = len(os.listdir(runners))
+    calls: list[str] = []
+    real_lstat = os.lstat
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **k: calls.append(str(p)) or real_lstat(p, *a, **k))
+    finder = moves.Finder()
+    for i in (5, 3, 6, 11, 7):
+        found = finder.find(str(venvs[i]), inodes[i])
+        assert found == (str(runners / f"moved-{i:02d}" / ".venv") if i in (3, 11) else None), i
+    # five looks at the gone paths themselves, each of the 17 siblings once (a search per root
+    # looked at up to all of them: 54 here), and each place found looked at again
+    assert siblings == 17 and len([p for p in calls if p.endswith(".venv")]) == 5 + siblings + 2, calls
+    # another rest below the same folder is its own search
+    assert finder.find(str(runners / "gone" / "env"), inodes[0]) is None
+
+
+def test_the_finder_follows_a_move_made_after_it_looked(tmp_path):
+    from shim import moves
+
+    top = tmp_path / "projects"
+    a, b = top / "a" / ".venv", top / "b" / ".venv"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    (top / "d").mkdir()
+    ia, ib = _inode(a), _inode(b)
+    finder = moves.Finder()
+    a.parent.rename(top / "a-renamed")
+    assert finder.find(str(a), ia) == str(top / "a-renamed" / ".venv")
+    time.sleep(0.05)  # a folder's mtime moves in clock ticks: a rename in the same tick goes unseen
+    b.parent.rename(top / "b2")  # after the finder looked: the folder changed, it looks again
+    assert finder.find(str(b), ib) == str(top / "b2" / ".venv")
+    (top / "b2" / ".venv").rename(top / "d" / ".venv")  # the folder itself unchanged: where it was
+    assert finder.find(str(b), ib) == str(top / "d" / ".venv")  # seen is no longer so, looked again
+    (top / "d" / ".venv").rename(top / "a-renamed" / "elsewhere")  # out of reach: not followed
+    assert finder.find(str(b), ib) is None
+    (top / "a-renamed" / "elsewhere").rename(top / "a-renamed" / ".venv2")
+    (top / "a-renamed" / ".venv").rename(top / "c")  # the one it found moves on within the folder
+    assert finder.find(str(a), ia) is None  # no longer a/…/.venv anywhere: never a stale answer
+
+
+def test_the_finder_keeps_to_its_time_budget_and_resumes(tmp_path):
+    from shim import moves
+
+    top = tmp_path / "top"
+    v = top / "z" / "env"
+    v.mkdir(parents=True)
+    for i in range(5):
+        (top / f"a{i}").mkdir()
+    inode = _inode(v)
+    v.parent.rename(top / "zz")
+    assert moves.Finder(budget=-1).find(str(v), inode) is None  # out of time before looking
+    finder = moves.Finder()
+    assert finder.find(str(v), inode) == str(top / "zz" / "env")
+    assert finder.find(str(top / "y" / "env" / "nul\0here"), inode) is None  # never a traceback

@@ -169,7 +169,7 @@ def test_environments_renamed_beside_a_deleted_one_are_all_followed(tmp_path, sh
         venvs = {name: w.venv(f"runners/{name}") for name in ("a", "b", "c")}
         for venv in venvs.values():
             w.install(venv, "alpha==1.0", find_links=local, shim=shim)
-        shutil.rmtree(venvs["a"])  # sorts first: its search walks past the renamed ones
+        shutil.rmtree(venvs["a"])  # its search (in whatever order the roots come) walks past the others
         moved = [venvs[n].rename(venvs[n].with_name(f"{n}-renamed")) for n in ("b", "c")]
         refresh_elsewhere(w, wheels, "alpha==1.0")
         if shim:
