@@ -36,7 +36,6 @@ def test_corrupt_record_is_rebuilt_by_rescan(world: World, wheels):
     assert world.value(v, "alpha") == "alpha-1.0"
 
 
-
 @pytest.mark.parametrize("gone", [False, True], ids=["present", "gone"])
 def test_a_record_whose_path_holds_a_nul_keeps_its_pins_without_a_traceback(world: World, wheels, gone):
     """A record in a shared cache is untrusted input: a path with a NUL (a TOML escape) cannot
@@ -54,6 +53,7 @@ def test_a_record_whose_path_holds_a_nul_keeps_its_pins_without_a_traceback(worl
     out = world.uv("cache", "prune", check=False)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert "holds a NUL character" in out.stderr and world.pinned() == pinned, out.stderr
+
 
 def test_record_from_a_future_schema_is_left_alone(world: World, wheels):
     v = world.venv("v")
