@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Optional
 
-    from shim.bookkeeping import Book
+    from shim.bookkeeping import Book, Warnings
     from shim.uvargs import Invocation
 
 FIRST_POLL = 0.005  # seconds; doubles up to LAST_POLL while uv installs
@@ -96,7 +96,7 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
                     "and report this to uv-shim"
                 )
             if uvargs.runs_child(inv):
-                _finish(root, book.cache.build, envs, inv, uv_pid, 0, cached, book.generations, started)
+                _finish(root, book.cache.build, envs, inv, uv_pid, 0, cached, book.generations, started, warn)
             else:
                 try:
                     wait_gone(uv_pid, started, time.monotonic() + GIVE_UP)
@@ -242,12 +242,16 @@ def _finish(
     cached: bool,
     gens: list[str],
     started: float = 0.0,
+    warn: Optional[Warnings] = None,
 ) -> None:
+    """``warn``: the caller's, who keeps the notice (one notice file per helper process: a second
+    writer would replace the first's)."""
     from shim import bookkeeping
     from shim.locks import SharedLock
 
     notices: list[str] = []
-    warn = bookkeeping.Warnings(notices.append)
+    if warn is None:
+        warn = bookkeeping.Warnings(notices.append)
     lock = SharedLock(root)
     try:
         lock.acquire()
