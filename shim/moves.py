@@ -106,7 +106,7 @@ class Finder:
 def _stamp(folder: str) -> Optional[tuple[int, int, int]]:
     try:
         st = os.stat(folder)
-    except (OSError, ValueError):
+    except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_mtime_ns
 
@@ -114,6 +114,6 @@ def _stamp(folder: str) -> Optional[tuple[int, int, int]]:
 def _is_folder(path: str, inode: str) -> bool:
     try:
         st = os.lstat(path)
-    except (OSError, ValueError):
+    except OSError:
         return False
     return stat.S_ISDIR(st.st_mode) and f"{st.st_dev}:{st.st_ino}" == inode

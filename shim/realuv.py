@@ -53,25 +53,26 @@ class RealUv:
         return cand if os.access(cand, os.X_OK) and not is_shim(cand) else self.path
 
 
-def is_shim(path: str) -> bool:
-    """True for a uv-shim launcher or the ``uv-shim`` console script (text files we wrote)."""
+def _script_head(path: str) -> bytes:
+    """The first 256 bytes of a script (``#!`` first), else b""."""
     try:
         with open(path, "rb") as f:
             head = f.read(256)
     except OSError:
-        return False
-    return head.startswith(b"#!") and (LAUNCHER_MARK in head or b"uv-shim" in head or b"shim.cli" in head)
+        return b""
+    return head if head.startswith(b"#!") else b""
+
+
+def is_shim(path: str) -> bool:
+    """True for a uv-shim launcher or the ``uv-shim`` console script (text files we wrote)."""
+    head = _script_head(path)
+    return LAUNCHER_MARK in head or b"uv-shim" in head or b"shim.cli" in head
 
 
 def is_our_launcher(path: str) -> bool:
     """Written by ``uv-shim install`` (it carries the mark): the only files install replaces and
     uninstall removes under a name another tool may also use (``uv-shim``)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError:
-        return False
-    return head.startswith(b"#!") and LAUNCHER_MARK in head
+    return LAUNCHER_MARK in _script_head(path)
 
 
 def _same_file(a: str, b: str) -> bool:

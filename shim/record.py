@@ -99,10 +99,6 @@ class Record:
         self.inode = inode  # "device:inode" of the environment folder: finds it again after a move
 
     @property
-    def registered(self) -> datetime:
-        return _datetime(self.registered_at)
-
-    @property
     def last_used(self) -> datetime:
         return _datetime(self.last_used_at)
 

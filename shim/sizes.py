@@ -53,22 +53,21 @@ def entries(top: str, stop: Iterable[str] = ()) -> Iterator[tuple[str, os.stat_r
             continue
 
 
-def _private(path: str, st: os.stat_result) -> bool:
-    """Part of an unpacked wheel that no environment links even in hardlink mode: folders, links,
-    ``*.dist-info/RECORD`` (uv installs a copy it can rewrite) and ``*.data/scripts/`` files
-    (uv rewrites their shebang into a new file)."""
-    if not stat.S_ISREG(st.st_mode):
+def _private(folder: str, name: str, mode: int) -> bool:
+    """Part of an unpacked wheel that no environment links even in hardlink mode (``name`` in
+    ``folder``, of file type ``mode``): folders, links, ``*.dist-info/RECORD`` (uv installs a copy
+    it can rewrite) and ``*.data/scripts/`` files (uv rewrites their shebang into a new file)."""
+    if not stat.S_ISREG(mode):
         return True
-    parent = os.path.dirname(path)
-    if os.path.basename(path) == "RECORD" and parent.endswith(".dist-info"):
+    if name == "RECORD" and folder.endswith(".dist-info"):
         return True
-    return os.path.basename(parent) == "scripts" and os.path.dirname(parent).endswith(".data")
+    return os.path.basename(folder) == "scripts" and os.path.dirname(folder).endswith(".data")
 
 
 def tree_bytes(top: str) -> tuple[int, int]:
     """(bytes, private bytes: see ``_private``) of everything under ``top``, each inode once.
 
-    ``entries`` and ``_private``, inlined: a first prune sizes every unpacked wheel this way."""
+    ``entries``, inlined: a first prune sizes every unpacked wheel this way."""
     top = top.rstrip(os.sep) or top  # its own name decides what is private below it
     try:
         st = os.lstat(top)
@@ -76,7 +75,7 @@ def tree_bytes(top: str) -> tuple[int, int]:
         return 0, 0
     total = private = st.st_blocks * BLOCK  # a folder (or a link) is private
     if not stat.S_ISDIR(st.st_mode):
-        return total, total if total and _private(top, st) else 0
+        return total, total if total and _private(os.path.dirname(top), os.path.basename(top), st.st_mode) else 0
     seen = {(st.st_dev, st.st_ino)}
     stack = [top]
     sep = os.sep
@@ -86,9 +85,6 @@ def tree_bytes(top: str) -> tuple[int, int]:
             it = os.scandir(d)
         except OSError:
             continue
-        parent = os.path.basename(d)
-        in_dist_info = d.endswith(".dist-info")
-        in_scripts = parent == "scripts" and os.path.dirname(d).endswith(".data")
         with it:
             for e in it:
                 try:
@@ -104,7 +100,7 @@ def tree_bytes(top: str) -> tuple[int, int]:
                 seen.add(key)
                 size = st.st_blocks * BLOCK
                 total += size
-                if size and (not stat.S_ISREG(mode) or in_scripts or (in_dist_info and e.name == "RECORD")):
+                if size and _private(d, e.name, mode):
                     private += size
     return total, private
 
@@ -251,7 +247,8 @@ class Footprint:
                 self.archives[aid] = same.archives[aid]  # unchanged since ``same`` looked
                 memoized += same.archives[aid][0]
                 continue
-            if aid in defer and cache.link_baseline(aid) == 1:  # it stays: only its size matters,
+            baseline = cache.link_baseline(aid)
+            if aid in defer and baseline == 1:  # it stays: only its size matters,
                 # and that can wait if unknown (not in the files layout: shared files count once)
                 if aid in memo.memo:
                     self.archives[aid] = (memo.memo[aid][0], memo.memo[aid][0])
@@ -260,7 +257,6 @@ class Footprint:
                     self.deferred.append(aid)
                     self.archives[aid] = (0, 0)
                 continue
-            baseline = cache.link_baseline(aid)
             if aid in memo.memo and baseline == 1:
                 info = memo.memo[aid][2]
                 meta = _stat(prefix + aid + os.sep + info + os.sep + "METADATA") if info else None
@@ -285,7 +281,7 @@ class Footprint:
             self.archives[aid] = (total, private) if aid in self.hardlinked else (total, total)
         self.left = tuple(leave) if same is None else same.left
         self._walk(cache.path, OTHER, on_link, stop=(cache.archives,), skip=(cache.manifest, *self.left))
-        if write:
+        if write and not self.deferred:  # else once, when they are measured too
             memo.save(ids)
         self.inode_numbers_hold = self.light is not None or _inode_numbers_hold(cache)
         if ours:  # a walk of every pin: skipped where only what uv removes matters

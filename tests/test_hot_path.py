@@ -59,7 +59,9 @@ NEVER_ON_AN_INSTALL = {"tomllib", "tomli", "tomli_w", "datetime", "json", "re", 
 
 def test_an_install_and_a_no_op_import_nothing_heavy(world, wheels, tmp_path):
     """tomllib, datetime, json (with the ``re`` they compile) cost more than the bookkeeping of a
-    100-wheel install: a fresh install and a no-op read and write records without them."""
+    100-wheel install: a fresh install and a no-op read and write records without them. Run on
+    the foreground path (the boot script as ``uv``); the background helper (``+uv``) calls the
+    same ``bookkeeping.prepare`` and ``update_all``, but its own imports are not watched here."""
     boot = world.shim_uv.parent / "uv-shim-boot.py"
     venv = world.venv("a")
     world.install(venv, "alpha==1.0", find_links=wheels)  # the shim knows this uv from now on
