@@ -25,21 +25,38 @@ SPECS = ["alpha==1.0", "alpha==2.0", "beta==1.0", "gamma==1.0"]
 
 
 def _kill_at(world: World, args, delay: float, env) -> None:
-    """Start the shim, SIGKILL it (only it) after ``delay``, then let its uv child finish."""
+    """Start the shim, SIGKILL it (only it) after ``delay``, then let uv finish. "The shim" is
+    the Python in front of uv (its child), or, where the launcher exec'ed uv itself, the
+    background helper it started for that uv (``+uv``, the same pid in its arguments)."""
+    from shim.realuv import BOOT_NAME
+
     proc = subprocess.Popen(
         [str(world.shim_uv), *args], env=env, cwd=world.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     time.sleep(delay)
+    targets, children = [proc.pid], []
     try:
-        children = psutil.Process(proc.pid).children(recursive=True)
+        front = psutil.Process(proc.pid)
+        if not any(part.endswith(BOOT_NAME) for part in front.cmdline()):  # uv itself: kill its helper
+            targets = [p.pid for p in psutil.process_iter(["cmdline"]) if _helper_of(p.info["cmdline"] or [], proc.pid)]
+        children = front.children(recursive=True)
     except psutil.NoSuchProcess:
-        children = []
-    try:
-        os.kill(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
         pass
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
     psutil.wait_procs(children, timeout=60)
+
+
+def _helper_of(argv: list[str], uv_pid: int) -> bool:
+    """``python -S -E <boot> +uv <self> <real> <uv's pid> ...``: the launcher's helper for that uv."""
+    from shim.realuv import BOOT_NAME
+
+    at = next((i for i, part in enumerate(argv) if part.endswith(BOOT_NAME)), None)
+    return at is not None and argv[at + 1 : at + 2] in (["+uv"], ["+uvx"]) and argv[at + 4 : at + 5] == [str(uv_pid)]
 
 
 def _dists(v) -> set:
