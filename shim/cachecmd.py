@@ -19,7 +19,7 @@ from shim.locks import ExclusiveLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from typing import Any, NoReturn, Optional
 
 
@@ -51,13 +51,15 @@ def kept(
     roots: list[liveness.Root],
     sizes: Optional[dict[str, int]] = None,
     protected: Optional[dict[str, list[liveness.Root]]] = None,
+    listed: Optional[Iterable[str]] = None,
 ) -> dict[str, Any]:
     """The archives still in the cache that roots protect: count, bytes (``shim.sizes``) and by
-    how many environments. ``sizes`` (archive id -> bytes) and ``protected``
-    (``liveness.protected(roots)``), when already known."""
+    how many environments. ``sizes`` (archive id -> bytes), ``protected``
+    (``liveness.protected(roots)``) and ``listed`` (the archive bucket's names), when already
+    known."""
     protected = liveness.protected(roots) if protected is None else protected
     try:
-        present = sorted(set(os.listdir(cache.archives)).intersection(protected))
+        present = sorted(set(os.listdir(cache.archives) if listed is None else listed).intersection(protected))
     except OSError:
         present = []
     if sizes is None:

@@ -22,7 +22,7 @@ from shim.manifest import LAST_USE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from collections.abc import Set as AbstractSet
     from typing import Optional
 
@@ -80,10 +80,13 @@ def _read_memo(cache: Cache) -> dict[str, float]:
     return memo
 
 
-def remember_last_use(cache: Cache, roots: list[liveness.Root], write: bool = True) -> dict[str, float]:
+def remember_last_use(
+    cache: Cache, roots: list[liveness.Root], write: bool = True, present: Optional[Iterable[str]] = None
+) -> dict[str, float]:
     """Merge what the roots say (each archive: the newest ``last_used`` of the roots that name it)
     into the last-use memo (``manifest.LAST_USE``), so it outlives roots that are dropped. Every prune
-    through the shim does this, with or without a policy."""
+    through the shim does this, with or without a policy. ``present``: the archive bucket's names,
+    if the caller has just listed it (only archives still there are written)."""
     memo = _read_memo(cache)
     changed = False
     for r in roots:
@@ -100,12 +103,12 @@ def remember_last_use(cache: Cache, roots: list[liveness.Root], write: bool = Tr
                 changed = True
     if write:
         try:
-            present = set(os.listdir(cache.archives))
+            there = set(os.listdir(cache.archives) if present is None else present)
         except OSError:
-            present = set()
-        if not changed and present.issuperset(memo):
+            there = set()
+        if not changed and there.issuperset(memo):
             return memo  # nothing new: no write
-        text = "".join(f"{a} {int(t)}\n" for a, t in sorted(memo.items()) if a in present)
+        text = "".join(f"{a} {int(t)}\n" for a, t in sorted(memo.items()) if a in there)
         try:
             cache.area(create=True).write_atomic(LAST_USE, text.encode("ascii"))  # type: ignore[union-attr]
         except OSError:

@@ -16,6 +16,7 @@ from shim import envscan, generations, hostid, manifest, moves
 from shim.cache import Cache
 from shim.confined import Dir
 from shim.manifest import Record, RecordError, pin, pins, unpin
+from shim.rootmemo import RootMemo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -216,12 +217,14 @@ def verify(
     # be partial, so every root is verified in full (and pinned on its own) before the pool goes.
     pooled = area is not None and area.lexists(manifest.POOL)
     finder = moves.Finder()
+    memo = RootMemo(area)
     for key, entries in sorted(entries_by_key(cache).items()):
         if len(entries) == 1 and entries[0].area is area and not pooled:
-            fast = _verify_own(cache, entries[0], host_id, clean=not dry_run)
+            fast = _verify_own(cache, entries[0], host_id, memo, clean=not dry_run)
             if fast is not None:
                 roots.append(fast)
                 continue
+            memo.forget(key)  # the full path decides, and may change the folder
         elif not dry_run:
             for entry in entries:
                 try:
@@ -255,28 +258,42 @@ def verify(
     store.release_dropped()
     if not dry_run and not any(r.state == UNVERIFIABLE for r in roots):
         generations.drop_pool(cache)  # every root is pinned on its own by now: the stand-in goes
+    if not dry_run and area is not None:
+        try:
+            memo.save(area)
+        except OSError:
+            pass  # the memo only saves the next prune some reading
     return roots
 
 
-def _verify_own(cache: Cache, entry: Entry, host_id: str, clean: bool) -> Optional[Root]:
+def _verify_own(cache: Cache, entry: Entry, host_id: str, memo: RootMemo, clean: bool) -> Optional[Root]:
     """Check one of this host's environments without writing (bar what a killed writer left, if
-    ``clean``): the common case (nothing changed since the last scan) opens the entry folder once,
-    lists it once and reads the record's header. None when the full path must decide."""
+    ``clean``): the common case (nothing changed since the last scan) takes the entry folder's
+    pins and the record's header from ``memo`` if the folder is as it was when they were read,
+    else opens the folder once, lists it once and reads the header. None when the full path must
+    decide."""
     key = entry.key
-    try:
-        with entry.open() as d:
-            have, leftovers = manifest.pins_and_leftovers(d)
-            if leftovers and clean:
-                manifest.clean_leftovers(d)  # what a killed writer left behind
-            head, fp = manifest.load_header(d)
-    except (OSError, RecordError):
-        if clean:  # the full path reads it again: leave it clean for that too
-            try:
-                with entry.open() as d:
-                    manifest.clean_leftovers(d)
-            except OSError:
-                pass
-        return None
+    seen = memo.get(entry.area, key)
+    if seen is not None:
+        head, fp, have = seen
+    else:
+        try:
+            with entry.open() as d:
+                folder = os.fstat(d.fd)  # before reading: a change after it shows in the next look
+                have, leftovers = manifest.pins_and_leftovers(d)
+                if leftovers and clean:
+                    manifest.clean_leftovers(d)  # what a killed writer left behind
+                head, fp, record = manifest.read_header(d)
+        except (OSError, RecordError):
+            if clean:  # the full path reads it again: leave it clean for that too
+                try:
+                    with entry.open() as d:
+                        manifest.clean_leftovers(d)
+                except OSError:
+                    pass
+            return None
+        if not leftovers:
+            memo.put(key, folder, record, head, fp, have)
     if head.host_id != host_id:
         return None
     try:

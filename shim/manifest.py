@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from shim import paths
 from shim.cache import ARCHIVE_BUCKET, is_archive_id
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 RECORD = "root.toml"
 ENTRY_LOCK = ".lock"
 LAST_USE = ".archive-last-use"  # archive id -> last use (epoch seconds), outliving roots
+ROOTS_SEEN = ".roots-seen"  # what the last prune read from each record folder (shim.rootmemo)
 SIZES = ".archive-sizes"  # archive id -> bytes, private bytes (shim.sizes; an unpacked wheel never changes)
 LAST_PRUNE = ".last-prune"  # its mtime: the last prune through the shim
 HOLD_PREFIX = ".evicting."  # .evicting.<pid>/: uv's references set aside while uv prunes
@@ -148,21 +150,28 @@ def pins_and_leftovers(entry: Dir) -> tuple[set[str], bool]:
     return have, leftovers
 
 
+def read_header(entry: Dir) -> tuple[Record, str, os.stat_result]:
+    """(header, fingerprint, the record file's stat): OSError if it cannot be read (absent, or
+    not a regular file: a FIFO planted in a shared cache never blocks us), RecordError if it is
+    not a header we write."""
+    fd = entry.open(RECORD, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", RECORD)
+        head, fp = parse_header(os.read(fd, 1 << 16))
+    finally:
+        os.close(fd)
+    return head, fp, st
+
+
 def quick_header(entry: Dir) -> Optional[tuple[Record, str, float]]:
     """(header, fingerprint, mtime) of a record, or None if absent or not a header we write."""
     try:
-        fd = entry.open(RECORD, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, 1 << 16)
-        mtime = os.fstat(fd).st_mtime
-        head, fp = parse_header(data)
+        head, fp, st = read_header(entry)
     except (OSError, RecordError):
         return None
-    finally:
-        os.close(fd)
-    return head, fp, mtime
+    return head, fp, st.st_mtime
 
 
 def stamp_holds(head: Record, stamp: str, pinned: bool) -> bool:

@@ -250,13 +250,15 @@ def prune_locked(
         if holds.recover(cache):
             out.fact("Put back uv's references that an interrupted prune through uv-shim had set aside")
         if not policy.active:
-            evict.remember_last_use(cache, roots)  # before dead roots are forgotten (choose does it too)
             # without --ci no uv version's prune touches the wheels bucket (and without a policy
             # the shim sets nothing aside there): the two looks leave it out; the differential
             # tests measure the whole cache with du, so a uv that changes this is caught
             leave = () if ci else (cache.wheels,)
             protected = liveness.protected(roots)  # they stay: sized while uv prunes
             before = sizes.Footprint(cache, ours=False, leave=leave, defer=set(protected)) if measure else None
+            # before dead roots are forgotten (choose does it too), and before uv runs: nothing
+            # the shim writes in the cache appears or goes while uv walks it
+            evict.remember_last_use(cache, roots, present=before.ids if before is not None else None)
         else:
             ev = evict.choose(cache, roots, policy, ci=ci)
             before = ev.footprint
@@ -267,15 +269,27 @@ def prune_locked(
         if lock is not None:
             lock.release()
         raise
-    sizing = None
-    if before is not None and before.deferred:
+    counted: dict[str, Any] = {}
+    side = None
+    if before is not None:
         import threading
 
-        sizing = threading.Thread(target=before.measure_deferred, daemon=True)
-        sizing.start()
+        def while_uv_prunes() -> None:
+            """What needs only the look before, while uv prunes: the pinned archives it left
+            unsized get sized, and what the roots keep is counted (uv's prune never removes a
+            pinned archive). A failure here leaves the count to the caller, after uv."""
+            try:
+                before.measure_deferred()
+                sized = {aid: size for aid, (size, _free) in before.archives.items()}
+                counted["kept"] = kept(cache, roots, sized, protected or liveness.protected(roots), before.ids)
+            except Exception:
+                pass
+
+        side = threading.Thread(target=while_uv_prunes, daemon=True)
+        side.start()
     code = run_locked(lock, uvfeatures.PRUNE_FORCE, cache.build.version_tuple, exec_path, argv0, args)
-    if sizing is not None:
-        sizing.join()
+    if side is not None:
+        side.join()
     if held is not None and ev is not None:
         if code == 0:
             held.finish()
@@ -293,7 +307,7 @@ def prune_locked(
             items = [i for i in items if i["id"] in set(freed.archives)]
             result = PruneResult(
                 cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
-                kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}, protected),
+                counted.get("kept") or kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
                 before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
             )  # fmt: skip
     except Exception as e:  # uv has pruned: a figure we cannot measure is one warning, never more

@@ -131,6 +131,39 @@ def _record(values: dict[str, Any], **extra: Any) -> Record:
     )
 
 
+def header_doc(rec: Record) -> dict[str, Any]:
+    """The header of ``rec`` as plain values (what ``shim.rootmemo`` keeps); ``from_header_doc``
+    reads them back as ``parse_header`` would have."""
+    return {
+        "path": rec.path,
+        "host": rec.host,
+        "host_id": rec.host_id,
+        "kind": rec.kind,
+        "python": rec.python,
+        "uv_version": rec.uv_version,
+        "site_stamp": rec.site_stamp,
+        "inode": rec.inode,
+        "link_modes": rec.link_modes,
+        "registered": rec.registered_at,
+        "last_used": rec.last_used_at,
+    }
+
+
+def from_header_doc(values: dict[str, Any]) -> Record:
+    """A header-only Record from ``header_doc``'s values (untrusted: RecordError, TypeError or
+    ValueError for anything malformed)."""
+    modes = values["link_modes"]
+    if not isinstance(modes, list):
+        raise TypeError("link_modes is not a list")
+    return _record(
+        values,
+        registered=float(values["registered"]),
+        last_used=float(values["last_used"]),
+        scanned=True,
+        link_modes=[str(m) for m in modes],
+    )
+
+
 def _ts(value: Any, what: str) -> datetime:
     from datetime import datetime, timezone
 

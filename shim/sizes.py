@@ -217,6 +217,7 @@ class Footprint:
             ids = sorted(os.listdir(cache.archives))
         except OSError:
             ids = []
+        self.ids = ids  # every name in the archive bucket, as listed
         wheels: list[str] = []
         listed: dict[str, list[str]] = {}  # the entries of archives looked into here (not memoized)
         prefix = cache.archives + os.sep

@@ -685,3 +685,147 @@ def test_the_finder_keeps_to_its_time_budget_and_resumes(tmp_path):
     finder = moves.Finder()
     assert finder.find(str(v), inode) == str(top / "zz" / "env")
     assert finder.find(str(top / "y" / "env" / "nul\0here"), inode) is None  # never a traceback
+
+
+# -- rootmemo: what the last prune read from each record folder ---------------------------------
+
+
+def _folder_reads(monkeypatch) -> list[str]:
+    """The record folders a verification lists on its common path, as they are listed."""
+    seen: list[str] = []
+    real = manifest.pins_and_leftovers
+
+    def counting(d):
+        seen.append(os.path.basename(d.path))
+        return real(d)
+
+    monkeypatch.setattr(manifest, "pins_and_leftovers", counting)
+    return seen
+
+
+def _decided(roots: list[liveness.Root]) -> list[tuple]:
+    from shim.record import header_doc
+
+    return [(r.key, r.state, r.archives, header_doc(r.record) if r.record else None) for r in roots]
+
+
+def test_record_folders_unchanged_since_the_last_prune_are_not_read_again(lab: Lab, monkeypatch):
+    a, b, c, d = (lab.archive(n) for n in ("alpha", "beta", "gamma", "delta"))
+    envs = {
+        n: lab.env(lab.root / n, [(n, "1.0", aid, "symlink")]) for n, aid in (("alpha", a), ("beta", b), ("gamma", c))
+    }
+    for v in envs.values():
+        lab.record(v)
+    keys = {r.path: r.key for r in lab.roots()}
+    memo = Path(lab.cache.manifest) / manifest.ROOTS_SEEN
+    assert not memo.exists()  # every folder changed within RACY seconds: nothing remembered yet
+    time.sleep(envscan.RACY + 0.1)
+    lab.roots(dry_run=True)
+    assert not memo.exists()  # a dry run writes nothing
+    read = lab.roots()
+    assert memo.exists()
+    reads = _folder_reads(monkeypatch)
+    assert _decided(lab.roots()) == _decided(read) and reads == []  # all three from the memo
+
+    # alpha installs delta (a pin and a record written), beta is deleted, gamma's record is
+    # rewritten in place with the same bytes (its folder unchanged: only the record's stat shows it)
+    site = envs["alpha"] / "lib" / "python3.11" / "site-packages"
+    (site / "delta-1.0.dist-info").mkdir()
+    os.symlink(
+        Path(lab.cache.archives) / d / "delta-1.0.dist-info" / "METADATA", site / "delta-1.0.dist-info" / "METADATA"
+    )
+    lab.record(envs["alpha"])
+    import shutil
+
+    shutil.rmtree(envs["beta"])
+    record = Path(lab.cache.manifest) / keys[str(envs["gamma"])] / manifest.RECORD
+    with open(record, "r+b") as f:
+        data = f.read()
+        f.seek(0)
+        f.write(data)
+    reads.clear()
+    states = {r.path: (r.state, r.archives) for r in lab.roots()}
+    assert sorted(reads) == sorted([keys[str(envs["alpha"])], keys[str(envs["gamma"])]])  # beta: read in full
+    assert states == {
+        str(envs["alpha"]): (liveness.LIVE, {a, d}),
+        str(envs["beta"]): (liveness.DEAD, set()),
+        str(envs["gamma"]): (liveness.LIVE, {c}),
+    }
+    assert lab.pinned() == {a, c, d}
+    from shim.rootmemo import RootMemo
+
+    assert RootMemo(lab.cache.area()).old == {}  # changed within RACY seconds, or gone: not kept
+
+
+def test_a_broken_or_planted_memo_is_read_around(lab: Lab, monkeypatch):
+    import json
+
+    a, b = lab.archive("alpha"), lab.archive("beta")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
+    lab.record(v)
+    lab.roots()
+    time.sleep(envscan.RACY + 0.1)
+    truth = _decided(lab.roots())
+    memo = Path(lab.cache.manifest) / manifest.ROOTS_SEEN
+    doc = json.loads(memo.read_text())
+    (key,) = doc["roots"]
+
+    def planted(where: int, value) -> bytes:
+        forged = json.loads(json.dumps(doc))
+        if where == 2:
+            forged["roots"][key][2].update(value)
+        else:
+            forged["roots"][key][where] = value
+        return json.dumps(forged).encode()
+
+    reads = _folder_reads(monkeypatch)
+    plants = {
+        "not JSON": b"\xff\xfe{",
+        "nested too deep": b"[" * 100_000,
+        "another version": json.dumps({**doc, "version": 99}).encode(),
+        "a pin that is a path": planted(4, f"{b} ../../../../etc"),
+        "a pin list that is no string": planted(4, [a]),
+        "link modes that are no list": planted(2, {"link_modes": "symlink"}),
+        "a path with a NUL": planted(2, {"path": f"{v}\0x"}),
+        "a time that is no number": planted(2, {"last_used": "soon"}),
+        "stats that are no list": planted(0, "same"),
+    }
+    for why, data in plants.items():
+        memo.unlink()
+        memo.write_bytes(data)
+        reads.clear()
+        assert _decided(lab.roots(dry_run=True)) == truth, why
+        assert reads == [key], why  # read from the folder, as if there were no memo
+    memo.unlink()
+    os.symlink(lab.root / "elsewhere", memo)  # never followed
+    (lab.root / "elsewhere").write_text(json.dumps(doc))
+    reads.clear()
+    assert _decided(lab.roots(dry_run=True)) == truth and reads == [key]
+    memo.unlink()
+    os.mkfifo(memo)  # never blocks
+    reads.clear()
+    assert _decided(lab.roots(dry_run=True)) == truth and reads == [key]
+    memo.unlink()
+    memo.write_text(json.dumps(doc))
+    reads.clear()
+    assert _decided(lab.roots(dry_run=True)) == truth and reads == []  # the control: the memo as written
+
+
+def test_a_fifo_planted_as_a_record_never_blocks_an_install_or_a_prune(lab: Lab):
+    import threading
+
+    a = lab.archive("alpha")
+    v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
+    lab.record(v)
+    (entry,) = [p for p in Path(lab.cache.manifest).iterdir() if not p.name.startswith(".")]
+    (entry / manifest.RECORD).unlink()
+    os.mkfifo(entry / manifest.RECORD)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.extend([lab.record(v), lab.roots()]), daemon=True)
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():  # unblock it: a writer opens the FIFO
+        os.close(os.open(entry / manifest.RECORD, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading the record blocked on a FIFO")
+    (root,) = done[1]
+    assert a in root.archives and lab.pinned() == {a}
