@@ -151,7 +151,7 @@ def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str,
         return log(root, "skipped", policy, reason="the cache is in use", warnings=warnings)
     cache = Cache(root, build)
     try:
-        roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(env))
+        roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(env), memo=True)  # uv deletes
         policy.reclaim = need  # evict.choose turns it into a size, from the look it takes anyway
         os.environ["UV_CACHE_DIR"] = root  # the real uv prunes this cache, whatever else is configured
         code, result = prune_locked(

@@ -116,9 +116,10 @@ def summarize(out: report.Out, roots: list[liveness.Root], cache: Cache, counted
 
 
 def locked_verify(
-    cache: Cache, inv: uvargs.Invocation, out: report.Out, env: Mapping[str, str]
+    cache: Cache, inv: uvargs.Invocation, out: report.Out, env: Mapping[str, str], memo: bool = False
 ) -> tuple[Optional[ExclusiveLock], list[liveness.Root]]:
-    """Take uv's cache lock (unless --force) and bring every root up to date: (lock, roots)."""
+    """Take uv's cache lock (unless --force) and bring every root up to date: (lock, roots).
+    ``memo``: as ``liveness.verify``'s (only where uv does the deleting)."""
     lock: Optional[ExclusiveLock] = None
     try:
         lease = lease_seconds(env)
@@ -133,7 +134,7 @@ def locked_verify(
         except OSError as e:
             error(f"cannot lock the cache at {cache.path}: {e.strerror}")
     try:
-        roots = liveness.verify(cache, hostid.identity()[1], lease)
+        roots = liveness.verify(cache, hostid.identity()[1], lease, memo=memo)
     except Exception as e:
         error(f"could not verify the environments that use {cache.path} ({e}); nothing was removed")
     return lock, roots

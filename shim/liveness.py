@@ -201,11 +201,19 @@ class _Store:
 
 
 def verify(
-    cache: Cache, host_id: str, lease: float = DEFAULT_LEASE, now: Optional[float] = None, dry_run: bool = False
+    cache: Cache,
+    host_id: str,
+    lease: float = DEFAULT_LEASE,
+    now: Optional[float] = None,
+    dry_run: bool = False,
+    memo: bool = False,
 ) -> list[Root]:
     """Bring every root up to date in ``cache``'s buckets; return what was decided for each.
 
-    ``dry_run`` decides the same without writing anything (``uv cache prune --dry-run``)."""
+    ``dry_run`` decides the same without writing anything (``uv cache prune --dry-run``).
+    ``memo``: record folders unchanged since the last look are taken from ``shim.rootmemo``
+    (and what was read is saved there): only for a prune, where uv deletes and honours the pins
+    on disk whatever the memo says."""
     now = time.time() if now is None else now
     legacy_id = hostid.legacy_identity()
     store = _Store(cache, write=not dry_run)
@@ -217,14 +225,14 @@ def verify(
     # be partial, so every root is verified in full (and pinned on its own) before the pool goes.
     pooled = area is not None and area.lexists(manifest.POOL)
     finder = moves.Finder()
-    memo = RootMemo(area)
+    seen = RootMemo(area if memo else None)
     for key, entries in sorted(entries_by_key(cache).items()):
         if len(entries) == 1 and entries[0].area is area and not pooled:
-            fast = _verify_own(cache, entries[0], host_id, memo, clean=not dry_run)
+            fast = _verify_own(cache, entries[0], host_id, seen, clean=not dry_run)
             if fast is not None:
                 roots.append(fast)
                 continue
-            memo.forget(key)  # the full path decides, and may change the folder
+            seen.forget(key)  # the full path decides, and may change the folder
         elif not dry_run:
             for entry in entries:
                 try:
@@ -258,9 +266,9 @@ def verify(
     store.release_dropped()
     if not dry_run and not any(r.state == UNVERIFIABLE for r in roots):
         generations.drop_pool(cache)  # every root is pinned on its own by now: the stand-in goes
-    if not dry_run and area is not None:
+    if memo and not dry_run and area is not None:
         try:
-            memo.save(area)
+            seen.save(area)
         except OSError:
             pass  # the memo only saves the next prune some reading
     return roots

@@ -168,7 +168,7 @@ def dry_run(
     if not as_json:
         out.fact(f"Pruning cache at: {cache.path} (dry run: nothing is removed)")
     try:
-        roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True)
+        roots = liveness.verify(cache, hostid.identity()[1], lease_seconds(os.environ), dry_run=True, memo=True)
     except realuv.ShimError as e:
         error(str(e))
     protected = liveness.protected(roots)
@@ -214,7 +214,7 @@ def run(real: realuv.RealUv, argv0: str, exec_path: str, args: list[str], inv: u
     cache, out = setup(real, inv, argv0, exec_path, args)
     if dry:
         dry_run(cache, inv, out, as_json, policy)
-    lock, roots = locked_verify(cache, inv, out, os.environ)
+    lock, roots = locked_verify(cache, inv, out, os.environ, memo=True)  # uv deletes: see shim.rootmemo
     try:
         code, result = prune_locked(
             cache, lock, roots, policy, inv.has("--ci"), exec_path, argv0, args, out, measure=as_json or not out.quiet
@@ -256,8 +256,7 @@ def prune_locked(
             leave = () if ci else (cache.wheels,)
             protected = liveness.protected(roots)  # they stay: sized while uv prunes
             before = sizes.Footprint(cache, ours=False, leave=leave, defer=set(protected)) if measure else None
-            # before dead roots are forgotten (choose does it too), and before uv runs: nothing
-            # the shim writes in the cache appears or goes while uv walks it
+            # before dead roots are forgotten (choose does it too)
             evict.remember_last_use(cache, roots, present=before.ids if before is not None else None)
         else:
             ev = evict.choose(cache, roots, policy, ci=ci)
@@ -279,7 +278,8 @@ def prune_locked(
             unsized get sized, and what the roots keep is counted (uv's prune never removes a
             pinned archive). A failure here leaves the count to the caller, after uv."""
             try:
-                before.measure_deferred()
+                if before.deferred:
+                    before.measure_deferred()
                 sized = {aid: size for aid, (size, _free) in before.archives.items()}
                 counted["kept"] = kept(cache, roots, sized, protected or liveness.protected(roots), before.ids)
             except Exception:

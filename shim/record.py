@@ -157,11 +157,18 @@ def from_header_doc(values: dict[str, Any]) -> Record:
         raise TypeError("link_modes is not a list")
     return _record(
         values,
-        registered=float(values["registered"]),
-        last_used=float(values["last_used"]),
+        registered=_epoch_value(values["registered"]),
+        last_used=_epoch_value(values["last_used"]),
         scanned=True,
         link_modes=[str(m) for m in modes],
     )
+
+
+def _epoch_value(value: Any) -> float:
+    """A plausible time in epoch seconds, or ValueError (no NaN, no infinity, no huge number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e11:
+        raise ValueError(f"not a time: {value!r}"[:80])
+    return float(value)
 
 
 def _ts(value: Any, what: str) -> datetime:

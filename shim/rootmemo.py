@@ -15,7 +15,9 @@ holding a killed writer's leftovers.
 The memo is untrusted input, like everything in a shared cache: anything malformed is ignored (the
 entry is read afresh), every pin must be an archive id and a record's path passes the record's
 own checks. It only stands in for reading the folder: anyone who can write it can write the
-folder too, and uv's prune honours the pins on disk, whatever the memo says.
+folder too. And it is read only where uv does the deleting (``liveness.verify(memo=True)``: a
+prune, never ``uv cache clean``, which removes archives itself), since uv's prune honours the
+pins on disk whatever the memo says: a stale memo can cost a report's precision, never an archive.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class RootMemo:
             if not stat.S_ISREG(st.st_mode) or _file_id(st) != record or not isinstance(fp, str):
                 return None
             got = from_header_doc(head), fp, _pins(pins)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecordError):
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecordError):
             return None
         self.new[key] = raw
         return got

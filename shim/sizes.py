@@ -155,6 +155,7 @@ class ArchiveSizes:
         text = "".join(f"{a} {n} {f} {i or '-'}\n" for a, (n, f, i) in sorted(self.memo.items()) if a in keep)
         try:
             self.cache.area(create=True).write_atomic(SIZES, text.encode("utf-8"))  # type: ignore[union-attr]
+            self.fresh = False
         except OSError:
             pass  # a memo we cannot write only costs time next run
 

@@ -716,16 +716,16 @@ def test_record_folders_unchanged_since_the_last_prune_are_not_read_again(lab: L
     }
     for v in envs.values():
         lab.record(v)
-    keys = {r.path: r.key for r in lab.roots()}
+    keys = {r.path: r.key for r in lab.roots(memo=True)}
     memo = Path(lab.cache.manifest) / manifest.ROOTS_SEEN
     assert not memo.exists()  # every folder changed within RACY seconds: nothing remembered yet
     time.sleep(envscan.RACY + 0.1)
-    lab.roots(dry_run=True)
+    lab.roots(dry_run=True, memo=True)
     assert not memo.exists()  # a dry run writes nothing
-    read = lab.roots()
+    read = lab.roots(memo=True)
     assert memo.exists()
     reads = _folder_reads(monkeypatch)
-    assert _decided(lab.roots()) == _decided(read) and reads == []  # all three from the memo
+    assert _decided(lab.roots(memo=True)) == _decided(read) and reads == []  # all three from the memo
 
     # alpha installs delta (a pin and a record written), beta is deleted, gamma's record is
     # rewritten in place with the same bytes (its folder unchanged: only the record's stat shows it)
@@ -744,7 +744,7 @@ def test_record_folders_unchanged_since_the_last_prune_are_not_read_again(lab: L
         f.seek(0)
         f.write(data)
     reads.clear()
-    states = {r.path: (r.state, r.archives) for r in lab.roots()}
+    states = {r.path: (r.state, r.archives) for r in lab.roots(memo=True)}
     assert sorted(reads) == sorted([keys[str(envs["alpha"])], keys[str(envs["gamma"])]])  # beta: read in full
     assert states == {
         str(envs["alpha"]): (liveness.LIVE, {a, d}),
@@ -763,9 +763,9 @@ def test_a_broken_or_planted_memo_is_read_around(lab: Lab, monkeypatch):
     a, b = lab.archive("alpha"), lab.archive("beta")
     v = lab.env(lab.root / "v", [("alpha", "1.0", a, "symlink")])
     lab.record(v)
-    lab.roots()
+    lab.roots(memo=True)
     time.sleep(envscan.RACY + 0.1)
-    truth = _decided(lab.roots())
+    truth = _decided(lab.roots(memo=True))
     memo = Path(lab.cache.manifest) / manifest.ROOTS_SEEN
     doc = json.loads(memo.read_text())
     (key,) = doc["roots"]
@@ -788,27 +788,32 @@ def test_a_broken_or_planted_memo_is_read_around(lab: Lab, monkeypatch):
         "link modes that are no list": planted(2, {"link_modes": "symlink"}),
         "a path with a NUL": planted(2, {"path": f"{v}\0x"}),
         "a time that is no number": planted(2, {"last_used": "soon"}),
+        "a time too large for a float": planted(2, {"last_used": 10**400}),
+        "a time that is NaN": planted(2, {"last_used": float("nan")}),
+        "a time that is infinite": planted(2, {"registered": float("inf")}),
         "stats that are no list": planted(0, "same"),
     }
     for why, data in plants.items():
         memo.unlink()
         memo.write_bytes(data)
         reads.clear()
-        assert _decided(lab.roots(dry_run=True)) == truth, why
+        assert _decided(lab.roots(dry_run=True, memo=True)) == truth, why
         assert reads == [key], why  # read from the folder, as if there were no memo
     memo.unlink()
     os.symlink(lab.root / "elsewhere", memo)  # never followed
     (lab.root / "elsewhere").write_text(json.dumps(doc))
     reads.clear()
-    assert _decided(lab.roots(dry_run=True)) == truth and reads == [key]
+    assert _decided(lab.roots(dry_run=True, memo=True)) == truth and reads == [key]
     memo.unlink()
     os.mkfifo(memo)  # never blocks
     reads.clear()
-    assert _decided(lab.roots(dry_run=True)) == truth and reads == [key]
+    assert _decided(lab.roots(dry_run=True, memo=True)) == truth and reads == [key]
     memo.unlink()
-    memo.write_text(json.dumps(doc))
+    memo.write_bytes(plants["a time that is NaN"])
+    assert _decided(lab.roots(memo=True)) == truth  # a prune reads around it, and writes a good one
     reads.clear()
-    assert _decided(lab.roots(dry_run=True)) == truth and reads == []  # the control: the memo as written
+    assert _decided(lab.roots(dry_run=True, memo=True)) == truth and reads == []  # the control: a memo as written
+    assert _decided(lab.roots(dry_run=True)) == truth and reads == [key]  # without memo=True (uv cache clean)
 
 
 def test_a_fifo_planted_as_a_record_never_blocks_an_install_or_a_prune(lab: Lab):
@@ -821,11 +826,12 @@ def test_a_fifo_planted_as_a_record_never_blocks_an_install_or_a_prune(lab: Lab)
     (entry / manifest.RECORD).unlink()
     os.mkfifo(entry / manifest.RECORD)
     done: list[object] = []
-    worker = threading.Thread(target=lambda: done.extend([lab.record(v), lab.roots()]), daemon=True)
+    worker = threading.Thread(target=lambda: done.extend([lab.roots(memo=True), lab.record(v)]), daemon=True)
     worker.start()
     worker.join(30)
     if worker.is_alive():  # unblock it: a writer opens the FIFO
         os.close(os.open(entry / manifest.RECORD, os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("reading the record blocked on a FIFO")
-    (root,) = done[1]
-    assert a in root.archives and lab.pinned() == {a}
+    (root,) = done[0]
+    assert (root.state, root.archives) == (liveness.UNVERIFIABLE, {a})  # its pins kept
+    assert lab.pinned() == {a}
