@@ -170,9 +170,14 @@ class Dir:
         """A regular file's bytes (at most ``limit``); a symlink in its place raises OSError
         (ELOOP), and so does anything else that is not a regular file: a FIFO planted in a shared
         cache never blocks us (O_NONBLOCK) and a device is never read."""
+        return self.read_stat(name, limit)[0]
+
+    def read_stat(self, name: str, limit: int = 1 << 26) -> tuple[bytes, os.stat_result]:
+        """``read``, and the file's stat (taken from the descriptor read)."""
         fd = os.open(_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", name)
             chunks: list[bytes] = []
             size = 0
@@ -182,7 +187,7 @@ class Dir:
                     break
                 chunks.append(chunk)
                 size += len(chunk)
-            return b"".join(chunks)
+            return b"".join(chunks), st
         finally:
             os.close(fd)
 

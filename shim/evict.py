@@ -57,7 +57,7 @@ class Survey:
         self.footprint = fp = Footprint(cache, on_link, write)
         self.total = fp.total
         self.hardlinked = set(fp.hardlinked)
-        self.sizes = {aid: size for aid, (size, _free) in fp.archives.items()}
+        self.sizes = fp.archive_bytes()
         self.freeable = {aid: free for aid, (_size, free) in fp.archives.items() if aid not in fp.hardlinked}
 
 
@@ -195,10 +195,7 @@ def choose(
     ev.size_before = survey.total
     ev.refs = survey.refs
     protected = liveness.protected(roots)
-    try:
-        archives = sorted(os.listdir(cache.archives))
-    except OSError:
-        archives = []
+    archives = survey.footprint.ids  # the survey's listing of the archive bucket, a moment ago
     used = last_use(cache, memo, archives)
     candidates = []
     for aid in archives:

@@ -23,7 +23,7 @@ import sys
 import time
 
 from shim import manifest, realuv, uvfeatures
-from shim.cache import LOCK_FILE, Cache
+from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,16 +115,11 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
             except Exception:  # nowhere left to report it
                 pass
     if book is not None:
-        try:  # our pins are in: let go of the launcher's lock, or the automatic prune (which
-            # takes uv's lock at once or not at all) may find the cache in use
-            ours, uvs = os.fstat(LOCK_FD), os.stat(os.path.join(book.cache.path, LOCK_FILE))
-            if (ours.st_dev, ours.st_ino) == (uvs.st_dev, uvs.st_ino):
-                os.close(LOCK_FD)
-        except OSError:
-            pass
+        if _holds(book.cache.path):  # our pins are in: let go of the launcher's lock, or the
+            os.close(LOCK_FD)  # automatic prune (uv's lock at once or not at all) may find it in use
         autogc.maybe_start(book.cache.path, book.cache.build, real_path)
-    # The launcher's lock (LOCK_FD) goes with every other descriptor when this process exits (the
-    # caller exits at once): whoever waited for it finds no descriptor of ours left in the cache,
+    # The launcher's lock (LOCK_FD), if still held, goes with every other descriptor when this
+    # process exits (the caller exits at once): whoever waited for it finds no descriptor of ours left in the cache,
     # so the folder can be unmounted.
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 
 from shim import paths
 from shim.cache import ARCHIVE_BUCKET, is_archive_id
@@ -154,14 +153,8 @@ def read_header(entry: Dir) -> tuple[Record, str, os.stat_result]:
     """(header, fingerprint, the record file's stat): OSError if it cannot be read (absent, or
     not a regular file: a FIFO planted in a shared cache never blocks us), RecordError if it is
     not a header we write."""
-    fd = entry.open(RECORD, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", RECORD)
-        head, fp = parse_header(os.read(fd, 1 << 16))
-    finally:
-        os.close(fd)
+    data, st = entry.read_stat(RECORD, 1 << 16)
+    head, fp = parse_header(data)
     return head, fp, st
 
 
@@ -196,11 +189,6 @@ def _read(entry: Union[Dir, str]) -> bytes:
         raise
     except OSError as e:
         raise RecordError(f"cannot read it: {e.strerror}") from None
-
-
-def load_header(entry: Union[Dir, str]) -> tuple[Record, str]:
-    """(record without its distributions, fingerprint), from the header alone (see ``record``)."""
-    return parse_header(_read(entry))
 
 
 def load(entry: Union[Dir, str]) -> Record:

@@ -189,7 +189,7 @@ def dry_run(
     }
     items, labels = _labelled(cache, sorted(gone | set(keepers) | set(ev.chosen if ev else ())), fp)
     items = [i for i in items if i["id"] in gone]
-    k = kept(cache, roots, {aid: size for aid, (size, _free) in fp.archives.items()})
+    k = kept(cache, roots, fp.archive_bytes(), protected, fp.ids)
     released = ev.released if ev is not None else evict.released_bytes(cache, roots)
     result = PruneResult(
         cache, True, ci, items, p.archive_bytes, p.other_files, p.other_bytes, k, fp.total,
@@ -280,8 +280,7 @@ def prune_locked(
             try:
                 if before.deferred:
                     before.measure_deferred()
-                sized = {aid: size for aid, (size, _free) in before.archives.items()}
-                counted["kept"] = kept(cache, roots, sized, protected or liveness.protected(roots), before.ids)
+                counted["kept"] = kept(cache, roots, before.archive_bytes(), protected, before.ids)
             except Exception:
                 pass
 
@@ -307,7 +306,7 @@ def prune_locked(
             items = [i for i in items if i["id"] in set(freed.archives)]
             result = PruneResult(
                 cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
-                counted.get("kept") or kept(cache, roots, {aid: size for aid, (size, _free) in before.archives.items()}),
+                counted.get("kept") or kept(cache, roots, before.archive_bytes()),
                 before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
             )  # fmt: skip
     except Exception as e:  # uv has pruned: a figure we cannot measure is one warning, never more

@@ -26,6 +26,7 @@ import os
 import stat
 import time
 
+from shim.cache import archive_ids
 from shim.envscan import RACY
 from shim.manifest import RECORD, ROOTS_SEEN
 from shim.record import Record, RecordError, from_header_doc, header_doc
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
     from shim.confined import Dir
 
 VERSION = 1
-_LIMIT = 64 << 20  # bytes: a memo larger than this is not ours (5,000 roots take ~5 MiB)
-# what an archive id may hold (``cache.is_archive_id``), checked for a whole root's pins at once
-_ID_CHARS = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_- ")
 
 
 def _folder_id(st: os.stat_result) -> list[int]:
@@ -50,16 +48,6 @@ def _file_id(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _pins(text: str) -> set[str]:
-    """The archive ids of one root, space-separated; ValueError unless every one is an id."""
-    if not text.isascii() or text.translate(_ID_CHARS):
-        raise ValueError("not archive ids")
-    ids = text.split()
-    if ids and not (8 <= min(map(len, ids)) and max(map(len, ids)) <= 64):
-        raise ValueError("not archive ids")
-    return set(ids)
-
-
 class RootMemo:
     """The memo of one area: ``get`` what an unchanged entry holds, ``put`` what was read, and
     ``save`` what this verification saw (entries not looked at this time are dropped)."""
@@ -68,12 +56,13 @@ class RootMemo:
         self.old: dict[str, Any] = {}
         self.new: dict[str, Any] = {}
         self.added = False
+        self.on = area is not None  # else nothing is read or kept
         if area is None:
             return
         import json
 
         try:
-            doc = json.loads(area.read(ROOTS_SEEN, _LIMIT))
+            doc = json.loads(area.read(ROOTS_SEEN))
         except (OSError, ValueError, RecursionError):  # absent, unreadable, not JSON
             return
         if isinstance(doc, dict) and doc.get("version") == VERSION and isinstance(doc.get("roots"), dict):
@@ -93,7 +82,7 @@ class RootMemo:
             st = os.lstat(f"{key}/{RECORD}", dir_fd=area.fd)
             if not stat.S_ISREG(st.st_mode) or _file_id(st) != record or not isinstance(fp, str):
                 return None
-            got = from_header_doc(head), fp, _pins(pins)
+            got = from_header_doc(head), fp, archive_ids(pins)
         except (OSError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecordError):
             return None
         self.new[key] = raw
@@ -103,6 +92,8 @@ class RootMemo:
         self, key: str, folder: os.stat_result, record: os.stat_result, head: Record, fp: str, pins: set[str]
     ) -> None:
         """Remember what entry ``key`` held: ``folder`` and ``record`` stat'ed before reading."""
+        if not self.on:
+            return
         limit = int((time.time() - RACY) * 1e9)
         if max(folder.st_mtime_ns, folder.st_ctime_ns, record.st_mtime_ns, record.st_ctime_ns) > limit:
             return  # changed too recently to be told from a change in the same clock tick

@@ -290,6 +290,10 @@ class Footprint:
             self.ours = tree_bytes(cache.manifest)[0]
         self.total = sum(i[0] for i in self.inodes.values()) + memoized + self.ours
 
+    def archive_bytes(self) -> dict[str, int]:
+        """Each unpacked wheel's bytes (``archives`` without the freeable part)."""
+        return {aid: size for aid, (size, _free) in self.archives.items()}
+
     def measure_deferred(self) -> None:
         """Measure what ``defer`` left out (say in a thread while uv prunes: those archives are
         pinned, uv leaves them alone) and add them to ``total``."""

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from shim import manifest, policy, realuv, uvargs
 from shim import targets as shim_targets
-from shim.cache import Cache, is_archive_id
+from shim.cache import Cache, archive_ids, is_archive_id
+from shim.confined import Dir
 from shim.manifest import pin_id, pin_name
 from shim.realuv import UvBuild
 
@@ -105,7 +106,8 @@ def test_record_parsing_raises_only_record_errors(data):
 def test_header_reading_raises_only_record_errors(tmp_path, data):
     (tmp_path / manifest.RECORD).write_bytes(data)
     try:
-        manifest.load_header(str(tmp_path))
+        with Dir.top(str(tmp_path)) as d:
+            manifest.read_header(d)
     except manifest.RecordError:
         pass
 
@@ -116,6 +118,19 @@ ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 @given(st.one_of(st.text(max_size=70), st.text(alphabet="aZ9_-.é/\0\n", max_size=70)))
 def test_an_archive_id_is_ascii_letters_digits_dash_underscore_8_to_64_long(text):
     assert is_archive_id(text) == (8 <= len(text) <= 64 and ID_CHARS.issuperset(text))
+
+
+@given(st.lists(st.one_of(st.text(max_size=70), st.text(alphabet="aZ9_-.é/\0\n ", max_size=70)), max_size=5))
+def test_archive_ids_read_at_once_are_the_ids_read_one_by_one(texts):
+    """``archive_ids`` (a memo's pins, all at once) says what ``is_archive_id`` says of each."""
+    text = " ".join(texts)
+    words = text.split(" ")
+    try:
+        got = archive_ids(text)
+    except ValueError:
+        assert not all(is_archive_id(w) or w == "" for w in words)
+    else:
+        assert all(is_archive_id(w) or w == "" for w in words) and got == {w for w in words if w}
 
 
 @given(st.text(max_size=70))
