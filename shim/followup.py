@@ -115,11 +115,9 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
             except Exception:  # nowhere left to report it
                 pass
     if book is not None:
-        if _holds(book.cache.path):  # our pins are in: let go of the launcher's lock, or the
-            os.close(LOCK_FD)  # automatic prune (uv's lock at once or not at all) may find it in use
         autogc.maybe_start(book.cache.path, book.cache.build, real_path)
-    # The launcher's lock (LOCK_FD), if still held, goes with every other descriptor when this
-    # process exits (the caller exits at once): whoever waited for it finds no descriptor of ours left in the cache,
+    # The launcher's lock (LOCK_FD) goes with every other descriptor when this process exits (the
+    # caller exits at once): whoever waited for it finds no descriptor of ours left in the cache,
     # so the folder can be unmounted.
 
 
