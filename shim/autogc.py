@@ -28,6 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
+    from shim.locks import ExclusiveLock
     from shim.policy import AutoPolicy
     from shim.realuv import UvBuild
 
@@ -146,7 +147,7 @@ def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str,
     if not policy.active and not need:
         return log(root, "skipped", policy, reason="enough free space", warnings=warnings)
     lock = ExclusiveLock(root, 0, lambda _line: None)
-    if not lock.try_acquire():
+    if not _take(lock, root):
         _set_due(stamp, now + min(RETRY, policy.every))
         return log(root, "skipped", policy, reason="the cache is in use", warnings=warnings)
     cache = Cache(root, build)
@@ -171,6 +172,22 @@ def run(root: str, build: UvBuild, uv_path: str, env: Any) -> Optional[dict[str,
         cache_bytes_after=doc["cache_bytes_after"],
         warnings=warnings,
     )
+
+
+HELPER_WAIT = 2.0  # seconds: the helper that started an automatic prune exits right after
+
+
+def _take(lock: ExclusiveLock, root: str) -> bool:
+    """uv's lock at once, or once uv-shim's own helpers, if they alone held it, let go (within
+    ``HELPER_WAIT``): a cache a uv command is using is left alone at once."""
+    from shim.followup import only_helpers_hold
+
+    deadline = time.monotonic() + HELPER_WAIT
+    while not lock.try_acquire():
+        if time.monotonic() > deadline or not only_helpers_hold(root):
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _space_needed(root: str, policy: AutoPolicy) -> int:

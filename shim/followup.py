@@ -128,8 +128,20 @@ def helpers_hold(cache_dir: str) -> bool:
     from shim.cache import LOCK_FILE
     from shim.locks import lock_holders
 
-    holders = lock_holders(os.path.join(cache_dir, LOCK_FILE))
-    return any(realuv.BOOT_NAME in cmd or cmd == "?" for _, cmd in holders)
+    return any(_is_helper(cmd) for _, cmd in lock_holders(os.path.join(cache_dir, LOCK_FILE)))
+
+
+def only_helpers_hold(cache_dir: str) -> bool:
+    """Nothing but uv-shim helpers (as ``helpers_hold`` tells them) holds ``<cache_dir>/.lock``:
+    no uv command is using the cache (True when nothing holds it)."""
+    from shim.cache import LOCK_FILE
+    from shim.locks import lock_holders
+
+    return all(_is_helper(cmd) for _, cmd in lock_holders(os.path.join(cache_dir, LOCK_FILE)))
+
+
+def _is_helper(cmd: str) -> bool:
+    return realuv.BOOT_NAME in cmd or cmd == "?"
 
 
 def _holds(root: str) -> bool:
