@@ -32,11 +32,12 @@ class CacheDirError(Exception):
 
 def working_dir(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str]) -> str:
     """The directory uv works in: ``--directory``, else ``UV_WORKING_DIR`` (where that uv knows
-    it), relative to ``cwd``; never tilde-expanded (uv expands nothing)."""
+    it), relative to ``cwd``; never tilde-expanded (uv expands nothing), and as uv changes into
+    it (``paths.physical``)."""
     d = inv.globals.get("--directory")
     if d is None and "UV_WORKING_DIR" in build.env_vars:
         d = env.get("UV_WORKING_DIR") or None
-    return os.path.join(cwd, d) if d else cwd
+    return paths.physical(os.path.join(cwd, d)) if d else cwd
 
 
 # What makes a config file one that may set the cache: the key, or any TOML unicode escape (a key
@@ -143,7 +144,7 @@ def find_cache_dir(
     if not ask:
         value = inv.globals["--cache-dir"] if "--cache-dir" in inv.globals else env.get("UV_CACHE_DIR")
         if value:
-            return os.path.abspath(os.path.join(wd, value))
+            return paths.physical(os.path.join(wd, value))
         no_config = inv.has("--no-config") or uvargs.env_true(env, "UV_NO_CONFIG")
         home_known = bool(env.get("HOME")) or os.path.isabs(env.get("XDG_CACHE_HOME") or "")
         if (
@@ -152,7 +153,7 @@ def find_cache_dir(
             and (no_config or not any(_mentions_cache_dir(p) for p in _config_candidates(build, inv, cwd, env)))
         ):
             return default_cache_dir(env)
-    return os.path.abspath(os.path.join(wd, ask_uv(real, inv, cwd, env)))
+    return paths.physical(os.path.join(wd, ask_uv(real, inv, cwd, env)))
 
 
 def refuse_to_empty(path: str, build: UvBuild, env: Mapping[str, str]) -> Optional[str]:

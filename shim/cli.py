@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import __version__, realuv, style, uvargs
+from shim import __version__, paths, realuv, style, uvargs
 from shim.realuv import ShimError
 
 TYPE_CHECKING = False
@@ -243,7 +243,7 @@ def cmd_which(ns: argparse.Namespace) -> int:
 def cmd_install(ns: argparse.Namespace) -> int:
     from shim import launcher, profiles
 
-    bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    bin_dir = paths.physical(ns.bin_dir or launcher.default_bin_dir())
     launcher.install(bin_dir)
     try:
         found: Optional[str] = realuv.find(_path_without(bin_dir)).path
@@ -274,19 +274,17 @@ def cmd_install(ns: argparse.Namespace) -> int:
 def cmd_shell_init(ns: argparse.Namespace) -> int:
     from shim import launcher, shells
 
-    bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    bin_dir = paths.physical(ns.bin_dir or launcher.default_bin_dir())
     if not os.path.isfile(os.path.join(bin_dir, "uv")):
         launcher.install(bin_dir)  # out of the box: the snippet needs launchers to point at
-    sys.stdout.write(
-        shells.snippet(ns.shell, alias=ns.alias, bin_dir=os.path.abspath(ns.bin_dir) if ns.bin_dir else "")
-    )
+    sys.stdout.write(shells.snippet(ns.shell, alias=ns.alias, bin_dir=paths.physical(ns.bin_dir) if ns.bin_dir else ""))
     return 0
 
 
 def cmd_uninstall(ns: argparse.Namespace) -> int:
     from shim import launcher, profiles
 
-    bin_dir = os.path.abspath(ns.bin_dir or launcher.default_bin_dir())
+    bin_dir = paths.physical(ns.bin_dir or launcher.default_bin_dir())
     changed = profiles.remove(bin_dir, os.environ)
     removed = launcher.uninstall(bin_dir)
     sys.stderr.write(
@@ -356,6 +354,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def _path_without(bin_dir: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join(
-        p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p or ".") != bin_dir
+        p for p in env.get("PATH", "").split(os.pathsep) if paths.physical(p or ".") != bin_dir
     )
     return env

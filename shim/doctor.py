@@ -17,6 +17,7 @@ from shim.bookkeeping import Book, Warnings
 from shim.cache import Cache, split_archive_target
 from shim.cachecmd import verified_roots
 from shim.errors import UserError
+from shim.paths import physical
 
 
 def broken_dists(env_path: str, thorough: bool = True) -> list[tuple[str, str, str]]:
@@ -58,9 +59,9 @@ def _problem(site: str, dist_info: str, thorough: bool) -> str:
 def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
     if paths:
         for p in paths:
-            if not envscan.is_environment(os.path.abspath(p)):
+            if not envscan.is_environment(physical(p)):
                 raise UserError(f"{p} is not a Python environment (no pyvenv.cfg or site-packages)")
-        return [os.path.abspath(p) for p in paths]
+        return [physical(p) for p in paths]
     from shim import hostindex
 
     this = hostid.identity()[1]
@@ -276,14 +277,14 @@ class AdoptResult(report.RowsResult):
 
 
 def adopt(cache: Cache, paths: Sequence[str], discover_in: Optional[str]) -> AdoptResult:
-    envs = [os.path.abspath(p) for p in paths]
+    envs = [physical(p) for p in paths]
     for p in envs:
         if not envscan.is_environment(p):
             raise UserError(f"{p} is not a Python environment (no pyvenv.cfg or site-packages)")
     if discover_in:
         if not os.path.isdir(discover_in):
             raise UserError(f"{discover_in} is not a folder")
-        envs += [e for e in discover(os.path.abspath(discover_in), cache) if e not in envs]
+        envs += [e for e in discover(physical(discover_in), cache) if e not in envs]
     book = Book(cache, Warnings())
     rows: list[dict[str, Any]] = []
     for env in envs:

@@ -64,6 +64,25 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def physical(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute the way the kernel walks it, as uv leaves it (a cache folder,
+    ``--directory``, ``--target``): ``.`` and doubled slashes go, and ``..`` is taken through the
+    symlinks before it (``up/..`` is the folder above where ``up`` points, not the folder holding
+    ``up``), which Python's ``abspath`` gets wrong. What follows the last ``..`` is kept as
+    written, so a cache that is itself a symlink keeps its name. A few lstats, only with ``..``."""
+    path = os.fspath(path)
+    path = os.path.join(os.getcwd(), path) if not os.path.isabs(path) else path
+    parts = path.split(os.sep)
+    if ".." not in parts:
+        return os.path.normpath(path)
+    last = len(parts) - 1 - parts[::-1].index("..")
+    try:
+        head = os.path.realpath(os.sep.join(parts[: last + 1]) or os.sep)
+    except ValueError:  # a NUL: no kernel walks that path
+        return os.path.normpath(path)
+    return os.path.normpath(os.path.join(head, *parts[last + 1 :]))
+
+
 def parents(start: str) -> Iterator[str]:
     """``start`` (made absolute) and every folder above it, up to the root."""
     d = os.path.abspath(start)

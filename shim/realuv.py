@@ -96,7 +96,7 @@ def find(env: Mapping[str, str], own: Sequence[str] = ()) -> RealUv:
             continue
         if os.path.exists(os.path.join(d or ".", BIN_MARKER)) or any(_same_file(cand, o) for o in own) or is_shim(cand):
             continue
-        return RealUv(os.path.abspath(cand), f"first uv on PATH that is not uv-shim ({d})")
+        return RealUv(paths.physical(cand), f"first uv on PATH that is not uv-shim ({d})")
     bundled = _bundled()
     if bundled:
         return RealUv(bundled, "the uv Python package installed with uv-shim")

@@ -16,7 +16,7 @@ import os
 
 from shim import realuv
 from shim.cachedir import working_dir
-from shim.paths import parents, read_bytes
+from shim.paths import parents, physical, read_bytes
 from shim.uvargs import Invocation, env_true, uses_cached_env
 
 TYPE_CHECKING = False
@@ -32,7 +32,12 @@ PROJECT_COMMANDS = frozenset({"sync", "add", "remove", "run", "version", "check"
 
 
 class Target:
-    """Where a command installs: an environment root, or a bare directory (``--target``)."""
+    """Where a command installs: an environment root, or a bare directory (``--target``).
+
+    ``path`` is made absolute by dropping ``..`` from the text: Python does so for the environment
+    an interpreter path names (its ``sys.prefix``), and so does uv for ``--project``. Folders uv
+    creates or enters itself (``--target``, ``--prefix``, ``UV_PROJECT_ENVIRONMENT``, ``uv venv
+    PATH``, ``UV_TOOL_DIR``, ``--directory``) come through ``paths.physical`` first."""
 
     __slots__ = ("path", "kind")
 
@@ -77,7 +82,7 @@ def workspace_root(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mappin
 
 def project_env(root: str, env: Mapping[str, str]) -> str:
     custom = env.get("UV_PROJECT_ENVIRONMENT")
-    return os.path.join(root, custom) if custom else os.path.join(root, ".venv")
+    return physical(os.path.join(root, custom)) if custom else os.path.join(root, ".venv")
 
 
 def _env_of_interpreter(python: str) -> Optional[str]:
@@ -100,7 +105,7 @@ def _looks_like_path(value: str) -> bool:
 def tools_dir(env: Mapping[str, str], base: str) -> str:
     custom = env.get("UV_TOOL_DIR")
     if custom:
-        return os.path.join(base, custom)
+        return physical(os.path.join(base, custom))
     data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
     return os.path.join(data, "uv", "tools")
 
@@ -110,10 +115,10 @@ def pip_env(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
     base = working_dir(build, inv, cwd, env)
     target = inv.opt("--target")
     if target:
-        return Target(os.path.join(base, target), "target")
+        return Target(physical(os.path.join(base, target)), "target")
     prefix = inv.opt("--prefix")
     if prefix:
-        return Target(os.path.join(base, prefix), "prefix")
+        return Target(physical(os.path.join(base, prefix)), "prefix")
     python = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
     if python and _looks_like_path(python):
         path = os.path.join(base, python)
@@ -153,7 +158,7 @@ def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
     if words[0] == "venv":
         base = working_dir(build, inv, cwd, env)
         path = inv.positionals[0] if inv.positionals else env.get("UV_PROJECT_ENVIRONMENT") or ".venv"
-        return [Target(os.path.join(base, path))]
+        return [Target(physical(os.path.join(base, path)))]
     if words[:2] in (("tool", "install"), ("tool", "upgrade"), ("tool", "uninstall")):
         return [Target(tools_dir(env, working_dir(build, inv, cwd, env)), "tools")]
     return []

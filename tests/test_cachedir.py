@@ -84,6 +84,13 @@ ROWS: list[Row] = [
     ("user-config-home", [], {}, ".", {"home/.config/uv/uv.toml": CFG.format(value="{root}/cfg")}),
     ("env-beats-config", [], {"UV_CACHE_DIR": "{root}/env"}, ".", {"uv.toml": CFG.format(value="{root}/cfg")}),
     ("cache-is-a-symlink", [], {"UV_CACHE_DIR": "{root}/link"}, ".", {}),
+    # `..` after a symlink (`up` -> deep/inner): uv leaves it to the kernel, which goes up from
+    # deep/inner; dropping `..` from the text (Python's abspath) names another folder
+    ("env-dot-dot-after-symlink", [], {"UV_CACHE_DIR": "{root}/up/../c"}, ".", {}),
+    ("env-relative-dot-dot-after-symlink", [], {"UV_CACHE_DIR": "up/../c"}, ".", {}),
+    ("cli-dot-dot-after-symlink", ["--cache-dir", "up/../c"], {}, ".", {}),
+    ("directory-dot-dot-after-symlink", ["--directory", "up/.."], {"UV_CACHE_DIR": "c"}, ".", {}),
+    ("uv-toml-dot-dot-after-symlink", [], {}, ".", {"uv.toml": CFG.format(value="{root}/up/../cfg")}),
     ("no-cache-flag", ["--no-cache"], {}, ".", {}),
     ("no-cache-env", [], {"UV_NO_CACHE": "true"}, ".", {}),
 ]
@@ -108,6 +115,8 @@ def test_the_shim_uses_the_cache_uv_uses(tmp_path, version, row):
     for d in ("home", "sub", "other", "~", "target"):
         (root / d).mkdir(parents=True, exist_ok=True)
     os.symlink(root / "target", root / "link")
+    (root / "deep" / "inner").mkdir(parents=True)
+    os.symlink(root / "deep" / "inner", root / "up")
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(_fill(text, root))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import bookkeeping, envscan, evict, holds, hostid, liveness, manifest, policy, realuv, report, uvargs
+from shim import bookkeeping, envscan, evict, holds, hostid, liveness, manifest, paths, policy, realuv, report, uvargs
 from shim.cache import Cache
 from shim.cachedir import find_cache_dir
 from shim.confined import Dir, Unsafe
@@ -367,6 +367,31 @@ def test_working_dir_variable_only_where_uv_reads_it(tmp_path):
     old = realuv.UvBuild("0.7.0", BUILD.buckets, [])
     env = {"HOME": str(tmp_path), "UV_WORKING_DIR": "sub", "UV_CACHE_DIR": "c"}
     assert find_cache_dir(NOWHERE, old, uvargs.parse(["sync"]), str(tmp_path), env) == str(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "given, expect",
+    [
+        ("up/../c", "deep/c"),  # the kernel goes up from deep/inner
+        ("up/./../c/", "deep/c"),
+        ("up/../../x", "x"),
+        ("up/../inner/../c", "deep/c"),
+        ("a/./b//c", "a/b/c"),  # no `..`: only the spelling changes
+        ("clink", "clink"),  # after the last `..` nothing is resolved: a symlinked cache keeps its name
+        ("up/../clink", "deep/clink"),
+        ("gone/../c", "c"),  # a folder that is not there is no symlink
+        ("up/..", "deep"),
+    ],
+)
+def test_physical_paths_go_up_from_where_a_symlink_points(tmp_path, monkeypatch, given, expect):
+    (tmp_path / "deep" / "inner").mkdir(parents=True)
+    (tmp_path / "up").symlink_to(tmp_path / "deep" / "inner")
+    (tmp_path / "clink").symlink_to(tmp_path / "deep")
+    monkeypatch.chdir(tmp_path)
+    assert paths.physical(given) == str(tmp_path / expect)
+    assert paths.physical(str(tmp_path / given)) == str(tmp_path / expect)
+    env = {"HOME": str(tmp_path), "UV_CACHE_DIR": given}
+    assert find_cache_dir(NOWHERE, BUILD, uvargs.parse(["sync"]), str(tmp_path), env) == str(tmp_path / expect)
 
 
 # -- confinement -----------------------------------------------------------------------------------

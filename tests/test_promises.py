@@ -75,6 +75,28 @@ def test_an_environment_behind_a_symlink_is_live(tmp_path, shim_home, wheels, ve
         _assert_protected(w, itself)
 
 
+@pytest.mark.parametrize("version", EDGE)
+def test_a_cache_path_going_up_from_a_symlink_is_the_cache_uv_uses(tmp_path, shim_home, wheels, version):
+    """`UV_CACHE_DIR=$ROOT/up/../cache` where `up` is a symlink to deep/inner: uv (the kernel)
+    goes up from deep/inner, so its cache is deep/cache. Dropping `..` from the text (Python's
+    abspath) put the records and pins in $ROOT/cache, which no uv uses: a prune then saw nothing
+    to keep. Control: the bare uv's prune breaks the environment."""
+    for w in pair(tmp_path, shim_home, version):
+        shim = w.root.name == "shim"
+        (w.root / "deep" / "inner").mkdir(parents=True)
+        os.symlink(w.root / "deep" / "inner", w.root / "up")
+        w.cache = w.root / "up" / ".." / "cache"  # pathlib keeps `..` as written
+        v = w.venv("v")
+        w.install(v, "alpha==1.0", find_links=wheels, shim=shim)
+        if shim:
+            w.uv("cache", "prune")
+        w.prune("--ci")
+        _assert_protected(w, v)
+        if shim:
+            assert w.pinned() and (w.root / "deep" / "cache" / "archive-v0").is_dir()
+            assert not (w.root / "cache").exists(), "the shim wrote to a folder uv does not use"
+
+
 # -- the lock ------------------------------------------------------------------------------------
 
 

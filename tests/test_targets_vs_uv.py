@@ -61,6 +61,20 @@ ROWS: list[tuple[str, str, list[str], dict[str, str]]] = [
     ("version-bump", "proj", ["version", "--bump", "patch"], {}),
     ("tool-install", ".", ["tool", "install", *FIND, "gamma"], {}),
     ("tool-install-tilde-dir", ".", ["tool", "install", *FIND, "gamma"], {"UV_TOOL_DIR": "~/tools"}),
+    # `..` after a symlink (`up` -> deep/inner): the kernel goes up from deep/inner, not from the
+    # folder holding `up`, where a decoy venvD waits; uv's `--project` is the exception (it drops
+    # `..` from the text, the way Python's abspath does)
+    ("pip-python-dotdot", ".", ["pip", "install", "--python", "up/../venvD/bin/python", *FIND, "alpha"], {}),
+    ("pip-python-dotdot-no-decoy", ".", ["pip", "install", "-p", "up/../venvE/bin/python", *FIND, "alpha"], {}),
+    ("pip-python-dir-dotdot", ".", ["pip", "install", "-p", "up/../venvD", *FIND, "alpha"], {}),
+    ("pip-virtual-env-dotdot", ".", ["pip", "install", *FIND, "alpha"], {"VIRTUAL_ENV": "{root}/up/../venvD"}),
+    ("pip-target-dotdot", ".", ["pip", "install", "--target", "up/../tgt", *FIND, "alpha"], {}),
+    ("pip-prefix-dotdot", ".", ["pip", "install", "--prefix", "up/../pfx", "-p", "venvA", *FIND, "alpha"], {}),
+    ("pip-directory-dotdot", ".", ["--directory", "up/..", "pip", "install", "-p", "venvD", *FIND, "alpha"], {}),
+    ("sync-directory-dotdot", ".", ["--directory", "up/..", "sync"], {}),
+    ("sync-project-dotdot", ".", ["--project", "up/../proj", "sync"], {}),
+    ("sync-project-env-dotdot", "proj", ["sync"], {"UV_PROJECT_ENVIRONMENT": "{root}/up/../penv"}),
+    ("tool-install-dotdot-dir", ".", ["tool", "install", *FIND, "gamma"], {"UV_TOOL_DIR": "{root}/up/../tools"}),
 ]
 
 
@@ -82,6 +96,11 @@ def _world(w: World, wheels: Path) -> None:
         f'[project]\nname = "ws"\nversion = "0.1"\ndependencies = []\n{project}[tool.uv.workspace]\nmembers = ["pkgs/*"]\n'
     )
     (member / "pyproject.toml").write_text('[project]\nname = "m"\nversion = "0.1"\ndependencies = ["alpha==1.0"]\n')
+    (root / "deep" / "inner").mkdir(parents=True)
+    (root / "up").symlink_to(root / "deep" / "inner")
+    for venv in (root / "deep" / "venvD", root / "venvD", root / "deep" / "venvE"):  # root/venvD: a decoy
+        w.uv("venv", "-q", "--python", BASE_PYTHON, str(venv), shim=False)
+    (root / "deep" / "pyproject.toml").write_text((root / "proj" / "pyproject.toml").read_text())
 
 
 def _dist_infos(root: Path, cache: Path) -> set[str]:
