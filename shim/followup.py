@@ -81,6 +81,8 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
     if name == "uvx":
         args = ["tool", "run", *args]
     inv = uvargs.parse(args)
+    if not inv.intercepted:  # `--help` anywhere (the sh reads only the first words): uv changes nothing
+        return
     notices: list[str] = []
     warn = bookkeeping.Warnings(notices.append)
     real = realuv.RealUv(real_path, "the launcher")

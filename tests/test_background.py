@@ -117,3 +117,17 @@ def test_a_descriptor_9_the_caller_passes_reaches_uv_and_its_program(world: Worl
         world.settle()
     assert outs[0].stdout == "b'hello'\n", outs[0].stderr  # the bare uv, for reference
     assert outs[1].stdout == outs[0].stdout and outs[1].returncode == 0, outs[1].stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_is_only_help(world: World, wheels, flag):
+    """`uv pip install ... --help` prints uv's help and changes nothing: the helper the launcher
+    starts for it records nothing, as Python in front passes it straight to uv. Control: the same
+    command without the flag records the environment (its symlinked archive is pinned)."""
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels, shim=False)
+    out = world.uv(*world.install_args(v, "alpha==1.0", find_links=wheels), flag, UV_LINK_MODE="symlink")
+    assert "Usage" in out.stdout
+    assert world.records() == {} and world.pins() == []
+    world.uv(*world.install_args(v, "alpha==1.0", find_links=wheels), UV_LINK_MODE="symlink")
+    assert list(world.records()) == [str(v.resolve())] and len(world.pins()) == 1
