@@ -181,6 +181,9 @@ def wait_gone(pid: int, started: float, deadline: float) -> None:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         fd = -1
+    if fd >= 0 and started and _started(pid, unknown=started) != started:
+        os.close(fd)  # uv exited while we prepared and its pid was taken: not ours to wait for
+        return
     if fd >= 0:
         try:
             while time.monotonic() < deadline:

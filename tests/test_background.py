@@ -131,3 +131,32 @@ def test_help_is_only_help(world: World, wheels, flag):
     assert world.records() == {} and world.pins() == []
     world.uv(*world.install_args(v, "alpha==1.0", find_links=wheels), UV_LINK_MODE="symlink")
     assert list(world.records()) == [str(v.resolve())] and len(world.pins()) == 1
+
+
+def test_the_helper_does_not_wait_for_a_stranger_with_uvs_pid():
+    """uv exits while the helper prepares and its pid goes to another process: the helper, which
+    holds uv's lock until uv is gone, must not wait for that stranger (every prune would wait with
+    it). The stranger is a `sleep` whose start time is not the one the helper saw for uv; the
+    control gives the right one, and the helper (started after it, as after uv) waits."""
+    import sys
+
+    from shim import followup
+
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        seen = followup._started(stranger.pid)
+        took = {}
+        for case, started in (("stranger", seen - 5), ("uv", seen)):
+            code = (
+                "import time; from shim import followup; "
+                f"followup.wait_gone({stranger.pid}, {started!r}, time.monotonic() + 3)"
+            )
+            t0 = time.monotonic()
+            subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+            took[case] = time.monotonic() - t0
+        assert took["stranger"] < 2.5, "waited for a process that is not uv"
+        assert took["uv"] >= 2.9, took  # the control
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
