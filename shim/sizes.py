@@ -181,12 +181,13 @@ class Footprint:
     (dev, ino): [bytes, link count, links seen in the cache, owner (an archive id, or OTHER),
     is a folder]. uv-shim's own record area counts in ``total`` and ``ours`` (``ours=False``: not
     looked at), never in ``inodes`` (it is not uv's to remove). ``on_link(path)`` sees every
-    symlink walked. ``same``: an earlier footprint whose unpacked wheels, if still there, are
-    taken as they were (a look after a prune only needs to know which went). ``leave``: folders
-    not looked at (``total`` is then only what was looked at).
+    symlink walked. ``same``: an earlier footprint whose unpacked wheels, if still there, and
+    record area are taken as they were (a look after a prune only needs to know which went).
+    ``leave``: folders not looked at (``total`` is then only what was looked at).
     """
 
     inode_numbers_hold = False  # may a later look trust folder entries' inode numbers?
+    ours_looked = False  # was the record area measured (``ours``)?
     left: tuple[str, ...] = ()  # folders not looked at
     memo: ArchiveSizes
 
@@ -286,7 +287,12 @@ class Footprint:
         if write and not self.deferred:  # else once, when they are measured too
             memo.save(ids)
         self.inode_numbers_hold = self.light is not None or _inode_numbers_hold(cache)
-        if ours:  # a walk of every pin: skipped where only what uv removes matters
+        self.ours_looked = ours
+        if ours and same is not None and same.ours_looked:
+            # a look after a prune through the shim: it changed nothing in the record area but
+            # the hold, gone by now (a walk of every pin costs ~90 ms at 1,000 roots)
+            self.ours = same.ours
+        elif ours:  # a walk of every pin: skipped where only what uv removes matters
             self.ours = tree_bytes(cache.manifest)[0]
         self.total = sum(i[0] for i in self.inodes.values()) + memoized + self.ours
 

@@ -225,3 +225,17 @@ def test_max_size_out_of_reach_says_why(world: World, wheels):
     assert out.returncode == 0 and len(line) == 1, out.stderr
     assert f"the largest: {a.resolve()}" in line[0] and "live environments hold" in line[0]
     assert world.works(a) and world.works(b)
+
+
+def test_the_size_after_a_max_size_prune_is_the_cache_on_disk(world: World, wheels):
+    """The size a `--max-size` prune reports for the cache after it is what is on disk then (du,
+    uv-shim's records included: they count against the budget). The look after takes the record
+    area as the look before measured it; this holds it to the truth."""
+    a, b = world.venv("a"), world.venv("b")
+    world.install(a, "alpha==1.0", "beta==1.0", find_links=wheels)
+    world.install(b, "gamma==1.0", find_links=wheels)
+    shutil.rmtree(b)
+    doc = json.loads(gc(world, "--max-size", "1B", "--json").stdout)
+    assert len(doc["evict"]["archives"]) == 1, doc["evict"]
+    assert doc["cache_bytes_after"] == du_bytes(world.cache, skip="-")
+    assert du_bytes(world.manifest_dir(), skip="-") > 0
