@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
 import pytest
 from conftest import World
 
@@ -55,3 +59,36 @@ def test_clean_all_breaks_after_saying_so(world: World, wheels, how):
     assert f"Breaking {v.resolve()}: 1 archive it links will be removed" in out.stderr
     assert world.value(v, "alpha") is None
     assert not world.cache.exists() or world.archives() == []
+
+
+def test_clean_decides_from_the_record_folders_never_the_memo(world: World, wheels):
+    """`uv cache clean` deletes archives itself, so it reads every record folder and never the
+    memo prunes keep (`.roots-seen`): a memo that lies about a root's pins (planted in a shared
+    cache, or stale through a bug) may cost a prune's report some precision, never a clean an
+    archive. Control: the forged memo matches the folders' stats, so a prune's verification
+    (memo=True) does take it."""
+    from shim import envscan, hostid, liveness, manifest, realuv
+    from shim.cache import Cache
+
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    (aid,) = world.pinned()
+    site = next(v.glob("lib/python*/site-packages"))
+    old = time.time() - 3600
+    os.utime(site, (old, old))  # settled long ago: the next look takes its stamp as the truth
+    world.install(v, "alpha==1.0", find_links=wheels)  # a no-op: the record now says so
+    assert site.stat().st_mtime == old
+    time.sleep(envscan.RACY + 0.1)
+    world.uv("cache", "prune")  # writes the memo: the folder has been still for RACY seconds
+    memo = world.manifest_dir() / manifest.ROOTS_SEEN
+    doc = json.loads(memo.read_text())
+    (key,) = doc["roots"]
+    assert doc["roots"][key][4] == aid
+    doc["roots"][key][4] = "x" * len(aid)  # another archive, by the memo
+    memo.write_text(json.dumps(doc))
+    cache = Cache(str(world.cache), realuv.build_of(realuv.RealUv(str(world.real_uv), "test")))
+    (trusted,) = liveness.verify(cache, hostid.identity()[1], dry_run=True, memo=True)
+    assert trusted.archives == {"x" * len(aid)}  # the control: a prune would take the memo's word
+    world.uv("cache", "clean")
+    assert world.works(v), world.broken(v)
+    assert aid in world.archives()
