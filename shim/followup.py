@@ -38,6 +38,9 @@ LAST_POLL = 0.05
 SLOW_POLL = 2.0  # once the user's program runs but an environment is still missing
 QUIET = 60.0  # seconds without a change while uv runs a child we do not recognize: done
 GIVE_UP = 6 * 3600.0  # a helper never outlives this, whatever uv does
+# psutil's start times are wall-clock times (boot time read again each call): a clock step moves
+# them. A stranger that took uv's pid within a second of uv's start would need the pids to wrap.
+START_SLACK = 1.0
 
 
 def start(
@@ -181,7 +184,7 @@ def wait_gone(pid: int, started: float, deadline: float) -> None:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         fd = -1
-    if fd >= 0 and started and _started(pid, unknown=started) != started:
+    if fd >= 0 and started and abs(_started(pid, unknown=started) - started) > START_SLACK:
         os.close(fd)  # uv exited while we prepared and its pid was taken: not ours to wait for
         return
     if fd >= 0:

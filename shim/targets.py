@@ -107,7 +107,7 @@ def tools_dir(env: Mapping[str, str], base: str) -> str:
     if custom:
         return physical(os.path.join(base, custom))
     data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data, "uv", "tools")
+    return physical(os.path.join(data, "uv", "tools"))
 
 
 def pip_env(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, str]) -> Optional[Target]:
@@ -122,7 +122,7 @@ def pip_env(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
     python = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
     if python and _looks_like_path(python):
         path = os.path.join(base, python)
-        found = _env_of_interpreter(path)
+        found = _env_of_interpreter(os.path.abspath(path))  # Python looks for pyvenv.cfg there
         return Target(found) if found else Target(path, "interpreter")
     if python or inv.has("--system") or env_true(env, "UV_SYSTEM_PYTHON"):
         return None  # an interpreter uv searches for: asked from uv (environments_for)

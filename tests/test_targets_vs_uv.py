@@ -65,7 +65,6 @@ ROWS: list[tuple[str, str, list[str], dict[str, str]]] = [
     # folder holding `up`, where a decoy venvD waits; uv's `--project` is the exception (it drops
     # `..` from the text, the way Python's abspath does)
     ("pip-python-dotdot", ".", ["pip", "install", "--python", "up/../venvD/bin/python", *FIND, "alpha"], {}),
-    ("pip-python-dotdot-no-decoy", ".", ["pip", "install", "-p", "up/../venvE/bin/python", *FIND, "alpha"], {}),
     ("pip-python-dir-dotdot", ".", ["pip", "install", "-p", "up/../venvD", *FIND, "alpha"], {}),
     ("pip-virtual-env-dotdot", ".", ["pip", "install", *FIND, "alpha"], {"VIRTUAL_ENV": "{root}/up/../venvD"}),
     ("pip-target-dotdot", ".", ["pip", "install", "--target", "up/../tgt", *FIND, "alpha"], {}),
@@ -98,7 +97,7 @@ def _world(w: World, wheels: Path) -> None:
     (member / "pyproject.toml").write_text('[project]\nname = "m"\nversion = "0.1"\ndependencies = ["alpha==1.0"]\n')
     (root / "deep" / "inner").mkdir(parents=True)
     (root / "up").symlink_to(root / "deep" / "inner")
-    for venv in (root / "deep" / "venvD", root / "venvD", root / "deep" / "venvE"):  # root/venvD: a decoy
+    for venv in (root / "deep" / "venvD", root / "venvD"):  # root/venvD: a decoy
         w.uv("venv", "-q", "--python", BASE_PYTHON, str(venv), shim=False)
     (root / "deep" / "pyproject.toml").write_text((root / "proj" / "pyproject.toml").read_text())
 
