@@ -88,8 +88,8 @@ CACHE_OPTIONS = ("--cache-dir", "--no-cache", "--config-file", "--no-config", "-
 def _cache_globals(inv: uvargs.Invocation) -> list[str]:
     """The user's global options that decide the cache, to hand to ``uv cache dir``."""
     args: list[str] = []
-    for opt in ("--cache-dir", "--config-file", "--directory", "--project"):
-        if opt in inv.globals:
+    for opt in CACHE_OPTIONS:
+        if opt in inv.globals:  # the value options among them (flags are never in globals)
             args.append(f"{opt}={inv.globals[opt]}")
     if inv.has("--no-config"):
         args.append("--no-config")

@@ -29,7 +29,7 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
         try:
             from shim import followup
 
-            followup.after(name[1:], self_path, args[0], int(args[1]), args[2], args[3:])
+            followup.after(name[1:], args[0], int(args[1]), args[2], args[3:])
             code = 0
         finally:
             os._exit(code)
@@ -277,7 +277,7 @@ def cmd_shell_init(ns: argparse.Namespace) -> int:
     bin_dir = paths.physical(ns.bin_dir or launcher.default_bin_dir())
     if not os.path.isfile(os.path.join(bin_dir, "uv")):
         launcher.install(bin_dir)  # out of the box: the snippet needs launchers to point at
-    sys.stdout.write(shells.snippet(ns.shell, alias=ns.alias, bin_dir=paths.physical(ns.bin_dir) if ns.bin_dir else ""))
+    sys.stdout.write(shells.snippet(ns.shell, alias=ns.alias, bin_dir=bin_dir if ns.bin_dir else ""))
     return 0
 
 

@@ -58,10 +58,11 @@ def _problem(site: str, dist_info: str, thorough: bool) -> str:
 
 def _env_paths(cache: Cache, paths: Sequence[str]) -> list[str]:
     if paths:
-        for p in paths:
-            if not envscan.is_environment(physical(p)):
+        envs = [physical(p) for p in paths]
+        for p, env in zip(paths, envs):
+            if not envscan.is_environment(env):
                 raise UserError(f"{p} is not a Python environment (no pyvenv.cfg or site-packages)")
-        return [physical(p) for p in paths]
+        return envs
     from shim import hostindex
 
     this = hostid.identity()[1]

@@ -27,7 +27,7 @@ from shim.cache import Cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Optional
 
     from shim.bookkeeping import Book, Warnings
@@ -69,7 +69,7 @@ def start(
 LOCK_FD = 9  # the launcher's shared flock on uv's cache lock, handed to the background helper
 
 
-def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, args: list[str]) -> None:
+def after(name: str, real_path: str, uv_pid: int, locked: str, args: list[str]) -> None:
     """The background helper the launcher starts beside uv (it then ``exec``s uv as ``uv_pid``).
 
     The launcher has taken a shared ``flock`` on ``<locked>/.lock`` (fd ``LOCK_FD``) before uv
@@ -127,26 +127,24 @@ def after(name: str, self_path: str, real_path: str, uv_pid: int, locked: str, a
 
 
 def helpers_hold(cache_dir: str) -> bool:
-    """A uv-shim helper holds ``<cache_dir>/.lock`` (a prune waits for it): a holder running the
+    """A uv-shim helper holds ``<cache_dir>/.lock`` (a prune waits for it)."""
+    return any(_holders_are_helpers(cache_dir))
+
+
+def only_helpers_hold(cache_dir: str) -> bool:
+    """Nothing but uv-shim helpers holds ``<cache_dir>/.lock``: no uv command is using the cache
+    (True when nothing holds it)."""
+    return all(_holders_are_helpers(cache_dir))
+
+
+def _holders_are_helpers(cache_dir: str) -> Iterator[bool]:
+    """For each holder of ``<cache_dir>/.lock``, whether it is a uv-shim helper: one running the
     launchers' boot script, or one whose taker is gone (the launcher's ``flock``, whose descriptor
     the helper inherited)."""
     from shim.cache import LOCK_FILE
     from shim.locks import lock_holders
 
-    return any(_is_helper(cmd) for _, cmd in lock_holders(os.path.join(cache_dir, LOCK_FILE)))
-
-
-def only_helpers_hold(cache_dir: str) -> bool:
-    """Nothing but uv-shim helpers (as ``helpers_hold`` tells them) holds ``<cache_dir>/.lock``:
-    no uv command is using the cache (True when nothing holds it)."""
-    from shim.cache import LOCK_FILE
-    from shim.locks import lock_holders
-
-    return all(_is_helper(cmd) for _, cmd in lock_holders(os.path.join(cache_dir, LOCK_FILE)))
-
-
-def _is_helper(cmd: str) -> bool:
-    return realuv.BOOT_NAME in cmd or cmd == "?"
+    return (realuv.BOOT_NAME in cmd or cmd == "?" for _, cmd in lock_holders(os.path.join(cache_dir, LOCK_FILE)))
 
 
 def _holds(root: str) -> bool:

@@ -332,7 +332,7 @@ def add_notice(cache: Cache, message: str) -> None:
 
 
 def _notice_text(d: Dir, name: str) -> str:
-    pid, _, text = name.partition(".")
+    _pid, _, text = name.partition(".")
     if not text:
         return d.read(name).decode("utf-8", "replace").strip()
     return text.replace("%2F", "/").replace("%25", "%")

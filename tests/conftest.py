@@ -367,6 +367,13 @@ def du_bytes(*tops: Path, skip: str = "uv-shim") -> int:
     return total
 
 
+def symlink_up(root: Path) -> None:
+    """``root/up``, a symlink to ``root/deep/inner``: to the kernel (and uv) ``up/..`` is
+    ``root/deep``; Python's ``abspath`` drops ``..`` from the text and says ``root``."""
+    (root / "deep" / "inner").mkdir(parents=True)
+    (root / "up").symlink_to(root / "deep" / "inner")
+
+
 def make_sdist(folder: Path, value: str = "built-from-sdist") -> Path:
     """``folder/dist/sdpkg-1.0.tar.gz``, an sdist with an in-tree PEP 517 backend (builds offline,
     no setuptools needed) whose module says ``VALUE = value``. Made again with another value, it

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 from conftest import World
 
-from shim import manifest
+from shim import followup, manifest
 
 
 def _runs_as(world: World, v, **env: str) -> str:
@@ -138,10 +139,6 @@ def test_the_helper_does_not_wait_for_a_stranger_with_uvs_pid():
     holds uv's lock until uv is gone, must not wait for that stranger (every prune would wait with
     it). The stranger is a `sleep` whose start time is not the one the helper saw for uv; the
     control gives the right one, and the helper (started after it, as after uv) waits."""
-    import sys
-
-    from shim import followup
-
     stranger = subprocess.Popen(["sleep", "30"])
     try:
         seen = followup._started(stranger.pid)

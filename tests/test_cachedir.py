@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, _vt, uv_path
+from conftest import BASE_PYTHON, NEWEST, OLDEST, _vt, symlink_up, uv_path
 
 # (id, global args, environment, working directory relative to the world, files to write)
 # In values, {root} is the world folder and {home} its HOME.
@@ -115,8 +115,7 @@ def test_the_shim_uses_the_cache_uv_uses(tmp_path, version, row):
     for d in ("home", "sub", "other", "~", "target"):
         (root / d).mkdir(parents=True, exist_ok=True)
     os.symlink(root / "target", root / "link")
-    (root / "deep" / "inner").mkdir(parents=True)
-    os.symlink(root / "deep" / "inner", root / "up")
+    symlink_up(root)
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(_fill(text, root))

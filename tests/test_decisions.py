@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import symlink_up
 
 from shim import bookkeeping, envscan, evict, holds, hostid, liveness, manifest, paths, policy, realuv, report, uvargs
 from shim.cache import Cache
@@ -384,8 +385,7 @@ def test_working_dir_variable_only_where_uv_reads_it(tmp_path):
     ],
 )
 def test_physical_paths_go_up_from_where_a_symlink_points(tmp_path, monkeypatch, given, expect):
-    (tmp_path / "deep" / "inner").mkdir(parents=True)
-    (tmp_path / "up").symlink_to(tmp_path / "deep" / "inner")
+    symlink_up(tmp_path)
     (tmp_path / "clink").symlink_to(tmp_path / "deep")
     monkeypatch.chdir(tmp_path)
     assert paths.physical(given) == str(tmp_path / expect)

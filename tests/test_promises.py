@@ -16,7 +16,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, hold_shared_lock, make_project, make_wheel, pair
+from conftest import (
+    BASE_PYTHON,
+    NEWEST,
+    OLDEST,
+    World,
+    _vt,
+    hold_shared_lock,
+    make_project,
+    make_wheel,
+    pair,
+    symlink_up,
+)
 
 EDGE = sorted({OLDEST, NEWEST}, key=_vt)
 
@@ -83,8 +94,7 @@ def test_a_cache_path_going_up_from_a_symlink_is_the_cache_uv_uses(tmp_path, shi
     to keep. Control: the bare uv's prune breaks the environment."""
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
-        (w.root / "deep" / "inner").mkdir(parents=True)
-        os.symlink(w.root / "deep" / "inner", w.root / "up")
+        symlink_up(w.root)
         w.cache = w.root / "up" / ".." / "cache"  # pathlib keeps `..` as written
         v = w.venv("v")
         w.install(v, "alpha==1.0", find_links=wheels, shim=shim)
@@ -162,7 +172,6 @@ def test_an_install_holds_the_cache_lock_until_its_pins_are_written(world: World
         # uv returns at once: the launcher's background helper, not the command, waits
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
         assert list(v.glob("lib/python*/site-packages/beta-1.0.dist-info"))
-        time.sleep(0.3)
         probe = os.open(world.cache / ".lock", os.O_RDWR)
         with pytest.raises(BlockingIOError):
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)

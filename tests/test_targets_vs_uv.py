@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_project, private_python
+from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_project, private_python, symlink_up
 
 from shim import envscan, realuv, targets, uvargs, uvfeatures
 from shim.cache import Cache
@@ -95,10 +95,9 @@ def _world(w: World, wheels: Path) -> None:
         f'[project]\nname = "ws"\nversion = "0.1"\ndependencies = []\n{project}[tool.uv.workspace]\nmembers = ["pkgs/*"]\n'
     )
     (member / "pyproject.toml").write_text('[project]\nname = "m"\nversion = "0.1"\ndependencies = ["alpha==1.0"]\n')
-    (root / "deep" / "inner").mkdir(parents=True)
-    (root / "up").symlink_to(root / "deep" / "inner")
-    for venv in (root / "deep" / "venvD", root / "venvD"):  # root/venvD: a decoy
-        w.uv("venv", "-q", "--python", BASE_PYTHON, str(venv), shim=False)
+    symlink_up(root)
+    w.venv("deep/venvD")
+    w.venv("venvD")  # a decoy, where dropping `..` from the text leads
     (root / "deep" / "pyproject.toml").write_text((root / "proj" / "pyproject.toml").read_text())
 
 
