@@ -38,9 +38,6 @@ LAST_POLL = 0.05
 SLOW_POLL = 2.0  # once the user's program runs but an environment is still missing
 QUIET = 60.0  # seconds without a change while uv runs a child we do not recognize: done
 GIVE_UP = 6 * 3600.0  # a helper never outlives this, whatever uv does
-# psutil's start times are wall-clock times (boot time read again each call): a clock step moves
-# them. A stranger that took uv's pid within a second of uv's start would need the pids to wrap.
-START_SLACK = 1.0
 
 
 def start(
@@ -160,30 +157,38 @@ def _holds(root: str) -> bool:
 
 
 def _started(pid: Optional[int] = None, unknown: float = 0.0) -> float:
-    """When process ``pid`` (default: this one) started, ``unknown`` if that cannot be read. uv was
-    exec'ed by the launcher that forked us, so it started before we did: a later start means uv
-    is gone and its pid taken."""
+    """When process ``pid`` (default: this one) started, in seconds since boot, ``unknown`` if that
+    cannot be read. The kernel's own figure (``/proc/<pid>/stat``), which a clock step does not
+    move: psutil's ``create_time`` adds the boot time, read again at each call, which does."""
     try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:
+        with open(f"/proc/{pid or 'self'}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name, before ")", may hold spaces
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, "starttime", in clock ticks
+    except (OSError, ValueError, IndexError):
         return unknown
+
+
+def _not_uv(pid: int, started: float) -> bool:
+    """The process with ``pid`` now is not uv, which started at ``started`` (0: not known): it started
+    at another time, or later than this helper (uv was exec'ed by the launcher that forked us, so
+    it started no later than we did: ``started`` was then read from a stranger that took uv's pid
+    before we looked). False when that cannot be told (no such process: the caller sees it gone)."""
+    now = _started(pid)
+    return bool(started and now) and (now != started or now > _started(unknown=float("inf")))
 
 
 def wait_gone(pid: int, started: float, deadline: float) -> None:
     """Until uv (``pid``, started at ``started``) has exited: a pidfd where Linux has one, else
-    polling (a zombie counts as exited; a process with its pid that started later is not uv)."""
+    polling (a zombie counts as exited; a process with its pid that is not uv, see ``_not_uv``,
+    means uv has exited)."""
     import select
 
-    if started and started > _started(unknown=float("inf")):
-        return  # the pid is someone else's: uv exited before we looked
     try:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         fd = -1
-    if fd >= 0 and started and abs(_started(pid, unknown=started) - started) > START_SLACK:
-        os.close(fd)  # uv exited while we prepared and its pid was taken: not ours to wait for
+    if fd >= 0 and _not_uv(pid, started):  # checked once the pidfd holds the process: it is a stranger
+        os.close(fd)
         return
     if fd >= 0:
         try:
@@ -366,13 +371,16 @@ def _blind(pid: int) -> Callable[[], str]:
 
 
 def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str], started: float = 0.0) -> Callable[[], str]:
-    """uv's state by pid: INSTALLING, RUNNING (the user's program started) or GONE. The process
-    is told apart from a later one with the same pid by its start time (``started`` if known)."""
+    """uv's state by pid: INSTALLING, RUNNING (the user's program started) or GONE. A process that
+    took uv's pid is not uv: checked once the psutil object holds it (``_not_uv``, if ``started``
+    is known), then at each poll by psutil, which tells a pid's processes apart by their start
+    time since boot."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        started = started or proc.create_time()
+        if _not_uv(pid, started):
+            return lambda: uvfeatures.GONE
     except psutil.Error:
         return _blind(pid)  # no process table here (a hidden /proc): alive or not is all we see
     except Exception:
@@ -380,7 +388,7 @@ def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str], start
 
     def state() -> str:
         try:
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() != started:
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
                 return uvfeatures.GONE
             children = proc.children()
             own = proc.cmdline()

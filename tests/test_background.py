@@ -157,3 +157,68 @@ def test_the_helper_does_not_wait_for_a_stranger_with_uvs_pid():
     finally:
         stranger.kill()
         stranger.wait()
+
+
+# A helper in its own process: a stranger started after it, or uv's stand-in started before it.
+_HELPER = """
+import subprocess, sys, time
+from shim import followup, uvfeatures
+if sys.argv[1] == "stranger":  # uv exited before the helper looked; its pid now another's
+    proc = subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL); pid = proc.pid
+else:
+    pid = int(sys.argv[2])
+started = followup._started(pid)  # what the helper reads for uv, as `after` does
+print(followup._process(pid, "", 0, [], started)())
+t0 = time.monotonic(); followup.wait_gone(pid, started, time.monotonic() + 3)
+print(round(time.monotonic() - t0, 1))
+if sys.argv[1] == "stranger":
+    proc.kill()
+"""
+
+
+def test_the_helper_does_not_watch_a_process_started_after_it():
+    """uv exits before its helper first looks, and a new process takes its pid: what the helper
+    reads as uv's start time is the stranger's, later than the helper's own (uv was exec'ed by the
+    launcher that forked the helper). Neither the `uv run` watch nor the wait for uv may follow
+    that stranger. Control: a process started before the helper, as uv is, is watched and waited for."""
+    uv = subprocess.Popen(["sleep", "30"])
+    try:
+        outs = {
+            case: subprocess.run(
+                [sys.executable, "-c", _HELPER, case, str(uv.pid)],
+                check=True,
+                timeout=60,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            for case in ("stranger", "uv")
+        }
+    finally:
+        uv.kill()
+        uv.wait()
+    assert outs["stranger"][0] == "gone" and float(outs["stranger"][1]) < 2.5, outs
+    assert outs["uv"][0] == "installing" and float(outs["uv"][1]) >= 2.9, outs  # the control
+
+
+def test_a_clock_step_does_not_end_the_watch():
+    """The helper reads uv's start time once and compares it later: a wall-clock start time
+    (psutil's create_time adds the boot time, read again each call and moved by a clock step or
+    NTP) would make uv look like a stranger at the first poll, and the `uv run` helper would pin
+    before uv installed. The step is simulated where psutil reads the boot time (the machine's
+    clock is not ours to step); control: psutil's own create_time moves with it."""
+    uv = subprocess.Popen(["sleep", "30"])
+    code = f"""
+import itertools, psutil, psutil._pslinux as L
+from shim import followup
+steps = itertools.count(1_700_000_000, 7)  # every read of the boot time: 7 s later
+L.boot_time = lambda: float(next(steps))
+started = followup._started({uv.pid})
+print(followup._process({uv.pid}, "", 0, [], started)(), followup._not_uv({uv.pid}, started))
+print(psutil.Process({uv.pid}).create_time() == psutil.Process({uv.pid}).create_time())
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True, text=True)
+    finally:
+        uv.kill()
+        uv.wait()
+    assert out.stdout.split() == ["installing", "False", "False"], out
