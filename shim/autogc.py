@@ -90,14 +90,24 @@ def maybe_start(root: str, build: UvBuild, uv_path: str) -> None:
         pass
 
 
+# Paths in the environment that the helper reads and that may be relative to the user's folder,
+# which the helper leaves: uv-shim's home and config, and the HOME that stands behind both (and
+# behind the real uv's own defaults). Relative XDG_* values are ignored by everyone, and stay so.
+ANCHORED = ("HOME", "UV_SHIM_HOME", "UV_SHIM_CONFIG")
+
+
 def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
     from shim import followup
 
     def work(_middle: int) -> None:
+        real = os.path.abspath(uv_path)
+        for var in ANCHORED:  # read from the user's folder, as the command itself read them
+            if os.environ.get(var):
+                os.environ[var] = os.path.abspath(os.environ[var])
         os.chdir("/")  # keep no user folder busy
         _lower_priority()
         try:
-            run(root, build, uv_path, os.environ)
+            run(root, build, real, os.environ)
         except BaseException as e:
             log(root, "failed", reason=f"{type(e).__name__}: {e}")
             raise

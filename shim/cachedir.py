@@ -120,11 +120,13 @@ def ask_uv(real: RealUv, inv: uvargs.Invocation, cwd: str, env: Mapping[str, str
     return lines[-1]
 
 
-def default_cache_dir(env: Mapping[str, str]) -> str:
+def default_cache_dir(env: Mapping[str, str], wd: str) -> str:
+    """uv's cache when nothing names one: ``$XDG_CACHE_HOME/uv`` if that is absolute, else
+    ``$HOME/.cache/uv``, where a relative ``HOME`` is relative to uv's working directory ``wd``."""
     xdg = env.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
-        return os.path.join(xdg, "uv")
-    return os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache", "uv")
+        return paths.physical(os.path.join(xdg, "uv"))
+    return paths.physical(os.path.join(wd, env.get("HOME") or os.path.expanduser("~"), ".cache", "uv"))
 
 
 def find_cache_dir(
@@ -152,7 +154,7 @@ def find_cache_dir(
             and home_known
             and (no_config or not any(_mentions_cache_dir(p) for p in _config_candidates(build, inv, cwd, env)))
         ):
-            return default_cache_dir(env)
+            return default_cache_dir(env, wd)
     return paths.physical(os.path.join(wd, ask_uv(real, inv, cwd, env)))
 
 

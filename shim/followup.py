@@ -76,7 +76,9 @@ def after(name: str, real_path: str, uv_pid: int, locked: str, args: list[str]) 
     install lands for ``uv run``/``uvx`` (``watch``), after uv has exited for the rest. What we
     cannot say is kept (``manifest.NOTICES``); the next intercepted command prints it once."""
     detach(keep=LOCK_FD)
-    from shim import autogc, bookkeeping, uvargs
+    from shim import autogc, bookkeeping, paths, uvargs
+
+    real_path, locked = paths.physical(real_path), paths.physical(locked)  # the sh's may be relative
 
     if name == "uvx":
         args = ["tool", "run", *args]

@@ -5,6 +5,7 @@ is in use, keeps the cache within budget, and logs every run or skip for `uv-shi
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -76,6 +77,27 @@ def test_runs_in_the_background_when_due_and_logs_it(world: World, wheels):
     status = json.loads(shim_cmd(w, "status", "--json", **auto).stdout)["auto_gc"]
     assert status["policy"]["unused"] and status["last"]["outcome"] == "ran"
     assert status["next_due"] > time.time() + 86000
+
+
+def test_relative_paths_in_the_environment_still_reach_the_prune(world: World, wheels):
+    """The real uv found through a relative PATH entry, uv-shim's home given relative: the command
+    and its helper read them from the user's folder, and the automatic prune, which leaves that
+    folder for `/` (it keeps no user folder busy), must still find the same uv and the same state
+    (stamp and log), never a `rel/...` under `/`."""
+    w = fresh(world)
+    v, gone = w.venv("v"), w.venv("gone")
+    w.install(gone, "beta==1.0", find_links=wheels)
+    shutil.rmtree(gone)
+    (w.root / "uvbin").symlink_to(w.real_uv.parent)  # `uvbin` is nothing from `/`
+    rel = {
+        "PATH": os.pathsep.join([str(w.shim_home / "bin"), "uvbin", os.environ["PATH"]]),
+        "UV_SHIM_HOME": os.path.relpath(w.shim_home, w.root),
+        "UV_SHIM_AUTO_UNUSED": "1",
+    }
+    w.uv(*w.install_args(v, "alpha==1.0", find_links=wheels), cwd=w.root, UV_LINK_MODE="symlink", **rel)
+    (entry,) = wait_for_log(w, 1)
+    assert entry["outcome"] == "ran" and entry["removed"]["archives"] == 1, entry
+    assert w.works(v)
 
 
 def test_a_busy_cache_is_left_alone_at_once(world: World, wheels):

@@ -26,6 +26,8 @@ ROWS: list[Row] = [
     ("default", [], {}, ".", {}),
     ("xdg-absolute", [], {"XDG_CACHE_HOME": "{root}/xdg"}, ".", {}),
     ("xdg-relative-ignored", [], {"XDG_CACHE_HOME": "relxdg"}, ".", {}),
+    ("home-relative", [], {"HOME": "rel"}, ".", {}),
+    ("home-relative-directory", ["--directory", "sub"], {"HOME": "rel"}, ".", {}),
     ("env-absolute", [], {"UV_CACHE_DIR": "{root}/c"}, ".", {}),
     ("env-relative", [], {"UV_CACHE_DIR": "c"}, ".", {}),
     ("env-dot-dot", [], {"UV_CACHE_DIR": "../c"}, "sub", {}),
@@ -90,6 +92,8 @@ ROWS: list[Row] = [
     ("env-relative-dot-dot-after-symlink", [], {"UV_CACHE_DIR": "up/../c"}, ".", {}),
     ("cli-dot-dot-after-symlink", ["--cache-dir", "up/../c"], {}, ".", {}),
     ("directory-dot-dot-after-symlink", ["--directory", "up/.."], {"UV_CACHE_DIR": "c"}, ".", {}),
+    ("home-dot-dot-after-symlink", [], {"HOME": "{root}/up/../h"}, ".", {}),
+    ("xdg-dot-dot-after-symlink", [], {"XDG_CACHE_HOME": "{root}/up/../x"}, ".", {}),
     ("uv-toml-dot-dot-after-symlink", [], {}, ".", {"uv.toml": CFG.format(value="{root}/up/../cfg")}),
     ("no-cache-flag", ["--no-cache"], {}, ".", {}),
     ("no-cache-env", [], {"UV_NO_CACHE": "true"}, ".", {}),
@@ -147,6 +151,8 @@ def test_the_shim_uses_the_cache_uv_uses(tmp_path, version, row):
         assert hot is None and asked is None and truth is None, (hot, asked, truth)
         return
     assert (os.path.realpath(hot), os.path.realpath(asked)) == (truth, truth), f"{name} on uv {version}"
+    for found in (hot, asked):  # as every later step takes it: absolute, no `..` left to misread
+        assert os.path.isabs(found) and ".." not in found.split(os.sep), found
 
 
 def test_literal_tilde_is_never_expanded_by_clean(world, tmp_path):
