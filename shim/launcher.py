@@ -221,6 +221,7 @@ lock=$cache/{LOCK_FILE}
 if [ -n "$bg" ] && find_real && [ -w "$cache" ] && [ -f "$lock" ] && [ -r "$lock" ] && ! [ -h "$lock" ] &&
   {{ command exec {LOCK_FD}<"$lock"; }} 2>/dev/null; then
   if "$flock" -s {LOCK_FD} 2>/dev/null; then
+    [ -x "$nice" ] || nice=  # moved since install: the helper starts un-niced rather than not at all
     ( ${{nice:+"$nice" -n {HELPER_NICENESS}}} "$py" -S -E "$boot" "+$name" "$self" "$real" "$$" "$cache" "$@" </dev/null >/dev/null 2>&1 & )
     exec {LOCK_FD}<&-
     {GUARD_VAR}=$$ {DEPTH_VAR}=$((depth + 1)); export {GUARD_VAR} {DEPTH_VAR}

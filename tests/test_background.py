@@ -222,3 +222,17 @@ print(psutil.Process({uv.pid}).create_time() == psutil.Process({uv.pid}).create_
         uv.kill()
         uv.wait()
     assert out.stdout.split() == ["installing", "False", "False"], out
+
+
+def test_a_nice_that_has_gone_since_install_still_starts_the_helper(world: World, wheels):
+    """The launcher names `nice` by the path it had at install time; a later system update may
+    move it. The helper must still start (un-niced): the launcher has handed it uv's lock and
+    the bookkeeping, and a failed start would leave the environment unrecorded, silently."""
+    text = world.shim_uv.read_text()
+    assert "\nnice=/" in text, "this test needs a launcher that names nice"
+    world.shim_uv.write_text(
+        "\n".join("nice=/nonexistent/nice" if line.startswith("nice=") else line for line in text.split("\n"))
+    )
+    v = world.venv("v")
+    world.install(v, "alpha==1.0", find_links=wheels)
+    assert list(world.records()) == [str(v.resolve())] and len(world.pins()) == 1
