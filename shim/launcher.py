@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import Optional
 
-from shim import cachedir, paths, uvargs
+from shim import cachedir, paths, uvargs, uvfeatures
 from shim.cache import LOCK_FILE, SDISTS_PREFIX, SHIM_DIR
 from shim.followup import LOCK_FD
 from shim.manifest import NOTICES
@@ -226,9 +226,7 @@ if [ -n "$bg" ] && find_real && [ -w "$cache" ] && [ -f "$lock" ] && [ -r "$lock
     exec {LOCK_FD}<&-
     {GUARD_VAR}=$$ {DEPTH_VAR}=$((depth + 1)); export {GUARD_VAR} {DEPTH_VAR}
     if [ "$name" = uv ]; then exec "$real" "$@"; fi
-    c=${{real%/*}}/uvx
-    if [ -f "$c" ] && [ -x "$c" ] && ! [ -e "${{real%/*}}/{MARKER}" ]; then exec "$c" "$@"; fi
-    exec "$real" tool run "$@"
+    exec "$real" {" ".join(uvfeatures.UVX_WORDS)} "$@"  # as uvx itself runs the uv beside it
   fi
   exec {LOCK_FD}<&-
 fi

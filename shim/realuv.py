@@ -47,11 +47,6 @@ class RealUv:
         self.path = path
         self.why = why
 
-    def sibling(self, name: str) -> str:
-        """``uvx`` next to the real ``uv``, if there is one, else the ``uv`` itself."""
-        cand = os.path.join(os.path.dirname(self.path), name)
-        return cand if os.access(cand, os.X_OK) and not is_shim(cand) else self.path
-
 
 def _script_head(path: str) -> bytes:
     """The first 256 bytes of a script (``#!`` first), else b""."""

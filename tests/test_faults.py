@@ -177,6 +177,33 @@ def test_explicit_real_uv(world: World):
     assert bad.returncode == 2 and "UV_SHIM_REAL_UV=" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("front", ["launcher", "python"])
+def test_uvx_runs_the_uv_the_user_named(world: World, front):
+    """`UV_SHIM_REAL_UV=/opt/bin/uv-named` beside a `uv` and `uvx` of another version: the uvx
+    binary runs the `uv` in its own folder (`uv tool uvx ...`), so through the shim `uvx` must
+    be the named uv's, never its neighbour's. Control: that neighbour uvx, run as it is, is the
+    other version."""
+    from conftest import NEWEST, OLDEST, uv_path
+
+    other = OLDEST if world.real_uv != uv_path(OLDEST) else NEWEST
+    if uv_path(other) == world.real_uv:
+        pytest.skip("needs two uv versions")
+    opt = world.root / "opt"
+    opt.mkdir()
+    for name in ("uv", "uvx"):
+        shutil.copy(uv_path(other).parent / name, opt / name)
+    (opt / "uv-named").symlink_to(world.real_uv)
+    named = subprocess.run([str(world.real_uv), "--version"], capture_output=True, text=True).stdout.split()[1]
+    beside = subprocess.run([str(opt / "uvx"), "--version"], capture_output=True, text=True).stdout.split()[1]
+    assert beside == other != named  # the control
+    env = {"UV_SHIM_REAL_UV": str(opt / "uv-named"), "UV_SHIM_FOREGROUND": "1" if front == "python" else ""}
+    out = subprocess.run(
+        [str(world.shim_home / "bin" / "uvx"), "--version"], env=world.env(**env), capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.split()[:2] == ["uvx", named], out
+    world.settle()
+
+
 @pytest.mark.network
 def test_bundled_uv_package_is_the_last_resort(world: World, tmp_path):
     """`pip install "uv-shim[uv]"` on a machine with no uv: the uv package's binary is used."""
