@@ -37,12 +37,14 @@ class Target:
     ``path`` is made absolute by dropping ``..`` from the text: Python does so for the environment
     an interpreter path names (its ``sys.prefix``), and so does uv for ``--project``. Folders uv
     creates or enters itself (``--target``, ``--prefix``, ``UV_PROJECT_ENVIRONMENT``, ``uv venv
-    PATH``, ``UV_TOOL_DIR``, ``--directory``) come through ``paths.physical`` first."""
+    PATH``, ``UV_TOOL_DIR``, ``--directory``) come through ``paths.physical`` first. An
+    interpreter to ask keeps its path as given: it is run by that text."""
 
     __slots__ = ("path", "kind")
 
     def __init__(self, path: str, kind: str = "venv") -> None:
-        self.path = os.path.abspath(path)
+        # an interpreter is run by the path as given: Python names its prefix from that text
+        self.path = path if kind == "interpreter" else os.path.abspath(path)
         self.kind = kind  # venv | prefix | target | tools | cached | interpreter (to ask)
 
     def __repr__(self) -> str:
@@ -80,9 +82,25 @@ def workspace_root(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mappin
     return member
 
 
-def project_env(root: str, env: Mapping[str, str]) -> str:
+def project_env(root: str, env: Mapping[str, str]) -> Target:
     custom = env.get("UV_PROJECT_ENVIRONMENT")
-    return physical(os.path.join(root, custom)) if custom else os.path.join(root, ".venv")
+    return synced_env(os.path.join(root, custom)) if custom else Target(os.path.join(root, ".venv"))
+
+
+def synced_env(path: str) -> Target:
+    """The environment a project command syncs at ``path`` (``UV_PROJECT_ENVIRONMENT``, the
+    ``VIRTUAL_ENV`` of ``--active``). None where the kernel looks (``..`` taken through the
+    symlinks before it): uv creates it there and installs into it. One there is reused, and uv
+    installs where its interpreter, run by the path as written, says it lives: Python drops
+    ``..`` from the text, so when that names another folder it is the venv there, or, with no
+    venv there, Python's base (checked on uv 0.7.0 and 0.13.9 with Python 3.11)."""
+    found = physical(path)
+    lexical = os.path.abspath(path)
+    if found == lexical or not os.path.isfile(os.path.join(found, "pyvenv.cfg")):
+        return Target(found)
+    if os.path.isfile(os.path.join(lexical, "pyvenv.cfg")):
+        return Target(lexical)
+    return Target(os.path.join(path, "bin", "python"), "interpreter")
 
 
 def _env_of_interpreter(python: str) -> Optional[str]:
@@ -150,11 +168,11 @@ def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
         if words[0] == "run" and inline_script(inv, working_dir(build, inv, cwd, env)):
             return []  # its environment lives in the cache (environments_for), not the project's
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
-            return [Target(os.path.join(working_dir(build, inv, cwd, env), env["VIRTUAL_ENV"]))]
+            return [synced_env(os.path.join(working_dir(build, inv, cwd, env), env["VIRTUAL_ENV"]))]
         root = workspace_root(build, inv, cwd, env)
         if root is None:
             return []
-        return [Target(project_env(root, env))]
+        return [project_env(root, env)]
     if words[0] == "venv":
         base = working_dir(build, inv, cwd, env)
         path = inv.positionals[0] if inv.positionals else env.get("UV_PROJECT_ENVIRONMENT") or ".venv"
@@ -254,7 +272,7 @@ def interpreter_sites(python: str, env: Mapping[str, str]) -> list[tuple[str, st
     (``sysconfig``): its venv if it reports one, else its site folders as ``target`` roots."""
     import subprocess
 
-    venv = _env_of_interpreter(python)
+    venv = _env_of_interpreter(os.path.abspath(python))  # Python looks for pyvenv.cfg there
     if venv is not None:
         return [(venv, "venv")]
     try:

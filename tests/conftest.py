@@ -81,6 +81,34 @@ def make_wheel(folder: Path, name: str, version: str, extra: Optional[dict[str, 
     return out
 
 
+def _base_site() -> str:
+    import sysconfig
+
+    return sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})["purelib"]
+
+
+BASE_SITE = _base_site()  # the test runner's base Python's site-packages: never a test's to change
+
+
+@pytest.fixture(autouse=True)
+def _base_python_is_left_alone():
+    """A test whose uv installs into the test runner's own base Python (an interpreter path that
+    Python resolves to its base, say) fails here, and what it installed is removed: such an
+    install is invisible to the test's own checks, which look inside its world."""
+    try:
+        before = set(os.listdir(BASE_SITE))
+    except OSError:
+        before = None
+    yield
+    if before is None:
+        return
+    new = sorted(set(os.listdir(BASE_SITE)) - before)
+    for name in new:
+        path = os.path.join(BASE_SITE, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    assert not new, f"the test installed into the test runner's base Python ({BASE_SITE}): {new} (removed)"
+
+
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")

@@ -73,6 +73,10 @@ ROWS: list[tuple[str, str, list[str], dict[str, str]]] = [
     ("sync-directory-dotdot", ".", ["--directory", "up/..", "sync"], {}),
     ("sync-project-dotdot", ".", ["--project", "up/../proj", "sync"], {}),
     ("sync-project-env-dotdot", "proj", ["sync"], {"UV_PROJECT_ENVIRONMENT": "{root}/up/../penv"}),
+    ("sync-project-env-dotdot-both", "proj", ["sync"], {"UV_PROJECT_ENVIRONMENT": "{root}/up/../penvB"}),
+    ("sync-project-env-dotdot-lexical", "proj", ["sync"], {"UV_PROJECT_ENVIRONMENT": "{root}/up/../penvL"}),
+    ("sync-active-dotdot-both", "proj", ["sync", "--active"], {"VIRTUAL_ENV": "{root}/up/../penvB"}),
+    ("sync-active-dotdot-lexical", "proj", ["sync", "--active"], {"VIRTUAL_ENV": "{root}/up/../penvL"}),
     ("tool-install-dotdot-dir", ".", ["tool", "install", *FIND, "gamma"], {"UV_TOOL_DIR": "{root}/up/../tools"}),
 ]
 
@@ -98,6 +102,8 @@ def _world(w: World, wheels: Path) -> None:
     symlink_up(root)
     w.venv("deep/venvD")
     w.venv("venvD")  # a decoy, where dropping `..` from the text leads
+    for name in ("deep/penvB", "penvB", "penvL", "deep/penvP"):  # `..` after a symlink: a venv at
+        w.venv(name)  # both places, only at the lexical one, only at the physical one
     (root / "deep" / "pyproject.toml").write_text((root / "proj" / "pyproject.toml").read_text())
 
 
@@ -165,6 +171,35 @@ def test_shim_and_uv_agree_on_the_target(tmp_path, shim_home, wheels, version, r
             sorted(_sites(answer)),
             sorted(actual),
         )
+
+
+@pytest.mark.parametrize("version", EDGE)
+@pytest.mark.parametrize("how", ["project-environment", "active", "pip-python"])
+def test_a_venv_only_the_kernel_reaches_syncs_a_base_python(tmp_path, shim_home, wheels, version, how, monkeypatch):
+    """`UV_PROJECT_ENVIRONMENT` (or `--active`'s `VIRTUAL_ENV`, or `uv pip install --python`)
+    `up/../penvP`, the venv only at deep/penvP where the kernel goes: uv runs its python by the
+    path as written, Python drops `..` from that text, finds no pyvenv.cfg at penvP and reports
+    its base, and uv installs into that base (it says so). The shim must name the same place.
+    Asked with `--dry-run`: a real install would go into the test runner's own Python."""
+    w = World(tmp_path, shim_home, version)
+    _world(w, wheels)
+    value = str(w.root / "up" / ".." / "penvP")
+    extra, argv = {
+        "project-environment": ({"UV_PROJECT_ENVIRONMENT": value}, ["sync"]),
+        "active": ({"VIRTUAL_ENV": value}, ["sync", "--active"]),
+        "pip-python": ({}, ["pip", "install", "--python", value + "/bin/python", *FIND, "alpha"]),
+    }[how]
+    argv = [a.replace("{wheels}", str(wheels)) for a in argv]
+    cwd = w.root / "proj"
+    out = w.uv(*argv, "--dry-run", shim=False, cwd=cwd, **extra)
+    said = [line.split(" at: ", 1)[1] for line in out.stderr.splitlines() if "environment at: " in line]
+    assert len(said) == 1 and os.path.isfile(os.path.join(said[0], "bin", "python3")), out.stderr
+    assert not os.path.isfile(os.path.join(said[0], "pyvenv.cfg"))  # a base Python, not penvP
+    real = realuv.RealUv(str(w.real_uv), "test")
+    cache = Cache(str(w.cache), realuv.build_of(real))
+    monkeypatch.chdir(cwd)
+    answer = targets.environments_for(uvargs.parse(argv), cache, real, str(cwd), w.env(**extra))
+    assert answer and all(kind == "target" and path.startswith(said[0] + os.sep) for path, kind in answer), answer
 
 
 DEBIAN_PYTHON = "/usr/bin/python3"
