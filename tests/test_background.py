@@ -126,6 +126,7 @@ def test_help_is_only_help(world: World, wheels, flag):
     starts for it records nothing, as Python in front passes it straight to uv. Control: the same
     command without the flag records the environment (its symlinked archive is pinned)."""
     v = world.venv("v")
+    assert _runs_as(world, v) == os.path.realpath(world.real_uv)  # this world takes the background path
     world.install(v, "alpha==1.0", find_links=wheels, shim=False)
     out = world.uv(*world.install_args(v, "alpha==1.0", find_links=wheels), flag, UV_LINK_MODE="symlink")
     assert "Usage" in out.stdout
