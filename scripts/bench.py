@@ -16,7 +16,9 @@ machine named; exit 1 if a target is missed:
                memory at 30k archives
   verify       the cost of verifying one unchanged root (10,000 archives / 1,000 roots, settled)
 
-Bare and shim runs alternate so machine noise hits both alike; figures are medians. All paths are
+Bare and shim runs alternate so machine noise hits both alike; figures are medians. Where runs
+are paired (the hot path, fresh installs), "added" is the median of each pair's difference, with
+half its interquartile spread after ``±``: a verdict is only as good as that spread. All paths are
 absolute (no pyenv shim or PATH lookup in the measured command). Tiny local wheels: no network.
 """
 
@@ -54,9 +56,30 @@ def row(case: str, bare: str, shim: str, added: str, target: str, met: bool) -> 
     return met
 
 
-def delta_row(case: str, bare: float, shim: float, target_ms: float) -> bool:
-    diff = (shim - bare) * 1000
-    return row(case, ms(bare), ms(shim), f"{diff:+.1f} ms", f"+{target_ms:g} ms", diff <= target_ms)
+def paired(bare: list[float], shim: list[float], relative: bool = False) -> tuple[float, float]:
+    """The median of the rounds' differences (shim minus bare; with ``relative``, shim over bare
+    minus 1) and half their interquartile spread. A round runs the two back to back, so a slow
+    moment of the machine hits both and drops out of the difference, where it moves a
+    difference of two medians taken over the whole run."""
+    diffs = [s / b - 1 if relative else s - b for b, s in zip(bare, shim)]
+    if len(diffs) < 2:
+        return diffs[0], 0.0
+    q1, _, q3 = statistics.quantiles(diffs, n=4)
+    return statistics.median(diffs), (q3 - q1) / 2
+
+
+def delta_row(case: str, bare: list[float], shim: list[float], target_ms: float) -> bool:
+    diff, spread = (x * 1000 for x in paired(bare, shim))
+    med = (ms(statistics.median(t)) for t in (bare, shim))
+    return row(case, *med, f"{diff:+.1f} ms ±{spread:.1f}", f"+{target_ms:g} ms", diff <= target_ms)
+
+
+def percent_row(case: str, bare: list[float], shim: list[float], target_pct: float) -> bool:
+    diff, spread = paired(bare, shim)
+    pct, pct_spread = (x * 100 for x in paired(bare, shim, relative=True))
+    added = f"{diff * 1000:+.1f} ms ({pct:+.1f}% ±{pct_spread:.1f})"
+    med = (ms(statistics.median(t)) for t in (bare, shim))
+    return row(case, *med, added, f"+{target_pct:g}%", pct <= target_pct)
 
 
 def ratio_row(case: str, bare: float, shim: float, target: float, extra: str = "") -> bool:
@@ -83,7 +106,7 @@ def helpers_done(cache: Path, timeout: float = 120.0) -> float:
 
 
 def pair(rounds, bare_cmd, shim_cmd, env, cwd, before=None):
-    """Medians of ``rounds`` runs of each, alternating which goes first."""
+    """``rounds`` timings of each, run in pairs, alternating which goes first."""
     bare, shim = [], []
     for i in range(rounds):
         order = [(bare, bare_cmd), (shim, shim_cmd)] if i % 2 == 0 else [(shim, shim_cmd), (bare, bare_cmd)]
@@ -91,7 +114,7 @@ def pair(rounds, bare_cmd, shim_cmd, env, cwd, before=None):
             if before:
                 before()
             out.append(timed(cmd, env, cwd))
-    return statistics.median(bare), statistics.median(shim)
+    return bare, shim
 
 
 class Bench:
@@ -202,13 +225,11 @@ class Bench:
                         if which == "shim":  # the background helper's pins, after the command returned
                             helper.append(helpers_done(Path(self.env["UV_CACHE_DIR"])) - t0)
                         shutil.rmtree(venv)
-                b, s = statistics.median(bare), statistics.median(shim)
                 case = f"fresh {mode} install, {n} wheels (helper done {ms(statistics.median(helper))} after start)"
                 if n == 10:
-                    ok &= delta_row(case, b, s, 15)
+                    ok &= delta_row(case, bare, shim, 15)
                 else:
-                    pct = (s / b - 1) * 100
-                    ok &= row(case, ms(b), ms(s), f"{(s - b) * 1000:+.1f} ms ({pct:+.1f}%)", "+5%", pct <= 5)
+                    ok &= percent_row(case, bare, shim, 5)
         return ok
 
     # -- two uv generations ------------------------------------------------------------------
