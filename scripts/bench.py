@@ -75,7 +75,7 @@ def delta_row(case: str, bare: list[float], shim: list[float], target_ms: float)
 
 
 def percent_row(case: str, bare: list[float], shim: list[float], target_pct: float) -> bool:
-    diff, spread = paired(bare, shim)
+    diff, _ = paired(bare, shim)
     pct, pct_spread = (x * 100 for x in paired(bare, shim, relative=True))
     added = f"{diff * 1000:+.1f} ms ({pct:+.1f}% ±{pct_spread:.1f})"
     med = (ms(statistics.median(t)) for t in (bare, shim))

@@ -92,7 +92,8 @@ def maybe_start(root: str, build: UvBuild, uv_path: str) -> None:
 
 # Paths in the environment that the helper reads and that may be relative to the user's folder,
 # which the helper leaves: uv-shim's home and config, and the HOME that stands behind both (and
-# behind the real uv's own defaults). Relative XDG_* values are ignored by everyone, and stay so.
+# behind the real uv's own defaults). Relative XDG_* values are ignored (the XDG rule, uv's and
+# uv-shim's alike: paths._xdg, policy.config_path), and stay so.
 ANCHORED = ("HOME", "UV_SHIM_HOME", "UV_SHIM_CONFIG")
 
 
@@ -100,10 +101,10 @@ def _spawn(root: str, build: UvBuild, uv_path: str) -> None:
     from shim import followup
 
     def work(_middle: int) -> None:
-        real = os.path.abspath(uv_path)
+        real = paths.physical(uv_path)
         for var in ANCHORED:  # read from the user's folder, as the command itself read them
             if os.environ.get(var):
-                os.environ[var] = os.path.abspath(os.environ[var])
+                os.environ[var] = paths.physical(os.environ[var])
         os.chdir("/")  # keep no user folder busy
         _lower_priority()
         try:

@@ -70,10 +70,10 @@ def _config_candidates(build: UvBuild, inv: uvargs.Invocation, cwd: str, env: Ma
         for d in paths.parents(start):
             yield os.path.join(d, "uv.toml")
             yield os.path.join(d, "pyproject.toml")
-    home = env.get("HOME") or os.path.expanduser("~")
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    yield os.path.join(xdg, "uv", "uv.toml")
-    yield os.path.join(home, ".config", "uv", "uv.toml")
+    for home in dict.fromkeys(os.path.join(d, env.get("HOME") or os.path.expanduser("~")) for d in (wd, cwd)):
+        xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")  # a relative HOME: uv's
+        yield os.path.join(xdg, "uv", "uv.toml")  # working directory or ours, both looked at
+        yield os.path.join(home, ".config", "uv", "uv.toml")
     for d in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":"):
         if d:
             yield os.path.join(d, "uv", "uv.toml")

@@ -41,12 +41,12 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
         _fail(e)
     if self_path and os.path.getmtime(uvargs.__file__) > _mtime(self_path):
         _refresh_launchers(self_path)
-    uv_args, exec_path, argv0, run_args = args, real.path, "uv", args
-    if name == "uvx":  # uvx as uvx itself runs it (uvfeatures.UVX_WORDS); parsed as the `uv tool run` it is
+    exec_path, argv0, run_args = real.path, "uv", args
+    if name == "uvx":  # run as the uvx binary runs the uv beside it
         from shim import uvfeatures
 
-        uv_args, run_args = ["tool", "run", *args], [*uvfeatures.UVX_WORDS, *args]
-    inv = uvargs.parse(uv_args)
+        run_args = [*uvfeatures.UVX_WORDS, *args]
+    inv = uvargs.parse_launched(name, args)
     style.CHOICE = inv.opt("--color") or "auto"
     if uvargs.env_true(env, "UV_SHIM_DISABLE"):
         realuv.exec_uv(exec_path, argv0, run_args, env)

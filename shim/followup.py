@@ -80,9 +80,7 @@ def after(name: str, real_path: str, uv_pid: int, locked: str, args: list[str]) 
 
     real_path, locked = paths.physical(real_path), paths.physical(locked)  # the sh's may be relative
 
-    if name == "uvx":
-        args = ["tool", "run", *args]
-    inv = uvargs.parse(args)
+    inv = uvargs.parse_launched(name, args)
     if not inv.intercepted:  # `--help` anywhere (the sh reads only the first words): uv changes nothing
         return
     notices: list[str] = []
@@ -375,14 +373,15 @@ def _blind(pid: int) -> Callable[[], str]:
 def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str], started: float = 0.0) -> Callable[[], str]:
     """uv's state by pid: INSTALLING, RUNNING (the user's program started) or GONE. A process that
     took uv's pid is not uv: checked once the psutil object holds it (``_not_uv``, if ``started``
-    is known), then at each poll by psutil, which tells a pid's processes apart by their start
-    time since boot."""
+    is known), then at each poll by its start time since boot (psutil's own check only where
+    that cannot be read: before psutil 7.1 it compared wall-clock times)."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
         if _not_uv(pid, started):
             return lambda: uvfeatures.GONE
+        started = started or _started(pid)
     except psutil.Error:
         return _blind(pid)  # no process table here (a hidden /proc): alive or not is all we see
     except Exception:
@@ -390,7 +389,9 @@ def _process(pid: int, cache_root: str, ignore: int, user_argv: list[str], start
 
     def state() -> str:
         try:
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+            if (_started(pid) != started) if started else not proc.is_running():
+                return uvfeatures.GONE  # exited, or its pid is another process's now
+            if proc.status() == psutil.STATUS_ZOMBIE:
                 return uvfeatures.GONE
             children = proc.children()
             own = proc.cmdline()

@@ -140,7 +140,9 @@ def config_path(env: Mapping[str, str]) -> str:
     explicit = env.get("UV_SHIM_CONFIG")
     if explicit:
         return explicit
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    base = env.get("XDG_CONFIG_HOME") or ""
+    if not os.path.isabs(base):  # a relative one is ignored, as the XDG rule says (paths._xdg)
+        base = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
     return os.path.join(base, "uv-shim", "config.toml")
 
 

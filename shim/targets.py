@@ -36,9 +36,9 @@ class Target:
 
     ``path`` is made absolute by dropping ``..`` from the text: Python does so for the environment
     an interpreter path names (its ``sys.prefix``), and so does uv for ``--project``. Folders uv
-    creates or enters itself (``--target``, ``--prefix``, ``UV_PROJECT_ENVIRONMENT``, ``uv venv
-    PATH``, ``UV_TOOL_DIR``, ``--directory``) come through ``paths.physical`` first. An
-    interpreter to ask keeps its path as given: it is run by that text."""
+    creates or enters itself (``--target``, ``--prefix``, ``uv venv PATH``, ``UV_TOOL_DIR``,
+    ``--directory``) come through ``paths.physical`` first; a project environment through
+    ``synced_env``. An interpreter to ask keeps its path as given: it is run by that text."""
 
     __slots__ = ("path", "kind")
 
@@ -105,8 +105,10 @@ def synced_env(path: str) -> Target:
 
 def _env_of_interpreter(python: str) -> Optional[str]:
     """The venv an interpreter path runs in, by Python's own rule: a ``pyvenv.cfg`` beside the
-    executable or one folder up, looked up from the path as given (a symlink to a venv's python
-    placed elsewhere runs as the base interpreter). None: not certainly a venv, ask it."""
+    executable or one folder up, looked up from the path as given with ``..`` dropped from the
+    text (a symlink to a venv's python placed elsewhere runs as the base interpreter). None: not
+    certainly a venv, ask it."""
+    python = os.path.abspath(python)
     if os.path.isdir(python):
         return python if os.path.isfile(os.path.join(python, "pyvenv.cfg")) else None
     parent = os.path.dirname(python)
@@ -140,7 +142,7 @@ def pip_env(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
     python = inv.opt("--python", "-p") or (None if inv.has("--system") else env.get("UV_PYTHON"))
     if python and _looks_like_path(python):
         path = os.path.join(base, python)
-        found = _env_of_interpreter(os.path.abspath(path))  # Python looks for pyvenv.cfg there
+        found = _env_of_interpreter(path)
         return Target(found) if found else Target(path, "interpreter")
     if python or inv.has("--system") or env_true(env, "UV_SYSTEM_PYTHON"):
         return None  # an interpreter uv searches for: asked from uv (environments_for)
@@ -272,7 +274,7 @@ def interpreter_sites(python: str, env: Mapping[str, str]) -> list[tuple[str, st
     (``sysconfig``): its venv if it reports one, else its site folders as ``target`` roots."""
     import subprocess
 
-    venv = _env_of_interpreter(os.path.abspath(python))  # Python looks for pyvenv.cfg there
+    venv = _env_of_interpreter(python)
     if venv is not None:
         return [(venv, "venv")]
     try:

@@ -203,6 +203,11 @@ def _depth(words: tuple[str, ...]) -> int:
     return 2 if isinstance(rule, frozenset) or words[0] in {"cache", "python", "self"} else 1
 
 
+def parse_launched(name: str, args: Sequence[str]) -> Invocation:
+    """What a launcher named ``name`` (``uv`` or ``uvx``) was asked: ``uvx ARGS`` is ``uv tool run ARGS``."""
+    return parse(["tool", "run", *args] if name == "uvx" else args)
+
+
 def parse(argv: Sequence[str]) -> Invocation:
     """Parse uv's argv (without the program name).
 

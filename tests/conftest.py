@@ -90,23 +90,47 @@ def _base_site() -> str:
 BASE_SITE = _base_site()  # the test runner's base Python's site-packages: never a test's to change
 
 
+def _site_entries() -> set[str]:
+    try:
+        return set(os.listdir(BASE_SITE)) - {"__pycache__"}
+    except OSError:
+        return set()
+
+
+def _uninstall_uv_installs(names: Iterable[str]) -> None:
+    """Remove what uv installed among ``names``: each ``*.dist-info`` whose INSTALLER is uv, and the
+    top-level files its RECORD lists. Nothing else is touched."""
+    for name in names:
+        info = Path(BASE_SITE) / name
+        try:
+            if not name.endswith(".dist-info") or (info / "INSTALLER").read_text(errors="replace").strip() != "uv":
+                continue
+            record = (info / "RECORD").read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for top in {line.split(",")[0].split("/")[0] for line in record} - {"", ".", ".."}:
+            path = Path(BASE_SITE) / top
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 @pytest.fixture(autouse=True)
 def _base_python_is_left_alone():
-    """A test whose uv installs into the test runner's own base Python (an interpreter path that
-    Python resolves to its base, say) fails here, and what it installed is removed: such an
-    install is invisible to the test's own checks, which look inside its world."""
-    try:
-        before = set(os.listdir(BASE_SITE))
-    except OSError:
-        before = None
+    """A test whose uv installs into, or removes from, the test runner's own base Python (an
+    interpreter path that Python resolves to its base, say) fails here: such a change is
+    invisible to the test's own checks, which look inside its world. What uv installed there is
+    uninstalled; anything else is only reported. (With two workers, the other worker's test may
+    be the one named.)"""
+    before = _site_entries()
     yield
-    if before is None:
-        return
-    new = sorted(set(os.listdir(BASE_SITE)) - before)
-    for name in new:
-        path = os.path.join(BASE_SITE, name)
-        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
-    assert not new, f"the test installed into the test runner's base Python ({BASE_SITE}): {new} (removed)"
+    after = _site_entries()
+    added, removed = sorted(after - before), sorted(before - after)
+    _uninstall_uv_installs(added)
+    assert not (added or removed), (
+        f"the test runner's base Python ({BASE_SITE}) changed: added {added}, removed {removed}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -393,6 +417,42 @@ def du_bytes(*tops: Path, skip: str = "uv-shim") -> int:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_blocks * 512
     return total
+
+
+def runs_as(world: World, v, **env: str) -> str:
+    """The executable of an intercepted command's own process once it is busy (uv waits on
+    stdin): the real uv where the launcher took the background path, Python where it did not."""
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [str(world.shim_uv), "pip", "install", "--python", str(v / "bin" / "python"), "-r", "/dev/stdin"],
+        env=world.env(**env),
+        cwd=world.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        exe = ""
+        while time.monotonic() < deadline:
+            exe = os.path.realpath(psutil.Process(proc.pid).exe())
+            if exe == os.path.realpath(world.real_uv) or "python" in os.path.basename(exe):
+                break
+            time.sleep(0.02)
+        return exe
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        world.settle()
+
+
+def require_root_unshare(what: str = "") -> None:
+    """Skip unless this runs as root with util-linux ``unshare`` (namespaces of its own)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip(f"needs root and unshare{what}")
 
 
 def symlink_up(root: Path) -> None:

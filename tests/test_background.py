@@ -9,42 +9,16 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
-from conftest import World
+from conftest import World, require_root_unshare, runs_as
 
 from shim import followup, manifest
 
 
-def _runs_as(world: World, v, **env: str) -> str:
-    """The executable of the command's own process once it is busy (uv waits on stdin)."""
-    proc = subprocess.Popen(
-        [str(world.shim_uv), "pip", "install", "--python", str(v / "bin" / "python"), "-r", "/dev/stdin"],
-        env=world.env(**env),
-        cwd=world.root,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        exe = ""
-        while time.monotonic() < deadline:
-            exe = os.path.realpath(psutil.Process(proc.pid).exe())
-            if exe == os.path.realpath(world.real_uv) or "python" in os.path.basename(exe):
-                break
-            time.sleep(0.02)
-        return exe
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
-        world.settle()
-
-
 def test_an_install_is_uv_itself_unless_told_to_stay_in_front(world: World):
     v = world.venv("v")
-    assert _runs_as(world, v) == os.path.realpath(world.real_uv)  # exec'ed: no Python in front
-    assert "python" in os.path.basename(_runs_as(world, v, UV_SHIM_FOREGROUND="1"))  # the control
+    assert runs_as(world, v) == os.path.realpath(world.real_uv)  # exec'ed: no Python in front
+    assert "python" in os.path.basename(runs_as(world, v, UV_SHIM_FOREGROUND="1"))  # the control
 
 
 @pytest.mark.parametrize("where", ["pyproject", "uv.toml", "user"])
@@ -82,10 +56,8 @@ def test_an_install_as_pid_1_of_a_container_is_protected(world: World, wheels):
     """`docker run img uv pip install ...` (uv is PID 1 of its PID namespace): when PID 1 exits,
     the kernel kills whatever is left in the namespace, a background helper included, so the
     launcher keeps Python in front there. Control: the same install done bare breaks."""
-    import shutil
 
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare")
+    require_root_unshare()
     v, c = world.venv("v"), world.venv("c")
     for venv, exe, spec in ((v, world.shim_uv, "alpha==1.0"), (c, world.real_uv, "beta==1.0")):
         args = World.install_args(venv, spec, find_links=wheels)
@@ -126,7 +98,7 @@ def test_help_is_only_help(world: World, wheels, flag):
     starts for it records nothing, as Python in front passes it straight to uv. Control: the same
     command without the flag records the environment (its symlinked archive is pinned)."""
     v = world.venv("v")
-    assert _runs_as(world, v) == os.path.realpath(world.real_uv)  # this world takes the background path
+    assert runs_as(world, v) == os.path.realpath(world.real_uv)  # this world takes the background path
     world.install(v, "alpha==1.0", find_links=wheels, shim=False)
     out = world.uv(*world.install_args(v, "alpha==1.0", find_links=wheels), flag, UV_LINK_MODE="symlink")
     assert "Usage" in out.stdout
@@ -165,6 +137,7 @@ _HELPER = """
 import subprocess, sys, time
 from shim import followup, uvfeatures
 if sys.argv[1] == "stranger":  # uv exited before the helper looked; its pid now another's
+    time.sleep(0.05)  # a later clock tick (10 ms) than the helper's own start
     proc = subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL); pid = proc.pid
 else:
     pid = int(sys.argv[2])
@@ -230,10 +203,12 @@ def test_a_nice_that_has_gone_since_install_still_starts_the_helper(world: World
     move it. The helper must still start (un-niced): the launcher has handed it uv's lock and
     the bookkeeping, and a failed start would leave the environment unrecorded, silently."""
     text = world.shim_uv.read_text()
-    assert "\nnice=/" in text, "this test needs a launcher that names nice"
+    if "\nnice=/" not in text:
+        pytest.skip("no nice here: the launcher names none")
+    v = world.venv("v")
+    assert runs_as(world, v) == os.path.realpath(world.real_uv)  # this world takes the background path
     world.shim_uv.write_text(
         "\n".join("nice=/nonexistent/nice" if line.startswith("nice=") else line for line in text.split("\n"))
     )
-    v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
     assert list(world.records()) == [str(v.resolve())] and len(world.pins()) == 1

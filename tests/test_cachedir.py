@@ -28,6 +28,13 @@ ROWS: list[Row] = [
     ("xdg-relative-ignored", [], {"XDG_CACHE_HOME": "relxdg"}, ".", {}),
     ("home-relative", [], {"HOME": "rel"}, ".", {}),
     ("home-relative-directory", ["--directory", "sub"], {"HOME": "rel"}, ".", {}),
+    (
+        "home-relative-user-config-directory",
+        ["--directory", "sub"],
+        {"HOME": "rel"},
+        ".",
+        {"sub/rel/.config/uv/uv.toml": CFG.format(value="{root}/cfg")},
+    ),
     ("env-absolute", [], {"UV_CACHE_DIR": "{root}/c"}, ".", {}),
     ("env-relative", [], {"UV_CACHE_DIR": "c"}, ".", {}),
     ("env-dot-dot", [], {"UV_CACHE_DIR": "../c"}, "sub", {}),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, World
+from conftest import REPO, World, require_root_unshare
 
 ENTRYPOINT = REPO / "hooks" / "docker-entrypoint.sh"
 
@@ -121,8 +121,7 @@ def test_the_real_host_identity_tells_hosts_apart(world: World, wheels):
     id as the shim reads them. An install made under another hostname (a new UTS namespace) is
     another host's root: kept until its lease ends, even when its environment is gone from here.
     Control: the same environment recorded under this host's identity is released."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare to give a process another hostname")
+    require_root_unshare(" to give a process another hostname")
     elsewhere, here = world.venv("elsewhere"), world.venv("here")
     args = ["pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
     env = world.env(UV_LINK_MODE="symlink")

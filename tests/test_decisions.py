@@ -295,6 +295,14 @@ def test_option_beats_variable_beats_config_file(tmp_path):
     assert p.max_size == 1024**3
 
 
+def test_the_config_file_follows_the_xdg_rule(tmp_path, monkeypatch):
+    """A relative XDG_CONFIG_HOME is ignored (the XDG rule, as uv and uv-shim's other folders
+    take it): the command and the automatic prune it starts in `/` must read the same file."""
+    home = str(tmp_path / "h")
+    assert policy.config_path({"HOME": home, "XDG_CONFIG_HOME": "rel"}) == f"{home}/.config/uv-shim/config.toml"
+    assert policy.config_path({"HOME": home, "XDG_CONFIG_HOME": "/x"}) == "/x/uv-shim/config.toml"
+
+
 def test_a_bad_variable_or_file_value_is_one_warning_and_is_ignored(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text('[prune]\nmax-size = "lots"\nmax-age = "3d"\n')

@@ -183,7 +183,7 @@ def test_uvx_runs_the_uv_the_user_named(world: World, front):
     binary runs the `uv` in its own folder (`uv tool uvx ...`), so through the shim `uvx` must
     be the named uv's, never its neighbour's. Control: that neighbour uvx, run as it is, is the
     other version."""
-    from conftest import NEWEST, OLDEST, uv_path
+    from conftest import NEWEST, OLDEST, runs_as, uv_path
 
     other = OLDEST if world.real_uv != uv_path(OLDEST) else NEWEST
     if uv_path(other) == world.real_uv:
@@ -197,6 +197,8 @@ def test_uvx_runs_the_uv_the_user_named(world: World, front):
     beside = subprocess.run([str(opt / "uvx"), "--version"], capture_output=True, text=True).stdout.split()[1]
     assert beside == other != named  # the control
     env = {"UV_SHIM_REAL_UV": str(opt / "uv-named"), "UV_SHIM_FOREGROUND": "1" if front == "python" else ""}
+    ran = runs_as(world, world.venv("v"), **env)
+    assert (ran == os.path.realpath(world.real_uv)) == (front == "launcher"), ran  # the path this case is about
     out = subprocess.run(
         [str(world.shim_home / "bin" / "uvx"), "--version"], env=world.env(**env), capture_output=True, text=True
     )

@@ -6,12 +6,11 @@ still breaks the same world (the control)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import NEWEST, World, pair
+from conftest import NEWEST, World, pair, require_root_unshare
 from test_workflows import init_project, refresh_elsewhere, wait_for_pins
 
 
@@ -33,8 +32,9 @@ def _hidden(w: World, script: str) -> subprocess.CompletedProcess:
 
 
 def test_the_first_uv_run_without_proc_is_protected(tmp_path, shim_home, wheels):
-    if shutil.which("unshare") is None or os.geteuid() != 0 or not os.path.exists("/etc/machine-id"):
-        pytest.skip("needs root, unshare and a machine-id to hide")
+    require_root_unshare()
+    if not os.path.exists("/etc/machine-id"):
+        pytest.skip("needs a machine-id to hide")
     for w in pair(tmp_path, shim_home, NEWEST):
         shim = w.root.name == "shim"
         proj = init_project(w, wheels, shim)
@@ -56,8 +56,9 @@ def test_install_and_prune_through_the_shim_without_proc(world: World, wheels, i
     environment that is gone (another machine of the same hostname may have it), and says so.
     With an id from elsewhere (macOS's `ioreg`, simulated by a script printing a hardware UUID)
     or UV_SHIM_HOST_ID, the gone environment is released and `--unused` reclaims its archive."""
-    if shutil.which("unshare") is None or os.geteuid() != 0 or not os.path.exists("/etc/machine-id"):
-        pytest.skip("needs root, unshare and a machine-id to hide")
+    require_root_unshare()
+    if not os.path.exists("/etc/machine-id"):
+        pytest.skip("needs a machine-id to hide")
     fake = tmp_path / "fakebin"
     fake.mkdir()
     if identity == "ioreg":

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_project, pair
+from conftest import BASE_PYTHON, NEWEST, OLDEST, World, _vt, make_project, pair, require_root_unshare
 
 EDGE = sorted({OLDEST, NEWEST}, key=_vt)
 SETTLE = 30.0  # seconds a detached helper may take to pin (it needs well under one)
@@ -330,8 +330,7 @@ def test_a_root_recorded_in_another_mount_namespace_is_foreign(tmp_path, shim_ho
     host's prune through the shim must keep that root (foreign, until its lease ends), not call
     it dead: --unused then keeps its archives, and so does a bare prune after it.
     Control: the bare uv's prune after the refresh breaks it."""
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare")
+    require_root_unshare()
     for w in pair(tmp_path, shim_home, version):
         shim = w.root.name == "shim"
         data, mnt = w.root / "data", w.root / "mnt"  # mnt: empty on the host, `data` inside
@@ -377,8 +376,7 @@ def test_a_helper_failure_reaches_the_user_once(world: World, wheels):
 def test_uv_run_as_pid_1(world: World, wheels):
     """In a container uv is often PID 1 (`CMD ["uv", "run", ...]`): the helper is then uv's own
     child and must not take itself for the user's program."""
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare")
+    require_root_unshare()
     proj = init_project(world, wheels, True)
     out = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", str(world.shim_uv), "run", "-q", "python", "-c",
