@@ -35,12 +35,13 @@ if TYPE_CHECKING:
 class Survey:
     """One look at the cache (``shim.sizes.Footprint``): its size, each archive's size and
     freeable bytes, the archives environments hardlink, and every link in uv's wheels and sdists
-    buckets by the archive it names."""
+    buckets (``links``: path -> what it says) and by the archive it names (``refs``)."""
 
     def __init__(self, cache: Cache, write: bool = True) -> None:
         from shim.sizes import Footprint
 
         self.refs: dict[str, list[str]] = {}
+        self.links: dict[str, str] = {}
         buckets = (cache.wheels + os.sep, cache.sdists + os.sep)
         manifest = cache.manifest + os.sep
 
@@ -48,9 +49,10 @@ class Survey:
             d = os.path.dirname(path) + os.sep
             if d.startswith(buckets) and not d.startswith(manifest):
                 try:
-                    aid = archive_id_of(os.readlink(path))
+                    self.links[path] = target = os.readlink(path)
                 except OSError:
                     return
+                aid = archive_id_of(target)
                 if aid:
                     self.refs.setdefault(aid, []).append(path)
 
@@ -224,7 +226,7 @@ def choose(
         target = max(0, survey.total - policy.reclaim)
         policy.max_size = target if policy.max_size is None else min(policy.max_size, target)
     if policy.max_size is not None:
-        base = planner.plan_prune(cache, set(protected), ci=ci, footprint=survey.footprint)
+        base = planner.plan_prune(cache, set(protected), ci=ci, footprint=survey.footprint, links=survey.links)
         going = set(base.archives)
         size -= base.shrink + sum(survey.freeable.get(a, 0) for a in chosen - going)
         for aid in candidates:

@@ -27,7 +27,7 @@ from shim.sizes import Footprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from collections.abc import Set as AbstractSet
     from typing import Optional
 
@@ -92,13 +92,14 @@ class _Resolver:
         self.real_archives = os.path.realpath(cache.archives)
         self.marker = os.sep + ARCHIVE_BUCKET + os.sep
 
-    def __call__(self, path: str) -> Optional[str]:
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = None
-            if os.path.dirname(path) == self.archives:  # an archive folder itself
-                return os.path.join(self.real_archives, os.path.basename(path))
+    def __call__(self, path: str, target: Optional[str] = None) -> Optional[str]:
+        """``target``: what the link ``path`` says, if just read."""
+        if target is None:
+            try:
+                target = os.readlink(path)
+            except OSError:
+                if os.path.dirname(path) == self.archives:  # an archive folder itself
+                    return os.path.join(self.real_archives, os.path.basename(path))
         if target is not None and self.marker in os.sep + target:
             aid = target.rstrip(os.sep).rsplit(os.sep, 1)[-1]
             base = os.path.normpath(os.path.join(os.path.dirname(path), target))
@@ -117,10 +118,16 @@ class _Resolver:
 
 
 def _references(
-    cache: Cache, version: tuple[int, ...], skip: set[str], evicted: AbstractSet[str] = frozenset()
+    cache: Cache,
+    version: tuple[int, ...],
+    skip: set[str],
+    evicted: AbstractSet[str] = frozenset(),
+    links: Optional[Mapping[str, str]] = None,
 ) -> set[str]:
     """Canonical paths that some link in uv's buckets resolves to (uv's find_archive_references).
-    Our own folder is left out: the caller adds the pins the prune will find there."""
+    Our own folder is left out: the caller adds the pins the prune will find there. ``links``:
+    every link in the wheels and sdists buckets and what it says, from a look a moment ago under
+    the same lock (``evict.Survey``): uv's walk is then followed on those paths, not walked again."""
     refs: set[str] = set()
     _canonical = _Resolver(cache)
     skip = skip | {cache.manifest}
@@ -128,6 +135,13 @@ def _references(
         buckets = [cache.sdists, cache.wheels]
     else:
         buckets = [os.path.join(cache.path, b) for b in cache.build.all_buckets]
+    if links is not None and version >= uvfeatures.REFS_FILTERED:
+        for path, said in links.items():
+            if _reached(path, buckets, skip):
+                target = _canonical(path, said)
+                if target is not None and os.path.basename(target) not in evicted:
+                    refs.add(target)
+        return refs
     for bucket in buckets:
         if not os.path.isdir(bucket) or bucket in skip:
             continue
@@ -163,6 +177,22 @@ def _references(
     return refs
 
 
+def _reached(path: str, buckets: Sequence[str], skip: AbstractSet[str]) -> bool:
+    """Whether uv's filtered walk of ``buckets`` (since REFS_FILTERED: ``filter_entry`` on every
+    entry, so a folder it drops is not entered) reaches ``path``, and nothing on the way is in
+    ``skip`` (removed by an earlier step)."""
+    bucket = next((b for b in buckets if path.startswith(b + os.sep)), None)
+    if bucket is None or bucket in skip:
+        return False
+    d = path
+    while d != bucket:
+        name = os.path.basename(d)
+        if d in skip or name in REF_SKIP_NAMES or _extension(name).lower() in REF_SKIP_EXT:
+            return False
+        d = os.path.dirname(d)
+    return True
+
+
 def plan_prune(
     cache: Cache,
     pinned: set[str],
@@ -170,11 +200,13 @@ def plan_prune(
     evicted: AbstractSet[str] = frozenset(),
     held: Sequence[str] = (),
     footprint: Optional[Footprint] = None,
+    links: Optional[Mapping[str, str]] = None,
 ) -> Plan:
     """What ``uv cache prune [--ci]`` of ``cache.build`` will remove from ``cache``, once the
     shim has made the pins in its bucket exactly ``pinned`` (archive ids) and set aside uv's own
     references to ``evicted`` (the files ``held``): uv's steps in uv's order, each seeing what the
-    earlier ones removed. Sizes as ``shim.sizes`` defines them (``footprint``: the cache now)."""
+    earlier ones removed. Sizes as ``shim.sizes`` defines them (``footprint``: the cache now;
+    ``links``: the links in its wheels and sdists buckets, if that look gathered them)."""
     version = cache.build.version_tuple
     plan = Plan()
     gone: set[str] = set()  # paths that earlier steps remove
@@ -186,7 +218,7 @@ def plan_prune(
         _ci_leftovers(cache, plan, gone)
     plan.held = [p for p in held if p not in gone]
     gone.update(plan.held)
-    refs = _references(cache, version, gone, evicted)
+    refs = _references(cache, version, gone, evicted, links)
     if cache.sdists not in gone:
         refs.update(t for t in (canonical(os.path.join(cache.archives, a)) for a in pinned) if t)
     _unreferenced_archives(cache, canonical, refs, pinned, plan, gone)

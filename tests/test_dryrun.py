@@ -207,3 +207,36 @@ def test_sizes_agree_with_du(world: World, wheels):
     before = du_bytes(world.cache, *venvs)
     real = json.loads(world.uv("cache", "prune", "--ci", "--json").stdout)
     assert dry["removed"]["bytes"] == real["removed"]["bytes"] == before - du_bytes(world.cache, *venvs) > 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_surveys_links_reach_what_uvs_walk_reaches(tmp_path, shim_home, wheels, monkeypatch, version):
+    """A `--max-size` prune models uv's search for references from the links its first look
+    gathered (`evict.Survey.links`), not from a second walk of the buckets: the two must find the
+    same references, with uv's filters (a `src` folder, names ending in `.lock` or `.whl`: never
+    entered or counted) and with folders an earlier step of the prune removes. Planted links to
+    real archives sit in each of those places."""
+    from shim import evict, realuv
+    from shim import plan as planner
+    from shim.cache import Cache
+
+    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
+    w = World(tmp_path, shim_home, version)
+    _random_cache(w, wheels, random.Random(7))
+    cache = Cache(str(w.cache), realuv.build_of(realuv.RealUv(str(w.real_uv), "test")))
+    planted = {}
+    for i, where in enumerate(["src/x", "a.lock", "b.whl/x", "gone/x", "kept/x", "deep/er/x"]):
+        link = os.path.join(cache.wheels if i % 2 else cache.sdists, "planted", where)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        target = os.path.join(cache.archives, f"planted{i}")  # an archive no other link names
+        os.mkdir(target)
+        os.symlink(target, link)
+        planted[where] = link
+    survey = evict.Survey(cache, write=False)
+    assert set(planted.values()) <= set(survey.links)
+    gone = os.path.dirname(planted["gone/x"])
+    for skip in (set(), {gone}, {os.path.dirname(os.path.dirname(planted["deep/er/x"])), cache.sdists}):
+        walked = planner._references(cache, cache.build.version_tuple, set(skip))
+        followed = planner._references(cache, cache.build.version_tuple, set(skip), links=survey.links)
+        assert walked == followed, (skip, walked ^ followed)
+        assert walked  # there is something to agree on
