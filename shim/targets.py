@@ -38,7 +38,7 @@ class Target:
     an interpreter path names (its ``sys.prefix``), and so does uv for ``--project``. Folders uv
     creates or enters itself (``--target``, ``--prefix``, ``uv venv PATH``, ``UV_TOOL_DIR``,
     ``--directory``) come through ``paths.physical`` first; a project environment through
-    ``synced_env``. An interpreter to ask keeps its path as given: it is run by that text."""
+    ``synced_envs``. An interpreter to ask keeps its path as given: it is run by that text."""
 
     __slots__ = ("path", "kind")
 
@@ -82,25 +82,30 @@ def workspace_root(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mappin
     return member
 
 
-def project_env(root: str, env: Mapping[str, str]) -> Target:
+def project_env(root: str, env: Mapping[str, str]) -> list[Target]:
+    """The project's environment (``synced_envs`` when ``UV_PROJECT_ENVIRONMENT`` names it); the
+    first is where uv creates it."""
     custom = env.get("UV_PROJECT_ENVIRONMENT")
-    return synced_env(os.path.join(root, custom)) if custom else Target(os.path.join(root, ".venv"))
+    return synced_envs(os.path.join(root, custom)) if custom else [Target(os.path.join(root, ".venv"))]
 
 
-def synced_env(path: str) -> Target:
-    """The environment a project command syncs at ``path`` (``UV_PROJECT_ENVIRONMENT``, the
-    ``VIRTUAL_ENV`` of ``--active``). None where the kernel looks (``..`` taken through the
-    symlinks before it): uv creates it there and installs into it. One there is reused, and uv
-    installs where its interpreter, run by the path as written, says it lives: Python drops
-    ``..`` from the text, so when that names another folder it is the venv there, or, with no
-    venv there, Python's base (checked on uv 0.7.0 and 0.13.9 with Python 3.11)."""
+def synced_envs(path: str) -> list[Target]:
+    """Where a project command installs when it syncs the environment at ``path``
+    (``UV_PROJECT_ENVIRONMENT``, the ``VIRTUAL_ENV`` of ``--active``). Where the kernel looks
+    (``..`` taken through the symlinks before it), always: uv creates the environment there, or
+    replaces the one there when its interpreter does not do. When one is there and uv reuses it,
+    uv installs where its python, run by the path as written, says it lives: Python drops ``..``
+    from the text, so when that names another folder it is the venv there, or, with no venv
+    there, Python's base (uv 0.7.0 and 0.13.9, Python 3.11; their ``sync --dry-run`` says which
+    it is). Which of the two uv does depends on its interpreter choice: both are recorded, the
+    one uv leaves alone costs a record and protects what it links."""
     found = physical(path)
     lexical = os.path.abspath(path)
     if found == lexical or not os.path.isfile(os.path.join(found, "pyvenv.cfg")):
-        return Target(found)
+        return [Target(found)]
     if os.path.isfile(os.path.join(lexical, "pyvenv.cfg")):
-        return Target(lexical)
-    return Target(os.path.join(path, "bin", "python"), "interpreter")
+        return [Target(found), Target(lexical)]
+    return [Target(found), Target(os.path.join(path, "bin", "python"), "interpreter")]
 
 
 def _env_of_interpreter(python: str) -> Optional[str]:
@@ -170,11 +175,11 @@ def targets(build: realuv.UvBuild, inv: Invocation, cwd: str, env: Mapping[str, 
         if words[0] == "run" and inline_script(inv, working_dir(build, inv, cwd, env)):
             return []  # its environment lives in the cache (environments_for), not the project's
         if inv.has("--active") and env.get("VIRTUAL_ENV"):
-            return [synced_env(os.path.join(working_dir(build, inv, cwd, env), env["VIRTUAL_ENV"]))]
+            return synced_envs(os.path.join(working_dir(build, inv, cwd, env), env["VIRTUAL_ENV"]))
         root = workspace_root(build, inv, cwd, env)
         if root is None:
             return []
-        return [project_env(root, env)]
+        return project_env(root, env)
     if words[0] == "venv":
         base = working_dir(build, inv, cwd, env)
         path = inv.positionals[0] if inv.positionals else env.get("UV_PROJECT_ENVIRONMENT") or ".venv"
