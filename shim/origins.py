@@ -58,7 +58,8 @@ def project_of(env: str, environ: Mapping[str, str]) -> Optional[str]:
     d = os.path.dirname(real)
     for _ in range(8):
         if os.path.isfile(os.path.join(d, PYPROJECT)) and os.path.isfile(os.path.join(d, LOCK_FILE)):
-            if os.path.realpath(project_env(d, environ)[0].path) == real:
+            synced = project_env(d, environ)  # two places (through `..`): uv's choice, not ours to sync
+            if len(synced) == 1 and os.path.realpath(synced[0].path) == real:
                 return d
         up = os.path.dirname(d)
         if up == d:

@@ -135,7 +135,8 @@ def _references(
         buckets = [cache.sdists, cache.wheels]
     else:
         buckets = [os.path.join(cache.path, b) for b in cache.build.all_buckets]
-    if links is not None and version >= uvfeatures.REFS_FILTERED:
+    # a bucket that is itself a link: uv walks through it, the look that gathered ``links`` did not
+    if links is not None and version >= uvfeatures.REFS_FILTERED and not any(map(os.path.islink, buckets)):
         for path, said in links.items():
             if _reached(path, buckets, skip):
                 target = _canonical(path, said)

@@ -402,6 +402,25 @@ def test_physical_paths_go_up_from_where_a_symlink_points(tmp_path, monkeypatch,
     assert find_cache_dir(NOWHERE, BUILD, uvargs.parse(["sync"]), str(tmp_path), env) == str(tmp_path / expect)
 
 
+def test_doctor_syncs_a_project_only_into_its_one_environment(tmp_path):
+    """`doctor --fix` repairs a project's environment with `uv sync --project`. When the project's
+    environment is reached through `..` after a symlink and a venv exists at both places, uv's
+    interpreter choice decides which one a sync changes: the project is not named (doctor falls
+    back to `pip install --python`, which changes exactly that environment). Control: without
+    the `..`, the project is named."""
+    from shim import origins
+
+    symlink_up(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n')
+    (tmp_path / "uv.lock").write_text("version = 1\n")
+    for where in (tmp_path / "deep", tmp_path):  # the kernel's place and the text's place
+        (where / "env").mkdir()
+        (where / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    env = {"HOME": str(tmp_path), "UV_PROJECT_ENVIRONMENT": "up/../env"}
+    assert origins.project_of(str(tmp_path / "deep" / "env"), env) is None
+    assert origins.project_of(str(tmp_path / "env"), {**env, "UV_PROJECT_ENVIRONMENT": "env"}) == str(tmp_path)
+
+
 # -- confinement -----------------------------------------------------------------------------------
 
 

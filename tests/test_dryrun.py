@@ -214,8 +214,9 @@ def test_the_surveys_links_reach_what_uvs_walk_reaches(tmp_path, shim_home, whee
     """A `--max-size` prune models uv's search for references from the links its first look
     gathered (`evict.Survey.links`), not from a second walk of the buckets: the two must find the
     same references, with uv's filters (a `src` folder, names ending in `.lock` or `.whl`: never
-    entered or counted) and with folders an earlier step of the prune removes. Planted links to
-    real archives sit in each of those places."""
+    entered or counted), with folders and links an earlier step of the prune removes, and with a
+    bucket that is itself a link (uv walks through it; the look does not). Planted links to
+    archives nothing else names sit in each of those places, and at a bucket's top."""
     from shim import evict, realuv
     from shim import plan as planner
     from shim.cache import Cache
@@ -225,8 +226,10 @@ def test_the_surveys_links_reach_what_uvs_walk_reaches(tmp_path, shim_home, whee
     _random_cache(w, wheels, random.Random(7))
     cache = Cache(str(w.cache), realuv.build_of(realuv.RealUv(str(w.real_uv), "test")))
     planted = {}
-    for i, where in enumerate(["src/x", "a.lock", "b.whl/x", "gone/x", "kept/x", "deep/er/x"]):
-        link = os.path.join(cache.wheels if i % 2 else cache.sdists, "planted", where)
+    places = ["planted/src/x", "planted/a.lock", "planted/b.whl/x", "planted/gone/x", "planted/kept/x"]
+    places += ["planted/deep/er/x", "top", "top2", "planted/link-gone"]
+    for i, where in enumerate(places):
+        link = os.path.join(cache.wheels if i % 2 else cache.sdists, where)
         os.makedirs(os.path.dirname(link), exist_ok=True)
         target = os.path.join(cache.archives, f"planted{i}")  # an archive no other link names
         os.mkdir(target)
@@ -234,9 +237,17 @@ def test_the_surveys_links_reach_what_uvs_walk_reaches(tmp_path, shim_home, whee
         planted[where] = link
     survey = evict.Survey(cache, write=False)
     assert set(planted.values()) <= set(survey.links)
-    gone = os.path.dirname(planted["gone/x"])
-    for skip in (set(), {gone}, {os.path.dirname(os.path.dirname(planted["deep/er/x"])), cache.sdists}):
+    gone = os.path.dirname(planted["planted/gone/x"])
+    deep = os.path.dirname(os.path.dirname(planted["planted/deep/er/x"]))
+    for skip in (set(), {gone, planted["planted/link-gone"]}, {deep, cache.sdists}):
         walked = planner._references(cache, cache.build.version_tuple, set(skip))
         followed = planner._references(cache, cache.build.version_tuple, set(skip), links=survey.links)
         assert walked == followed, (skip, walked ^ followed)
         assert walked  # there is something to agree on
+    # the wheels bucket moved elsewhere, a link left in its place: the look sees only that link
+    moved = w.root / "elsewhere"
+    os.rename(cache.wheels, moved)
+    os.symlink(moved, cache.wheels)
+    survey = evict.Survey(cache, write=False)
+    walked = planner._references(cache, cache.build.version_tuple, set())
+    assert walked == planner._references(cache, cache.build.version_tuple, set(), links=survey.links)

@@ -185,7 +185,6 @@ def test_shim_and_uv_agree_on_the_target(tmp_path, shim_home, wheels, version, r
         )
 
 
-@pytest.mark.parametrize("version", EDGE)
 def _another_python() -> str:
     """A CPython of another minor version than the test runner's (pyenv's), or ''."""
     import glob
@@ -236,8 +235,13 @@ def test_a_venv_only_the_kernel_reaches_syncs_a_base_python(tmp_path, shim_home,
         return
     assert os.path.isfile(os.path.join(said[0], "bin", "python3")), out.stderr
     assert not os.path.isfile(os.path.join(said[0], "pyvenv.cfg"))  # a base Python, not penvP
+    found = str((w.root / "deep" / "penvP").resolve())
     bases = [path for path, kind in answer if kind == "target"]
     assert bases and all(path.startswith(said[0] + os.sep) for path in bases), answer
+    if how != "pip-python":  # a synced environment: also where uv would replace it
+        assert answer == [(found, "venv"), *[(b, "target") for b in bases]], answer
+    else:
+        assert answer == [(b, "target") for b in bases], answer
 
 
 DEBIAN_PYTHON = "/usr/bin/python3"
