@@ -257,7 +257,7 @@ def parse(argv: Sequence[str]) -> Invocation:
                 inv.help = True
             continue
         inv.positionals.append(arg)
-        if words in (("run",), ("tool", "run")):
+        if words in RUNS_CHILD:
             # the command to run: everything after it is the child's argv
             inv.positionals.extend(argv[i:])
             break
@@ -274,9 +274,14 @@ def uses_cached_env(inv: Invocation) -> bool:
     )
 
 
+# Commands that run a user program for as long as it likes (``uvx`` is ``tool run``): the shim
+# registers, then execs uv (the launcher's sh reads the same list)
+RUNS_CHILD: tuple[tuple[str, ...], ...] = (("run",), ("tool", "run"))
+
+
 def runs_child(inv: Invocation) -> bool:
     """Commands that run a user program for as long as it likes: register, then exec."""
-    return inv.words[:1] == ("run",) or inv.words[:2] == ("tool", "run")
+    return any(inv.words[: len(w)] == w for w in RUNS_CHILD)
 
 
 _TRUE = ("1", "true", "yes", "y", "t", "on")

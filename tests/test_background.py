@@ -212,3 +212,24 @@ def test_a_nice_that_has_gone_since_install_still_starts_the_helper(world: World
     )
     world.install(v, "alpha==1.0", find_links=wheels)
     assert list(world.records()) == [str(v.resolve())] and len(world.pins()) == 1
+
+
+@pytest.mark.parametrize("argv", [["run", "-v"], ["-v", "tool", "run"], ["run", "--verbose"]])
+def test_a_verbose_uv_run_is_still_uv_itself(world: World, argv):
+    """`-v` keeps Python in front of an install (it prints the bookkeeping's timing), never in
+    front of `uv run`/`uv tool run` (uvargs.RUNS_CHILD, read by the launcher's sh): their
+    bookkeeping is a background helper's either way. Traced with `sh -x`, the launcher's last
+    word is an exec of the real uv. Control: `uv pip install -v` execs Python."""
+    v = world.venv("v")
+    runs = [*argv, "--python", str(v / "bin" / "python"), "python", "-c", "pass"]
+    pip = ["pip", "install", "-v", "--python", str(v / "bin" / "python"), "-r", "/dev/null"]
+    last = {}
+    for name, args in (("runs", runs), ("pip", pip)):
+        out = subprocess.run(
+            ["sh", "-x", str(world.shim_uv), *args], env=world.env(), cwd=world.root, capture_output=True, text=True
+        )
+        world.settle()
+        execs = [line for line in out.stderr.splitlines() if line.startswith("+ exec ")]
+        last[name] = execs[-1] if execs else out.stderr[-2000:]
+    assert last["runs"].startswith(f"+ exec {world.real_uv} "), last
+    assert not last["pip"].startswith(f"+ exec {world.real_uv} "), last  # the control: Python in front
