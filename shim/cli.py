@@ -43,9 +43,7 @@ def launch(name: str, self_path: str, args: list[str]) -> NoReturn:
         _refresh_launchers(self_path)
     exec_path, argv0, run_args = real.path, "uv", args
     if name == "uvx":  # run as the uvx binary runs the uv beside it
-        from shim import uvfeatures
-
-        run_args = [*uvfeatures.UVX_WORDS, *args]
+        run_args = [*uvargs.UVX_WORDS, *args]
     inv = uvargs.parse_launched(name, args)
     style.CHOICE = inv.opt("--color") or "auto"
     if uvargs.env_true(env, "UV_SHIM_DISABLE"):

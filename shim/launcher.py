@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import Optional
 
-from shim import cachedir, paths, uvargs, uvfeatures
+from shim import cachedir, paths, uvargs
 from shim.cache import LOCK_FILE, SDISTS_PREFIX, SHIM_DIR
 from shim.followup import LOCK_FD
 from shim.manifest import NOTICES
@@ -103,7 +103,8 @@ def _launcher_source(name: str, self_path: str, boot: str) -> str:
     second = "\n".join(f'    {w}) case "$w2" in {_case(rule)}) fast=0;; esac;;' for w, rule in sorted(two_word.items()))
     cache_opts = _case(o for opt in cachedir.CACHE_OPTIONS for o in (opt, opt + "=*"))
     # "$w1 $w2" (the first two words) against uvargs.RUNS_CHILD: `run *`, `tool run`
-    assert all(1 <= len(w) <= 2 for w in uvargs.RUNS_CHILD), "the sh reads two words"
+    if not all(1 <= len(w) <= 2 for w in uvargs.RUNS_CHILD):
+        raise ValueError("uvargs.RUNS_CHILD: the launcher's sh reads two words")
     runs_child = _case('"' + " ".join(w) + ('"' if len(w) == 2 else ' "*') for w in uvargs.RUNS_CHILD)
     hints = _case("*" + h.replace("\\", "\\\\") + "*" for h in cachedir.CACHE_DIR_HINTS)  # a \ quotes in a pattern
     return f"""#!/bin/sh
@@ -230,7 +231,7 @@ if [ -n "$bg" ] && find_real && [ -w "$cache" ] && [ -f "$lock" ] && [ -r "$lock
     exec {LOCK_FD}<&-
     {GUARD_VAR}=$$ {DEPTH_VAR}=$((depth + 1)); export {GUARD_VAR} {DEPTH_VAR}
     if [ "$name" = uv ]; then exec "$real" "$@"; fi
-    exec "$real" {" ".join(uvfeatures.UVX_WORDS)} "$@"  # as uvx itself runs the uv beside it
+    exec "$real" {" ".join(uvargs.UVX_WORDS)} "$@"  # as uvx itself runs the uv beside it
   fi
   exec {LOCK_FD}<&-
 fi

@@ -152,14 +152,14 @@ def _references(
             if e.path in skip:
                 return False
             if version >= uvfeatures.REFS_FILTERED:  # uv's filter_entry prunes whole folders
-                return not (e.name in REF_SKIP_NAMES or _extension(e.name).lower() in REF_SKIP_EXT)
+                return not _ref_skipped(e.name)
             return True
 
         for e in report.walk(bucket, descend):
             if e.path in skip:
                 continue
             if version >= uvfeatures.REFS_FILTERED:
-                if e.name in REF_SKIP_NAMES or _extension(e.name).lower() in REF_SKIP_EXT:
+                if _ref_skipped(e.name):
                     continue
                 if not e.is_symlink():
                     continue
@@ -178,6 +178,11 @@ def _references(
     return refs
 
 
+def _ref_skipped(name: str) -> bool:
+    """uv's ``filter_entry`` for references (since REFS_FILTERED): never a reference, never entered."""
+    return name in REF_SKIP_NAMES or _extension(name).lower() in REF_SKIP_EXT
+
+
 def _reached(path: str, buckets: Sequence[str], skip: AbstractSet[str]) -> bool:
     """Whether uv's filtered walk of ``buckets`` (since REFS_FILTERED: ``filter_entry`` on every
     entry, so a folder it drops is not entered) reaches ``path``, and nothing on the way is in
@@ -187,8 +192,7 @@ def _reached(path: str, buckets: Sequence[str], skip: AbstractSet[str]) -> bool:
         return False
     d = path
     while d != bucket:
-        name = os.path.basename(d)
-        if d in skip or name in REF_SKIP_NAMES or _extension(name).lower() in REF_SKIP_EXT:
+        if d in skip or _ref_skipped(os.path.basename(d)):
             return False
         d = os.path.dirname(d)
     return True

@@ -306,7 +306,7 @@ def prune_locked(
             items = [i for i in items if i["id"] in set(freed.archives)]
             result = PruneResult(
                 cache, False, ci, items, freed.archive_bytes, freed.other_files, freed.other_bytes,
-                counted.get("kept") or kept(cache, roots, before.archive_bytes()),
+                counted.get("kept") or kept(cache, roots, before.archive_bytes(), protected, before.ids),
                 before.total if policy.active else None, after.total if policy.active else None, roots, ev, labels,
             )  # fmt: skip
     except Exception as e:  # uv has pruned: a figure we cannot measure is one warning, never more

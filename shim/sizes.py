@@ -59,15 +59,23 @@ def _private(folder: str, name: str, mode: int) -> bool:
     it can rewrite) and ``*.data/scripts/`` files (uv rewrites their shebang into a new file)."""
     if not stat.S_ISREG(mode):
         return True
-    if name == "RECORD" and folder.endswith(".dist-info"):
-        return True
-    return os.path.basename(folder) == "scripts" and os.path.dirname(folder).endswith(".data")
+    dist_info, scripts = _private_folder(folder)
+    return scripts or (dist_info and name == "RECORD")
+
+
+def _private_folder(folder: str) -> tuple[bool, bool]:
+    """Is ``folder`` a ``*.dist-info`` (its RECORD is private), is it a ``*.data/scripts`` (all
+    its files are)? Once per folder: ``tree_bytes`` asks it for every folder of every wheel."""
+    return folder.endswith(".dist-info"), os.path.basename(folder) == "scripts" and os.path.dirname(folder).endswith(
+        ".data"
+    )
 
 
 def tree_bytes(top: str) -> tuple[int, int]:
     """(bytes, private bytes: see ``_private``) of everything under ``top``, each inode once.
 
-    ``entries``, inlined: a first prune sizes every unpacked wheel this way."""
+    ``entries`` and ``_private``, inlined (its folder part once per folder): a first prune sizes
+    every unpacked wheel this way."""
     top = top.rstrip(os.sep) or top  # its own name decides what is private below it
     try:
         st = os.lstat(top)
@@ -85,6 +93,7 @@ def tree_bytes(top: str) -> tuple[int, int]:
             it = os.scandir(d)
         except OSError:
             continue
+        dist_info, scripts = _private_folder(d)
         with it:
             for e in it:
                 try:
@@ -100,7 +109,7 @@ def tree_bytes(top: str) -> tuple[int, int]:
                 seen.add(key)
                 size = st.st_blocks * BLOCK
                 total += size
-                if size and _private(d, e.name, mode):
+                if size and (not stat.S_ISREG(mode) or scripts or (dist_info and e.name == "RECORD")):
                     private += size
     return total, private
 

@@ -203,6 +203,12 @@ def _depth(words: tuple[str, ...]) -> int:
     return 2 if isinstance(rule, frozenset) or words[0] in {"cache", "python", "self"} else 1
 
 
+# What the `uvx` binary runs: the `uv` in its own folder, exec'ed with these words before the
+# user's arguments (0.7.0 .. 0.13.9, the environment unchanged). The shim runs the real uv so,
+# itself: the uvx beside a uv the user named (`UV_SHIM_REAL_UV=.../uv-0.9`) may run another uv.
+UVX_WORDS: tuple[str, ...] = ("tool", "uvx")
+
+
 def parse_launched(name: str, args: Sequence[str]) -> Invocation:
     """What a launcher named ``name`` (``uv`` or ``uvx``) was asked: ``uvx ARGS`` is ``uv tool run ARGS``."""
     return parse(["tool", "run", *args] if name == "uvx" else args)

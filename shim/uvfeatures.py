@@ -37,12 +37,6 @@ VERSION_SYNCS: tuple[int, ...] = (0, 7, 1)
 _SINCE: dict[tuple[str, ...], tuple[int, ...]] = {("version",): VERSION_SYNCS}
 
 
-# What the `uvx` binary runs: the `uv` in its own folder, exec'ed with these words before the
-# user's arguments (0.7.0 .. 0.13.9, the environment unchanged). The shim runs the real uv so,
-# itself: the uvx beside a uv the user named (`UV_SHIM_REAL_UV=.../uv-0.9`) may run another uv.
-UVX_WORDS: tuple[str, ...] = ("tool", "uvx")
-
-
 def changes_environments(words: Sequence[str], version: tuple[int, ...]) -> bool:
     """Whether an intercepted command (``uvargs.INTERCEPTED``) can change an environment in
     this uv version (a few began to only in later versions)."""

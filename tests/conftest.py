@@ -318,12 +318,17 @@ class World:
     def works(self, venv: Path, site: Optional[Path] = None) -> bool:
         return self.broken(venv, site) == []
 
-    def manifest_dir(self) -> Path:
+    def cache_object(self):
+        """The shim's view of this world's cache (``shim.cache.Cache``), for this uv's build."""
         from shim import realuv
+        from shim.cache import Cache
+
+        return Cache(str(self.cache), realuv.build_of(realuv.RealUv(str(self.real_uv), "test")))
+
+    def manifest_dir(self) -> Path:
         from shim.cache import SHIM_DIR
 
-        build = realuv.build_of(realuv.RealUv(str(self.real_uv), "test"))
-        return self.cache / build.buckets["sdists"] / SHIM_DIR
+        return self.cache / self.cache_object().build.buckets["sdists"] / SHIM_DIR
 
     def records(self) -> dict[str, object]:
         """Environment path -> parsed record, for every record in the running uv's bucket."""

@@ -46,11 +46,18 @@ def fresh(world: World) -> World:
     return world
 
 
-def test_off_by_default(world: World, wheels):
+def with_a_gone_env(world: World, wheels) -> tuple[World, Path]:
+    """A fresh state dir, a venv ``v`` to install into, and one archive (beta) that only a
+    deleted environment used: what an automatic prune with ``unused`` removes."""
     w = fresh(world)
     v, gone = w.venv("v"), w.venv("gone")
     w.install(gone, "beta==1.0", find_links=wheels)
     shutil.rmtree(gone)
+    return w, v
+
+
+def test_off_by_default(world: World, wheels):
+    w, v = with_a_gone_env(world, wheels)
     for _ in range(3):
         w.install(v, "alpha==1.0", find_links=wheels)
     time.sleep(1)
@@ -60,10 +67,7 @@ def test_off_by_default(world: World, wheels):
 
 
 def test_runs_in_the_background_when_due_and_logs_it(world: World, wheels):
-    w = fresh(world)
-    v, gone = w.venv("v"), w.venv("gone")
-    w.install(gone, "beta==1.0", find_links=wheels)
-    shutil.rmtree(gone)
+    w, v = with_a_gone_env(world, wheels)
     auto = {"UV_SHIM_AUTO_UNUSED": "1"}
     bare = w.install(w.venv("b"), "alpha==1.0", find_links=wheels, shim=False)  # first: it would hold the cache
     out = w.install(v, "alpha==1.0", find_links=wheels, **auto)
@@ -84,10 +88,7 @@ def test_relative_paths_in_the_environment_still_reach_the_prune(world: World, w
     and its helper read them from the user's folder, and the automatic prune, which leaves that
     folder for `/` (it keeps no user folder busy), must still find the same uv and the same state
     (stamp and log), never a `rel/...` under `/`."""
-    w = fresh(world)
-    v, gone = w.venv("v"), w.venv("gone")
-    w.install(gone, "beta==1.0", find_links=wheels)
-    shutil.rmtree(gone)
+    w, v = with_a_gone_env(world, wheels)
     (w.root / "uvbin").symlink_to(w.real_uv.parent)  # `uvbin` is nothing from `/`
     rel = {
         "PATH": os.pathsep.join([str(w.shim_home / "bin"), "uvbin", os.environ["PATH"]]),
@@ -101,10 +102,7 @@ def test_relative_paths_in_the_environment_still_reach_the_prune(world: World, w
 
 
 def test_a_busy_cache_is_left_alone_at_once(world: World, wheels):
-    w = fresh(world)
-    v, gone = w.venv("v"), w.venv("gone")
-    w.install(gone, "beta==1.0", find_links=wheels)
-    shutil.rmtree(gone)
+    w, v = with_a_gone_env(world, wheels)
     auto = {"UV_SHIM_AUTO_UNUSED": "1", "UV_SHIM_AUTO_EVERY": "0"}
     holder = hold_shared_lock(w.cache / ".lock")  # a long `uv run`, say
     try:

@@ -207,10 +207,15 @@ def test_a_nice_that_has_gone_since_install_still_starts_the_helper(world: World
         pytest.skip("no nice here: the launcher names none")
     v = world.venv("v")
     assert runs_as(world, v) == os.path.realpath(world.real_uv)  # this world takes the background path
+    st = world.shim_uv.stat()  # the session's launcher: put back as it was for the tests after this one
     world.shim_uv.write_text(
         "\n".join("nice=/nonexistent/nice" if line.startswith("nice=") else line for line in text.split("\n"))
     )
-    world.install(v, "alpha==1.0", find_links=wheels)
+    try:
+        world.install(v, "alpha==1.0", find_links=wheels)
+    finally:
+        world.shim_uv.write_text(text)
+        os.utime(world.shim_uv, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert list(world.records()) == [str(v.resolve())] and len(world.pins()) == 1
 
 

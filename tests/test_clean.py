@@ -67,8 +67,7 @@ def test_clean_decides_from_the_record_folders_never_the_memo(world: World, whee
     cache, or stale through a bug) may cost a prune's report some precision, never a clean an
     archive. Control: the forged memo matches the folders' stats, so a prune's verification
     (memo=True) does take it."""
-    from shim import envscan, hostid, liveness, manifest, realuv
-    from shim.cache import Cache
+    from shim import envscan, hostid, liveness, manifest
 
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
@@ -86,7 +85,7 @@ def test_clean_decides_from_the_record_folders_never_the_memo(world: World, whee
     assert doc["roots"][key][4] == aid
     doc["roots"][key][4] = "x" * len(aid)  # another archive, by the memo
     memo.write_text(json.dumps(doc))
-    cache = Cache(str(world.cache), realuv.build_of(realuv.RealUv(str(world.real_uv), "test")))
+    cache = world.cache_object()
     (trusted,) = liveness.verify(cache, hostid.identity()[1], dry_run=True, memo=True)
     assert trusted.archives == {"x" * len(aid)}  # the control: a prune would take the memo's word
     world.uv("cache", "clean")

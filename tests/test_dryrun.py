@@ -209,22 +209,19 @@ def test_sizes_agree_with_du(world: World, wheels):
     assert dry["removed"]["bytes"] == real["removed"]["bytes"] == before - du_bytes(world.cache, *venvs) > 0
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_the_surveys_links_reach_what_uvs_walk_reaches(tmp_path, shim_home, wheels, monkeypatch, version):
+def test_the_surveys_links_reach_what_uvs_walk_reaches(any_world: World, wheels):
     """A `--max-size` prune models uv's search for references from the links its first look
     gathered (`evict.Survey.links`), not from a second walk of the buckets: the two must find the
     same references, with uv's filters (a `src` folder, names ending in `.lock` or `.whl`: never
     entered or counted), with folders and links an earlier step of the prune removes, and with a
     bucket that is itself a link (uv walks through it; the look does not). Planted links to
     archives nothing else names sit in each of those places, and at a bucket's top."""
-    from shim import evict, realuv
+    from shim import evict
     from shim import plan as planner
-    from shim.cache import Cache
 
-    monkeypatch.setenv("UV_SHIM_HOME", str(shim_home))
-    w = World(tmp_path, shim_home, version)
+    w = any_world
     _random_cache(w, wheels, random.Random(7))
-    cache = Cache(str(w.cache), realuv.build_of(realuv.RealUv(str(w.real_uv), "test")))
+    cache = w.cache_object()
     planted = {}
     places = ["planted/src/x", "planted/a.lock", "planted/b.whl/x", "planted/gone/x", "planted/kept/x"]
     places += ["planted/deep/er/x", "top", "top2", "planted/link-gone"]

@@ -112,8 +112,6 @@ def test_refresh_scenario_cowsay_newest(world: World):
 def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
     """Each uv version's prune counts our pin whatever the id looks like (0.7.0 parses the pin's
     name as a wheel stem: an id ending in '-' once made an invalid name, and a deleted archive)."""
-    from shim import realuv
-    from shim.cache import Cache
     from shim.manifest import pin, unpin
 
     w = any_world
@@ -122,7 +120,7 @@ def test_pins_hold_for_any_archive_id(any_world: World, wheels, aid):
     fake = w.cache / "archive-v0" / aid
     fake.mkdir()
     (fake / "data.txt").write_text("kept")
-    cache = Cache(str(w.cache), realuv.build_of(realuv.RealUv(str(w.real_uv), "test")))
+    cache = w.cache_object()
     with cache.entry("test-entry", create=True) as entry:
         pin(entry, aid)
     w.prune()

@@ -360,12 +360,11 @@ def test_a_root_recorded_in_another_mount_namespace_is_foreign(tmp_path, shim_ho
 def test_a_helper_failure_reaches_the_user_once(world: World, wheels):
     """What a detached helper could not print (the terminal is the user's program's) is kept in
     the cache and printed by the next intercepted command, once."""
-    from shim import manifest, realuv
-    from shim.cache import Cache
+    from shim import manifest
 
     v = world.venv("v")
     world.install(v, "alpha==1.0", find_links=wheels)
-    cache = Cache(str(world.cache), realuv.build_of(realuv.RealUv(str(world.real_uv), "test")))
+    cache = world.cache_object()
     manifest.add_notice(cache, "could not record what `uv run` installed: disk full")
     first = world.install(v, "beta==1.0", find_links=wheels)
     assert first.stderr.count("uv-shim: warning: could not record what `uv run` installed: disk full") == 1
