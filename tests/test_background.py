@@ -5,6 +5,8 @@ Python stays in front of uv. A wrong guess would lock one cache while uv fills a
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import pytest
 from conftest import World, require_root_unshare, runs_as
 
 from shim import followup, manifest
+from shim.realuv import BOOT_NAME
 
 
 def test_an_install_is_uv_itself_unless_told_to_stay_in_front(world: World):
@@ -223,18 +226,38 @@ def test_a_nice_that_has_gone_since_install_still_starts_the_helper(world: World
 def test_a_verbose_uv_run_is_still_uv_itself(world: World, argv):
     """`-v` keeps Python in front of an install (it prints the bookkeeping's timing), never in
     front of `uv run`/`uv tool run` (uvargs.RUNS_CHILD, read by the launcher's sh): their
-    bookkeeping is a background helper's either way. Traced with `sh -x`, the launcher's last
-    word is an exec of the real uv. Control: `uv pip install -v` execs Python."""
+    bookkeeping is a background helper's either way. Traced with `sh -x`: the launcher takes uv's
+    lock for a helper (after which its one way out is an exec of the real uv), and the program uv
+    runs is uv's child in the process the launcher started. Control: `uv pip install -v` takes no
+    lock and execs Python.
+
+    Only the trace up to the helper's start is read: from there the helper's own trace (dash
+    writes one word at a time) interleaves with the launcher's, mid-line."""
     v = world.venv("v")
-    runs = [*argv, "--python", str(v / "bin" / "python"), "python", "-c", "pass"]
-    pip = ["pip", "install", "-v", "--python", str(v / "bin" / "python"), "-r", "/dev/null"]
-    last = {}
+    py = str(v / "bin" / "python")
+    runs = [*argv, "--python", py, "python", "-c", "import os; print(os.getppid())"]
+    pip = ["pip", "install", "-v", "--python", py, "-r", "/dev/null"]
+    flock = re.search(r"^flock=(.+)$", world.shim_uv.read_text(), re.M)
+    assert flock, "the launcher names no flock: it has no background path to test"
+    locks = f"+ {shlex.split(flock.group(1))[0]} -s "
+    traces = {}
     for name, args in (("runs", runs), ("pip", pip)):
-        out = subprocess.run(
-            ["sh", "-x", str(world.shim_uv), *args], env=world.env(), cwd=world.root, capture_output=True, text=True
+        proc = subprocess.Popen(
+            ["sh", "-x", str(world.shim_uv), *args],
+            env=world.env(),
+            cwd=world.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        out, err = proc.communicate(timeout=120)
         world.settle()
-        execs = [line for line in out.stderr.splitlines() if line.startswith("+ exec ")]
-        last[name] = execs[-1] if execs else out.stderr[-2000:]
-    assert last["runs"].startswith(f"+ exec {world.real_uv} "), last
-    assert not last["pip"].startswith(f"+ exec {world.real_uv} "), last  # the control: Python in front
+        assert proc.returncode == 0, err[-2000:]
+        traces[name] = (proc.pid, out, err.splitlines())
+    pid, out, lines = traces["runs"]
+    assert any(line.startswith(locks) for line in lines), lines[-40:]  # the background path
+    assert out.split() == [str(pid)], out  # uv is the process the launcher started, its program uv's child
+    _, _, lines = traces["pip"]  # the control: no helper, so no interleaving, and Python in front
+    assert not any(line.startswith(locks) for line in lines), lines[-40:]
+    execs = [line for line in lines if line.startswith("+ exec ")]
+    assert execs and " -S -E " in execs[-1] and BOOT_NAME in execs[-1], lines[-40:]
